@@ -1,0 +1,3 @@
+from icevault.cli.main import main
+
+main()

@@ -1,0 +1,1 @@
+"""The ``icevault`` command line."""

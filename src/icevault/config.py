@@ -1,0 +1,65 @@
+"""Server settings, and parsing of the durations and sizes users type."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from icevault.core.models import Tier
+
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+_SIZE_RE = re.compile(r"^\s*(\d+)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds from '90', '90s', '15m', '24h', '2d' or '250ms'."""
+    match = _DURATION_RE.match(text)
+    if not match:
+        raise ValueError(f"invalid duration {text!r} (examples: 30, 30s, 15m, 24h, 2d)")
+    return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+
+
+def parse_size(text: str) -> int:
+    """Bytes from '1048576', '8MiB', '8M', '1GiB' (binary units, as Glacier's part sizes)."""
+    match = _SIZE_RE.match(text)
+    if not match:
+        raise ValueError(f"invalid size {text!r} (examples: 1048576, 8MiB, 1GiB)")
+    unit = (match.group(2) or "").lower()[:1]
+    return int(match.group(1)) * _SIZE_UNITS[unit]
+
+
+def parse_tier_delays(text: str) -> dict[Tier, float]:
+    """'expedited=0,standard=0,bulk=0' in seconds (durations with units allowed)."""
+    delays: dict[Tier, float] = {}
+    names = {tier.value.lower(): tier for tier in Tier}
+    for item in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, value = item.partition("=")
+        tier = names.get(name.strip().lower())
+        if not sep or tier is None:
+            raise ValueError(
+                f"invalid tier delay {item!r} (expected e.g. expedited=0,standard=0,bulk=0)"
+            )
+        delays[tier] = parse_duration(value)
+    return delays
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSettings:
+    host: str = "127.0.0.1"
+    port: int = 9099
+    data_dir: Path = Path("./icevault-data")
+    auth: str = "sigv4"
+    region: str = "us-east-1"
+    tier_delays_s: dict[Tier, float] = field(
+        default_factory=lambda: {Tier.EXPEDITED: 0.0, Tier.STANDARD: 0.0, Tier.BULK: 0.0}
+    )
+    inventory_delay_s: float = 0.0
+    job_expiry_s: float = 24 * 3600.0
+    upload_expiry_s: float = 24 * 3600.0
+    read_timeout_s: float = 120.0
+    maintenance_interval_s: float = 60.0
+    metadata_url: str | None = None
+    workers: int = 16

@@ -1,0 +1,110 @@
+"""Glacier errors as typed exceptions, each carrying its wire identity.
+
+Every error the service can answer with is a subclass of :class:`GlacierError` holding the
+AWS error ``code``, the fault ``type`` ("Client" or "Server") and the HTTP ``status``. Only
+``icevault.server.errors`` turns them into responses.
+
+    GlacierError
+    ├── ResourceNotFoundError            404  ResourceNotFoundException
+    ├── InvalidParameterValueError       400  InvalidParameterValueException
+    ├── MissingParameterValueError       400  MissingParameterValueException
+    ├── LimitExceededError               400  LimitExceededException
+    ├── PolicyEnforcedError              400  PolicyEnforcedException
+    ├── SerializationError               400  SerializationException
+    ├── RequestTimeoutError              408  RequestTimeoutException
+    ├── AccessDeniedError                403  AccessDeniedException
+    ├── MissingAuthenticationTokenError  400  MissingAuthenticationTokenException
+    ├── UnrecognizedClientError          400  UnrecognizedClientException
+    ├── InvalidSignatureError            403  InvalidSignatureException
+    ├── ExpiredTokenError                403  ExpiredTokenException
+    ├── ThrottlingError                  400  ThrottlingException
+    └── ServiceUnavailableError          500  ServiceUnavailableException (type Server)
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class GlacierError(Exception):
+    """Base of every error that has a Glacier wire form."""
+
+    code: ClassVar[str] = "ServiceUnavailableException"
+    status: ClassVar[int] = 500
+    type: ClassVar[str] = "Client"
+
+    def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.headers = headers or {}
+
+
+class ResourceNotFoundError(GlacierError):
+    code = "ResourceNotFoundException"
+    status = 404
+
+
+class InvalidParameterValueError(GlacierError):
+    code = "InvalidParameterValueException"
+    status = 400
+
+
+class MissingParameterValueError(GlacierError):
+    code = "MissingParameterValueException"
+    status = 400
+
+
+class LimitExceededError(GlacierError):
+    code = "LimitExceededException"
+    status = 400
+
+
+class PolicyEnforcedError(GlacierError):
+    code = "PolicyEnforcedException"
+    status = 400
+
+
+class SerializationError(GlacierError):
+    code = "SerializationException"
+    status = 400
+
+
+class RequestTimeoutError(GlacierError):
+    code = "RequestTimeoutException"
+    status = 408
+
+
+class AccessDeniedError(GlacierError):
+    code = "AccessDeniedException"
+    status = 403
+
+
+class MissingAuthenticationTokenError(GlacierError):
+    code = "MissingAuthenticationTokenException"
+    status = 400
+
+
+class UnrecognizedClientError(GlacierError):
+    code = "UnrecognizedClientException"
+    status = 400
+
+
+class InvalidSignatureError(GlacierError):
+    code = "InvalidSignatureException"
+    status = 403
+
+
+class ExpiredTokenError(GlacierError):
+    code = "ExpiredTokenException"
+    status = 403
+
+
+class ThrottlingError(GlacierError):
+    code = "ThrottlingException"
+    status = 400
+
+
+class ServiceUnavailableError(GlacierError):
+    code = "ServiceUnavailableException"
+    status = 500
+    type = "Server"

@@ -1,0 +1,188 @@
+"""Frozen records of the domain. Times are integer milliseconds since the Unix epoch (UTC)."""
+
+from __future__ import annotations
+
+import enum
+import re
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Protocol
+
+from icevault.core.errors import InvalidParameterValueError
+
+VAULT_NAME_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,255}$")
+ACCOUNT_ID_RE = re.compile(r"^\d{12}$")
+
+
+class Clock(Protocol):
+    """Injected time source, so expiry and delays are testable without sleeping."""
+
+    def now_ms(self) -> int: ...
+
+
+class SystemClock:
+    def now_ms(self) -> int:
+        return time.time_ns() // 1_000_000
+
+
+def iso8601(ms: int) -> str:
+    """Glacier's date format: ISO-8601 UTC with milliseconds and ``Z``."""
+    moment = datetime.fromtimestamp(ms / 1000, tz=UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+
+
+def parse_iso8601(text: str) -> int:
+    """Parse an ISO-8601 date (milliseconds optional; naive means UTC) into milliseconds."""
+    value = text.strip()
+    if value.endswith("Z") or value.endswith("z"):
+        value = value[:-1] + "+00:00"
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidParameterValueError(f"Invalid date: {text}") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)
+
+
+def validate_vault_name(name: str) -> str:
+    if not VAULT_NAME_RE.match(name):
+        raise InvalidParameterValueError(
+            f"Invalid vault name: {name!r}. Vault names are 1 to 255 characters from "
+            "a-z, A-Z, 0-9, '_' (underscore), '-' (hyphen) and '.' (period)."
+        )
+    return name
+
+
+def validate_description(text: str, what: str = "archive description") -> str:
+    """Descriptions are at most 1,024 printable ASCII characters (0x20-0x7E)."""
+    if len(text) > 1024 or any(not 0x20 <= ord(ch) <= 0x7E for ch in text):
+        raise InvalidParameterValueError(
+            f"Invalid {what}: it must be at most 1024 printable ASCII characters"
+        )
+    return text
+
+
+@dataclass(frozen=True, slots=True)
+class VaultRef:
+    account_id: str
+    name: str
+
+    def arn(self, region: str) -> str:
+        return f"arn:aws:glacier:{region}:{self.account_id}:vaults/{self.name}"
+
+    def location(self) -> str:
+        return f"/{self.account_id}/vaults/{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class Vault:
+    ref: VaultRef
+    created_at: int
+    archive_count: int
+    size_bytes: int
+    last_inventory_at: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Archive:
+    id: str
+    vault: VaultRef
+    description: str | None
+    size: int
+    tree_hash: str
+    created_at: int
+    blob_key: str | None
+    deleted_at: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    start: int
+    end: int  # inclusive
+    tree_hash: str
+
+    @property
+    def size(self) -> int:
+        return self.end - self.start + 1
+
+
+class UploadState(enum.StrEnum):
+    OPEN = "open"
+    COMPLETED = "completed"
+    ABORTED = "aborted"
+
+
+@dataclass(frozen=True, slots=True)
+class Upload:
+    id: str
+    vault: VaultRef
+    description: str | None
+    part_size: int
+    created_at: int
+    updated_at: int
+    blob_key: str
+    state: UploadState
+    archive_id: str | None = None
+
+
+class JobAction(enum.StrEnum):
+    ARCHIVE_RETRIEVAL = "ArchiveRetrieval"
+    INVENTORY_RETRIEVAL = "InventoryRetrieval"
+
+
+class JobStatus(enum.StrEnum):
+    IN_PROGRESS = "InProgress"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+
+
+class Tier(enum.StrEnum):
+    EXPEDITED = "Expedited"
+    STANDARD = "Standard"
+    BULK = "Bulk"
+
+
+class InventoryFormat(enum.StrEnum):
+    JSON = "JSON"
+    CSV = "CSV"
+
+
+@dataclass(frozen=True, slots=True)
+class InventoryParams:
+    format: InventoryFormat = InventoryFormat.JSON
+    start_date: int | None = None
+    end_date: int | None = None
+    limit: int | None = None
+    marker: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    id: str
+    vault: VaultRef
+    action: JobAction
+    status: JobStatus
+    created_at: int
+    ready_at: int
+    description: str | None = None
+    sns_topic: str | None = None
+    tier: Tier | None = None
+    archive_id: str | None = None
+    archive_size: int | None = None
+    archive_tree_hash: str | None = None
+    retrieval_start: int | None = None
+    retrieval_end: int | None = None
+    range_tree_hash: str | None = None
+    inventory: InventoryParams | None = None
+    inventory_marker_out: str | None = None
+    status_message: str | None = None
+    completed_at: int | None = None
+    output_blob_key: str | None = None
+    output_size: int | None = None
+    seq: int = field(default=0, compare=False)
+
+    @property
+    def completed(self) -> bool:
+        return self.status is not JobStatus.IN_PROGRESS

@@ -1,0 +1,1 @@
+"""The HTTP edge: routing, request parsing, wire formats and error rendering."""

@@ -1,0 +1,199 @@
+"""The aiohttp application: routing into handlers, the job worker and housekeeping."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from icevault.config import ServerSettings
+from icevault.core.errors import AccessDeniedError, InvalidParameterValueError
+from icevault.core.models import ACCOUNT_ID_RE, Tier
+from icevault.server import routes
+from icevault.server.call import Call
+from icevault.server.errors import error_middleware
+from icevault.server.handlers import archives, jobs, uploads, vaults
+from icevault.server.routes import Op
+from icevault.service.context import Context, Timing
+from icevault.service.glacier import Glacier
+from icevault.store.blobs.local import LocalBlobStore
+from icevault.store.metadata.sql import SqlMetadataStore, sqlite_url
+
+log = logging.getLogger("icevault.server")
+
+GLACIER_VERSION = "2012-06-01"
+
+Handler = Callable[[Call], Awaitable[web.StreamResponse]]
+
+HANDLERS: dict[Op, Handler] = {
+    Op.CREATE_VAULT: vaults.create_vault,
+    Op.DESCRIBE_VAULT: vaults.describe_vault,
+    Op.LIST_VAULTS: vaults.list_vaults,
+    Op.DELETE_VAULT: vaults.delete_vault,
+    Op.ADD_TAGS_TO_VAULT: vaults.add_tags,
+    Op.REMOVE_TAGS_FROM_VAULT: vaults.remove_tags,
+    Op.LIST_TAGS_FOR_VAULT: vaults.list_tags,
+    Op.UPLOAD_ARCHIVE: archives.upload_archive,
+    Op.DELETE_ARCHIVE: archives.delete_archive,
+    Op.INITIATE_MULTIPART_UPLOAD: uploads.initiate_multipart_upload,
+    Op.UPLOAD_MULTIPART_PART: uploads.upload_multipart_part,
+    Op.COMPLETE_MULTIPART_UPLOAD: uploads.complete_multipart_upload,
+    Op.ABORT_MULTIPART_UPLOAD: uploads.abort_multipart_upload,
+    Op.LIST_PARTS: uploads.list_parts,
+    Op.LIST_MULTIPART_UPLOADS: uploads.list_multipart_uploads,
+    Op.INITIATE_JOB: jobs.initiate_job,
+    Op.DESCRIBE_JOB: jobs.describe_job,
+    Op.LIST_JOBS: jobs.list_jobs,
+    Op.GET_JOB_OUTPUT: jobs.get_job_output,
+}
+
+
+@dataclass(slots=True)
+class Runtime:
+    """What the application holds while it runs."""
+
+    settings: ServerSettings
+    glacier: Glacier
+    executor: ThreadPoolExecutor
+    job_event: asyncio.Event
+
+
+RUNTIME = web.AppKey("runtime", Runtime)
+
+
+def build_glacier(settings: ServerSettings) -> Glacier:
+    data_dir = settings.data_dir
+    data_dir.mkdir(parents=True, exist_ok=True)
+    meta = SqlMetadataStore(settings.metadata_url or sqlite_url(data_dir / "metadata.sqlite3"))
+    blobs = LocalBlobStore(data_dir)
+    timing = Timing(
+        tier_delays_ms={
+            tier: int(settings.tier_delays_s.get(tier, 0.0) * 1000) for tier in Tier
+        },
+        inventory_delay_ms=int(settings.inventory_delay_s * 1000),
+        job_expiry_ms=int(settings.job_expiry_s * 1000),
+        upload_expiry_ms=int(settings.upload_expiry_s * 1000),
+    )
+    return Glacier(Context(meta=meta, blobs=blobs, region=settings.region, timing=timing))
+
+
+def resolve_account(segment: str, caller_account: str) -> str:
+    """'-' is the caller's own account; a 12-digit id must name it (until access policies
+    grant more); anything else is malformed."""
+    if segment == "-":
+        return caller_account
+    if not ACCOUNT_ID_RE.match(segment):
+        raise InvalidParameterValueError(
+            f"Invalid account id: {segment!r}. Use '-' or a 12-digit account id without hyphens"
+        )
+    if segment != caller_account:
+        raise AccessDeniedError(f"Access denied to account {segment}")
+    return segment
+
+
+async def dispatch(request: web.Request) -> web.StreamResponse:
+    runtime = request.app[RUNTIME]
+    version = request.headers.get("x-amz-glacier-version")
+    if version is not None and version != GLACIER_VERSION:
+        raise InvalidParameterValueError(
+            f"Invalid x-amz-glacier-version: {version}. This service speaks {GLACIER_VERSION}"
+        )
+    route = routes.match(request.method, request.raw_path, dict(request.query))
+    caller = runtime.glacier.ctx.meta.default_account()
+    account = resolve_account(route.account, caller)
+    handler = HANDLERS.get(route.op)
+    if handler is None:
+        raise InvalidParameterValueError(f"{route.op.value} is not available on this server")
+    call = Call(
+        request=request,
+        route=route,
+        account=account,
+        glacier=runtime.glacier,
+        executor=runtime.executor,
+        read_timeout_s=runtime.settings.read_timeout_s,
+        wake_jobs=runtime.job_event.set,
+    )
+    return await handler(call)
+
+
+async def _stamp(request: web.Request, response: web.StreamResponse) -> None:
+    # Every response, error or not, streamed or not, carries a request id.
+    response.headers["x-amzn-RequestId"] = uuid.uuid4().hex
+
+
+async def _job_worker(runtime: Runtime) -> None:
+    loop = asyncio.get_running_loop()
+    jobs = runtime.glacier.jobs
+    clock = runtime.glacier.ctx.clock
+    while True:
+        try:
+            done = await loop.run_in_executor(runtime.executor, jobs.run_due)
+            if done:
+                continue
+            due = await loop.run_in_executor(runtime.executor, jobs.next_due_time)
+            wait = 1.0 if due is None else min(1.0, max(0.0, (due - clock.now_ms()) / 1000))
+            runtime.job_event.clear()
+            if wait > 0:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(wait):
+                        await runtime.job_event.wait()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("job worker failed; retrying in 1 s")
+            await asyncio.sleep(1.0)
+
+
+async def _housekeeping(runtime: Runtime) -> None:
+    loop = asyncio.get_running_loop()
+    maintenance = runtime.glacier.maintenance
+    while True:
+        await asyncio.sleep(runtime.settings.maintenance_interval_s)
+        try:
+            await loop.run_in_executor(runtime.executor, maintenance.expire)
+            await loop.run_in_executor(runtime.executor, maintenance.collect_garbage)
+        except Exception:
+            log.exception("housekeeping failed; will retry")
+
+
+def create_app(settings: ServerSettings, glacier: Glacier | None = None) -> web.Application:
+    app = web.Application(middlewares=[error_middleware], client_max_size=1024 * 1024)
+    built = glacier or build_glacier(settings)
+    runtime = Runtime(
+        settings=settings,
+        glacier=built,
+        executor=ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="icevault"),
+        job_event=asyncio.Event(),
+    )
+    app[RUNTIME] = runtime
+    app.router.add_route("*", "/{tail:.*}", dispatch)
+    app.on_response_prepare.append(_stamp)
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        loop = asyncio.get_running_loop()
+        maintenance = runtime.glacier.maintenance
+        await loop.run_in_executor(runtime.executor, runtime.glacier.ctx.meta.default_account)
+        await loop.run_in_executor(runtime.executor, maintenance.sweep_orphans)
+        await loop.run_in_executor(runtime.executor, maintenance.expire)
+        await loop.run_in_executor(runtime.executor, maintenance.collect_garbage)
+        tasks = [
+            asyncio.create_task(_job_worker(runtime), name="icevault-jobs"),
+            asyncio.create_task(_housekeeping(runtime), name="icevault-housekeeping"),
+        ]
+        yield
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        runtime.executor.shutdown(wait=True)
+        runtime.glacier.ctx.meta.close()
+
+    app.cleanup_ctx.append(lifecycle)
+    return app

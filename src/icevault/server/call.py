@@ -1,0 +1,86 @@
+"""One request after routing: who is calling, on what, and how to run blocking work."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Protocol, TypeVar
+
+from aiohttp import web
+
+from icevault.core.errors import RequestTimeoutError
+from icevault.core.models import VaultRef
+from icevault.server.routes import Route
+from icevault.service.glacier import Glacier
+
+T = TypeVar("T")
+
+# Request bodies are handed to the storage thread in blocks this large: one tree-hash leaf,
+# big enough that the thread hop costs nothing, small enough to keep memory flat.
+BLOCK = 1024 * 1024
+
+
+class BlockSink(Protocol):
+    def write(self, data: bytes | bytearray | memoryview) -> None: ...
+
+
+@dataclass(slots=True)
+class Call:
+    request: web.Request
+    route: Route
+    account: str
+    glacier: Glacier
+    executor: Executor
+    read_timeout_s: float
+    wake_jobs: Callable[[], None]
+
+    @property
+    def vault(self) -> VaultRef:
+        assert self.route.vault is not None
+        return VaultRef(self.account, self.route.vault)
+
+    @property
+    def region(self) -> str:
+        return self.glacier.ctx.region
+
+    def header(self, name: str) -> str | None:
+        return self.request.headers.get(name)
+
+    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, partial(fn, *args, **kwargs))
+
+    async def stream_body(self, sink: BlockSink) -> None:
+        """Feed the request body to ``sink`` in blocks, reading the next block from the
+        network while the previous one is hashed and written in a worker thread."""
+        content = self.request.content
+        pending: asyncio.Future[None] | None = None
+        block = bytearray()
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                try:
+                    async with asyncio.timeout(self.read_timeout_s):
+                        data = await content.readany()
+                except TimeoutError:
+                    raise RequestTimeoutError(
+                        f"The request body was not received within {self.read_timeout_s:g} s"
+                    ) from None
+                if data:
+                    block += data
+                if len(block) >= BLOCK or (not data and block):
+                    if pending is not None:
+                        await pending
+                    full, block = block, bytearray()
+                    pending = loop.run_in_executor(self.executor, sink.write, full)
+                if not data:
+                    break
+            if pending is not None:
+                await pending
+        finally:
+            # Never let the caller abort the sink while a write still runs in a thread.
+            if pending is not None and not pending.done():
+                await asyncio.wait([pending])

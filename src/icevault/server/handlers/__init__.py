@@ -1,0 +1,1 @@
+"""One module per resource; each handler takes a routed :class:`~icevault.server.call.Call`."""

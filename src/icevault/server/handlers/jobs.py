@@ -1,0 +1,126 @@
+"""InitiateJob, DescribeJob, ListJobs and GetJobOutput."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiohttp import web
+
+from icevault.core.errors import SerializationError
+from icevault.core.ranges import ByteRange
+from icevault.server.call import Call
+from icevault.server.wire import empty_response, job_json, json_response, optional_str, read_json_object
+from icevault.service.jobs import InventoryRequest, JobOutput, JobRequest
+
+# Reads for the non-sendfile path (e.g. an object store) go through a thread in blocks.
+READ_BLOCK = 1024 * 1024
+
+
+def _job_id(call: Call) -> str:
+    assert call.route.resource_id is not None
+    return call.route.resource_id
+
+
+def parse_job_request(body: dict[str, Any]) -> JobRequest:
+    """InitiateJob's body is the JobParameters object itself."""
+    inventory = None
+    raw_inventory = body.get("InventoryRetrievalParameters")
+    if raw_inventory is not None:
+        if not isinstance(raw_inventory, dict):
+            raise SerializationError("InventoryRetrievalParameters must be an object")
+        inventory = InventoryRequest(
+            start_date=optional_str(raw_inventory, "StartDate"),
+            end_date=optional_str(raw_inventory, "EndDate"),
+            limit=optional_str(raw_inventory, "Limit"),
+            marker=optional_str(raw_inventory, "Marker"),
+        )
+    return JobRequest(
+        type=optional_str(body, "Type"),
+        archive_id=optional_str(body, "ArchiveId"),
+        description=optional_str(body, "Description"),
+        sns_topic=optional_str(body, "SNSTopic"),
+        tier=optional_str(body, "Tier"),
+        retrieval_byte_range=optional_str(body, "RetrievalByteRange"),
+        format=optional_str(body, "Format"),
+        inventory=inventory,
+        has_select_parameters=body.get("SelectParameters") is not None,
+        has_output_location=body.get("OutputLocation") is not None,
+    )
+
+
+async def initiate_job(call: Call) -> web.StreamResponse:
+    request = parse_job_request(await read_json_object(call.request))
+    job = await call.run(call.glacier.jobs.initiate, call.vault, request)
+    call.wake_jobs()
+    return empty_response(
+        202,
+        {"Location": f"{call.vault.location()}/jobs/{job.id}", "x-amz-job-id": job.id},
+    )
+
+
+async def describe_job(call: Call) -> web.StreamResponse:
+    job = await call.run(call.glacier.jobs.describe, call.vault, _job_id(call))
+    return json_response(job_json(job, call.region))
+
+
+async def list_jobs(call: Call) -> web.StreamResponse:
+    query = call.request.query
+    page = await call.run(
+        call.glacier.jobs.list,
+        call.vault,
+        completed=query.get("completed"),
+        statuscode=query.get("statuscode"),
+        marker=query.get("marker"),
+        limit=query.get("limit"),
+    )
+    return json_response(
+        {"JobList": [job_json(j, call.region) for j in page.jobs], "Marker": page.marker}
+    )
+
+
+async def get_job_output(call: Call) -> web.StreamResponse:
+    range_header = call.header("Range")
+    byte_range = None if range_header is None else ByteRange.parse(range_header)
+    output: JobOutput = await call.run(
+        call.glacier.jobs.open_output, call.vault, _job_id(call), byte_range
+    )
+    try:
+        headers = {"Accept-Ranges": "bytes", "Content-Type": output.content_type}
+        if output.content_range is not None:
+            headers["Content-Range"] = output.content_range
+        if output.checksum is not None:
+            headers["x-amz-sha256-tree-hash"] = output.checksum
+        if output.archive_description is not None:
+            headers["x-amz-archive-description"] = output.archive_description
+        response = web.StreamResponse(status=output.status, headers=headers)
+        response.content_length = output.length
+        await response.prepare(call.request)
+        await _send_body(call, response, output)
+        await response.write_eof()
+        return response
+    finally:
+        output.reader.close()
+
+
+async def _send_body(call: Call, response: web.StreamResponse, output: JobOutput) -> None:
+    if output.length == 0:
+        return
+    segment = output.reader.file_segment()
+    transport = call.request.transport
+    if transport is None:
+        raise ConnectionResetError("Connection lost")
+    if segment is not None:
+        file, offset, count = segment
+        loop = asyncio.get_running_loop()
+        try:
+            # Zero-copy: the kernel moves the bytes from the page cache to the socket.
+            await loop.sendfile(transport, file, offset, count)
+            return
+        except NotImplementedError:
+            pass
+    while True:
+        data = await call.run(output.reader.read, READ_BLOCK)
+        if not data:
+            break
+        await response.write(data)

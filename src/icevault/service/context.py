@@ -1,0 +1,44 @@
+"""What every use case needs: the stores, the clock and the service's limits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from icevault.core.models import Clock, SystemClock, Tier
+from icevault.store.blobs.base import BlobStore
+from icevault.store.metadata.base import MetadataStore
+
+HOUR_MS = 3600 * 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_vaults: int = 1000
+    max_tags: int = 50
+    max_parts: int = 10_000
+    max_archive_size: int = 40 * 1024**4  # multipart maximum: 10,000 parts of 4 GiB
+    max_single_upload: int = 4 * 1024**3
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    """Job and upload lifetimes in milliseconds."""
+
+    tier_delays_ms: dict[Tier, int] = field(
+        default_factory=lambda: {Tier.EXPEDITED: 0, Tier.STANDARD: 0, Tier.BULK: 0}
+    )
+    inventory_delay_ms: int = 0
+    job_expiry_ms: int = 24 * HOUR_MS
+    upload_expiry_ms: int = 24 * HOUR_MS
+    # Finished uploads are remembered this long so a repeated Complete or Abort succeeds.
+    finished_upload_memory_ms: int = 24 * HOUR_MS
+
+
+@dataclass(slots=True)
+class Context:
+    meta: MetadataStore
+    blobs: BlobStore
+    region: str = "us-east-1"
+    clock: Clock = field(default_factory=SystemClock)
+    limits: Limits = field(default_factory=Limits)
+    timing: Timing = field(default_factory=Timing)

@@ -1,0 +1,20 @@
+"""One object holding every use case, built over a context."""
+
+from __future__ import annotations
+
+from icevault.service.archives import ArchiveService
+from icevault.service.context import Context
+from icevault.service.jobs import JobService
+from icevault.service.maintenance import Maintenance
+from icevault.service.uploads import UploadService
+from icevault.service.vaults import VaultService
+
+
+class Glacier:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.vaults = VaultService(ctx)
+        self.archives = ArchiveService(ctx)
+        self.uploads = UploadService(ctx)
+        self.jobs = JobService(ctx)
+        self.maintenance = Maintenance(ctx)

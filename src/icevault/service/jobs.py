@@ -1,0 +1,379 @@
+"""Retrieval jobs: initiate, describe, list, run, expire, and open their output.
+
+An archive retrieval's output is the archive's own blob (never copied): the job refers to
+the archive, and a deleted archive's bytes stay until no succeeded job reads them. Checksums
+of output ranges come from the archive's stored leaf hashes, so no data is read for them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from icevault.core import treehash
+from icevault.core.errors import (
+    InvalidParameterValueError,
+    MissingParameterValueError,
+    ResourceNotFoundError,
+)
+from icevault.core.ids import new_job_id
+from icevault.core.models import (
+    InventoryFormat,
+    InventoryParams,
+    Job,
+    JobAction,
+    JobStatus,
+    Tier,
+    VaultRef,
+    parse_iso8601,
+    validate_description,
+    validate_vault_name,
+)
+from icevault.core.ranges import ByteRange, parse_retrieval_range
+from icevault.service.context import Context
+from icevault.service.inventory import decode_marker, write_inventory
+from icevault.service.vaults import require_vault
+from icevault.store.blobs.base import BlobReader
+from icevault.store.metadata.base import JobCompletion
+
+JOB_TYPES = ("archive-retrieval", "inventory-retrieval", "select")
+
+
+@dataclass(frozen=True, slots=True)
+class InventoryRequest:
+    start_date: str | None = None
+    end_date: str | None = None
+    limit: str | None = None
+    marker: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class JobRequest:
+    """InitiateJob's body, parsed at the edge; values are as the client sent them."""
+
+    type: str | None
+    archive_id: str | None = None
+    description: str | None = None
+    sns_topic: str | None = None
+    tier: str | None = None
+    retrieval_byte_range: str | None = None
+    format: str | None = None
+    inventory: InventoryRequest | None = None
+    has_select_parameters: bool = False
+    has_output_location: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class JobPage:
+    jobs: list[Job]
+    marker: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class JobOutput:
+    """What GetJobOutput sends: status, headers and an open reader of the bytes."""
+
+    status: int
+    content_type: str
+    length: int
+    content_range: str | None
+    checksum: str | None
+    archive_description: str | None
+    reader: BlobReader
+
+
+def job_not_found(job_id: str) -> ResourceNotFoundError:
+    return ResourceNotFoundError(f"The job ID was not found: {job_id}")
+
+
+class JobService:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    # -- initiate -------------------------------------------------------------------------
+    def initiate(self, ref: VaultRef, request: JobRequest) -> Job:
+        validate_vault_name(ref.name)
+        if request.type is None:
+            raise MissingParameterValueError("Required parameter missing: Type")
+        if request.type not in JOB_TYPES:
+            raise InvalidParameterValueError(
+                f"Invalid job type: {request.type}. Valid types are archive-retrieval and "
+                "inventory-retrieval"
+            )
+        if request.type == "select":
+            raise InvalidParameterValueError(
+                "Jobs of type select are not supported by icevault: their output goes to S3 "
+                "and cannot be read through GetJobOutput"
+            )
+        if request.has_select_parameters or request.has_output_location:
+            raise InvalidParameterValueError(
+                "SelectParameters and OutputLocation apply only to select jobs"
+            )
+        if request.description is not None:
+            validate_description(request.description, "job description")
+        require_vault(self.ctx, ref)
+        if request.type == "archive-retrieval":
+            job = self._archive_job(ref, request)
+        else:
+            job = self._inventory_job(ref, request)
+        if not self.ctx.meta.insert_job(job):
+            require_vault(self.ctx, ref)
+        return job
+
+    def _archive_job(self, ref: VaultRef, request: JobRequest) -> Job:
+        if request.format is not None or request.inventory is not None:
+            raise InvalidParameterValueError(
+                "Format and InventoryRetrievalParameters apply only to inventory-retrieval jobs"
+            )
+        if not request.archive_id:
+            raise MissingParameterValueError(
+                "Required parameter missing: ArchiveId (archive-retrieval jobs need one)"
+            )
+        archive = self.ctx.meta.get_archive(ref, request.archive_id)
+        if archive is None:
+            raise ResourceNotFoundError(f"Archive not found: {request.archive_id}")
+        tier = self._tier(request.tier)
+        if request.retrieval_byte_range is None:
+            start, end = 0, archive.size - 1
+        else:
+            start, end = parse_retrieval_range(request.retrieval_byte_range)
+            if end >= archive.size or not treehash.is_megabyte_aligned(start, end, archive.size):
+                raise InvalidParameterValueError(
+                    f"Invalid RetrievalByteRange: {request.retrieval_byte_range}. The range must "
+                    f"be megabyte aligned and inside the archive of {archive.size} bytes"
+                )
+        range_hash: str | None
+        if (start, end) == (0, archive.size - 1):
+            range_hash = archive.tree_hash
+        elif treehash.is_tree_hash_aligned(start, end, archive.size):
+            leaves = treehash.unpack_leaves(self.ctx.meta.get_archive_leaves(archive.id) or b"")
+            digest = treehash.range_tree_hash(leaves, start, end, archive.size)
+            range_hash = None if digest is None else digest.hex()
+        else:
+            range_hash = None
+        now = self.ctx.clock.now_ms()
+        return Job(
+            id=new_job_id(),
+            vault=ref,
+            action=JobAction.ARCHIVE_RETRIEVAL,
+            status=JobStatus.IN_PROGRESS,
+            created_at=now,
+            ready_at=now + self.ctx.timing.tier_delays_ms.get(tier, 0),
+            description=request.description,
+            sns_topic=request.sns_topic,
+            tier=tier,
+            archive_id=archive.id,
+            archive_size=archive.size,
+            archive_tree_hash=archive.tree_hash,
+            retrieval_start=start,
+            retrieval_end=end,
+            range_tree_hash=range_hash,
+        )
+
+    @staticmethod
+    def _tier(text: str | None) -> Tier:
+        if text is None:
+            return Tier.STANDARD
+        for tier in Tier:
+            if tier.value == text:
+                return tier
+        raise InvalidParameterValueError(
+            f"Invalid Tier: {text}. Valid tiers are Expedited, Standard and Bulk"
+        )
+
+    def _inventory_job(self, ref: VaultRef, request: JobRequest) -> Job:
+        if request.archive_id is not None or request.retrieval_byte_range is not None:
+            raise InvalidParameterValueError(
+                "ArchiveId and RetrievalByteRange apply only to archive-retrieval jobs"
+            )
+        fmt = request.format or "JSON"
+        if fmt not in ("JSON", "CSV"):
+            raise InvalidParameterValueError(f"Invalid Format: {fmt}. Valid formats are JSON and CSV")
+        params = InventoryParams(format=InventoryFormat(fmt))
+        inv = request.inventory
+        if inv is not None:
+            limit = None
+            if inv.limit is not None:
+                if not inv.limit.strip().isdigit() or int(inv.limit) < 1:
+                    raise InvalidParameterValueError(
+                        f"Invalid InventoryRetrievalParameters.Limit: {inv.limit}"
+                    )
+                limit = int(inv.limit)
+            start = None if inv.start_date is None else parse_iso8601(inv.start_date)
+            end = None if inv.end_date is None else parse_iso8601(inv.end_date)
+            if start is not None and end is not None and end <= start:
+                raise InvalidParameterValueError("EndDate must be later than StartDate")
+            if inv.marker is not None:
+                decode_marker(inv.marker)
+            params = replace(
+                params, start_date=start, end_date=end, limit=limit, marker=inv.marker or None
+            )
+        now = self.ctx.clock.now_ms()
+        return Job(
+            id=new_job_id(),
+            vault=ref,
+            action=JobAction.INVENTORY_RETRIEVAL,
+            status=JobStatus.IN_PROGRESS,
+            created_at=now,
+            ready_at=now + self.ctx.timing.inventory_delay_ms,
+            description=request.description,
+            sns_topic=request.sns_topic,
+            inventory=params,
+        )
+
+    # -- read -----------------------------------------------------------------------------
+    def _expired(self, job: Job, now: int) -> bool:
+        return job.completed_at is not None and job.completed_at + self.ctx.timing.job_expiry_ms <= now
+
+    def describe(self, ref: VaultRef, job_id: str) -> Job:
+        validate_vault_name(ref.name)
+        job = self.ctx.meta.get_job(ref, job_id)
+        if job is None or self._expired(job, self.ctx.clock.now_ms()):
+            require_vault(self.ctx, ref)
+            raise job_not_found(job_id)
+        return job
+
+    def list(
+        self,
+        ref: VaultRef,
+        *,
+        completed: str | None,
+        statuscode: str | None,
+        marker: str | None,
+        limit: str | None,
+    ) -> JobPage:
+        validate_vault_name(ref.name)
+        count = parse_limit(limit, default=50, maximum=50)
+        done: bool | None = None
+        if completed is not None:
+            if completed.lower() not in ("true", "false"):
+                raise InvalidParameterValueError(f"Invalid completed value: {completed}")
+            done = completed.lower() == "true"
+        status = None
+        if statuscode is not None:
+            try:
+                status = JobStatus(statuscode)
+            except ValueError:
+                raise InvalidParameterValueError(
+                    f"The job status code is not valid: {statuscode}"
+                ) from None
+        require_vault(self.ctx, ref)
+        start_seq = None
+        if marker:
+            job = self.ctx.meta.get_job(ref, marker)
+            if job is None:
+                raise InvalidParameterValueError(f"Invalid marker: {marker}")
+            start_seq = job.seq
+        rows = self.ctx.meta.list_jobs(
+            ref, completed=done, status=status, start_seq=start_seq, limit=count + 1
+        )
+        next_marker = rows[count].id if len(rows) > count else None
+        now = self.ctx.clock.now_ms()
+        return JobPage([j for j in rows[:count] if not self._expired(j, now)], next_marker)
+
+    def open_output(self, ref: VaultRef, job_id: str, byte_range: ByteRange | None) -> JobOutput:
+        job = self.describe(ref, job_id)
+        if job.status is not JobStatus.SUCCEEDED:
+            raise InvalidParameterValueError(
+                f"The job is not currently available for download: {job_id}"
+            )
+        if job.action is JobAction.INVENTORY_RETRIEVAL:
+            assert job.output_blob_key is not None and job.output_size is not None
+            assert job.inventory is not None
+            total = job.output_size
+            blob_key = job.output_blob_key
+            base = 0
+            content_type = (
+                "application/json" if job.inventory.format is InventoryFormat.JSON else "text/csv"
+            )
+            description = None
+        else:
+            assert job.archive_id is not None and job.retrieval_start is not None
+            assert job.retrieval_end is not None
+            archive = self.ctx.meta.get_archive(ref, job.archive_id)
+            if archive is None or archive.blob_key is None:
+                raise job_not_found(job_id)
+            total = job.retrieval_end - job.retrieval_start + 1
+            blob_key = archive.blob_key
+            base = job.retrieval_start
+            content_type = "application/octet-stream"
+            description = archive.description
+        if byte_range is None:
+            start, end = 0, total - 1
+        else:
+            start, end = byte_range.resolve(total)
+        checksum = None
+        if job.action is JobAction.ARCHIVE_RETRIEVAL:
+            checksum = self._range_checksum(job, base + start, base + end)
+        reader = self.ctx.blobs.open_range(blob_key, base + start, end - start + 1)
+        return JobOutput(
+            status=200 if byte_range is None else 206,
+            content_type=content_type,
+            length=end - start + 1,
+            content_range=None if byte_range is None else f"bytes {start}-{end}/{total}",
+            checksum=checksum,
+            archive_description=description,
+            reader=reader,
+        )
+
+    def _range_checksum(self, job: Job, start: int, end: int) -> str | None:
+        size = job.archive_size
+        assert size is not None and job.archive_id is not None
+        if (start, end) == (0, size - 1):
+            return job.archive_tree_hash
+        if (start, end) == (job.retrieval_start, job.retrieval_end):
+            return job.range_tree_hash
+        if not treehash.is_tree_hash_aligned(start, end, size):
+            return None
+        packed = self.ctx.meta.get_archive_leaves(job.archive_id)
+        if packed is None:
+            return None
+        digest = treehash.range_tree_hash(treehash.unpack_leaves(packed), start, end, size)
+        return None if digest is None else digest.hex()
+
+    # -- the worker's side ----------------------------------------------------------------
+    def run_due(self, limit: int = 32) -> int:
+        """Complete the jobs whose time has come; return how many were finished."""
+        now = self.ctx.clock.now_ms()
+        due = self.ctx.meta.due_jobs(now, limit)
+        for job in due:
+            self._complete(job)
+        return len(due)
+
+    def _complete(self, job: Job) -> None:
+        now = self.ctx.clock.now_ms()
+        if job.action is JobAction.ARCHIVE_RETRIEVAL:
+            self.ctx.meta.finish_job(job.id, JobCompletion(JobStatus.SUCCEEDED, "Succeeded", now))
+            return
+        assert job.inventory is not None
+        writer = self.ctx.blobs.create()
+        try:
+            result = write_inventory(
+                self.ctx.meta, job.vault, job.vault.arn(self.ctx.region), job.inventory, now, writer
+            )
+        except BaseException:
+            writer.abort()
+            raise
+        key = writer.commit()
+        self.ctx.meta.finish_job(
+            job.id,
+            JobCompletion(
+                JobStatus.SUCCEEDED,
+                "Succeeded",
+                now,
+                output_blob_key=key,
+                output_size=result.size,
+                inventory_marker_out=result.next_marker,
+            ),
+        )
+
+    def next_due_time(self) -> int | None:
+        return self.ctx.meta.next_due_time()
+
+
+def parse_limit(text: str | None, *, default: int, maximum: int) -> int:
+    """A list operation's ``limit``: a positive integer, capped at ``maximum``."""
+    if text is None or text == "":
+        return default
+    if not text.strip().isdigit() or int(text) < 1:
+        raise InvalidParameterValueError(f"Invalid limit: {text}. The limit is a positive integer")
+    return min(int(text), maximum)

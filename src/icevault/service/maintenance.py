@@ -1,0 +1,79 @@
+"""Housekeeping: expire jobs and idle uploads, reclaim unreferenced bytes, sweep orphans."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from icevault.service.context import Context
+from icevault.store.metadata.base import GarbageKind
+
+log = logging.getLogger(__name__)
+
+BATCH = 500
+
+
+@dataclass(frozen=True, slots=True)
+class SweepReport:
+    temporary: int
+    blobs: int
+    staging: int
+
+
+class Maintenance:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    def expire(self) -> tuple[int, int]:
+        """Forget jobs past their expiry and abort uploads idle too long."""
+        now = self.ctx.clock.now_ms()
+        timing = self.ctx.timing
+        jobs = self.ctx.meta.expire_jobs(now - timing.job_expiry_ms)
+        uploads = self.ctx.meta.expire_uploads(
+            now - timing.upload_expiry_ms, now - timing.finished_upload_memory_ms
+        )
+        return jobs, uploads
+
+    def collect_garbage(self) -> int:
+        """Delete the bytes the metadata no longer refers to. Safe to interrupt and rerun:
+        bytes are deleted before their garbage entries, and deleting twice is harmless."""
+        total = 0
+        while True:
+            items = self.ctx.meta.take_garbage(BATCH)
+            if not items:
+                return total
+            for item in items:
+                if item.kind is GarbageKind.BLOB:
+                    self.ctx.blobs.delete(item.key)
+                else:
+                    self.ctx.blobs.delete_staging(item.key)
+            self.ctx.meta.drop_garbage([item.seq for item in items])
+            total += len(items)
+
+    def sweep_orphans(self) -> SweepReport:
+        """Remove bytes no metadata refers to: what a crash left between writing bytes and
+        recording them. Run only while no upload is in flight (at start-up)."""
+        temporary = self.ctx.blobs.sweep_temporary(0)
+        blobs = self._sweep(list(self.ctx.blobs.iter_keys()), staging=False)
+        staging = self._sweep(list(self.ctx.blobs.iter_staging_keys()), staging=True)
+        report = SweepReport(temporary, blobs, staging)
+        if temporary or blobs or staging:
+            log.warning("removed orphaned data left by an earlier crash: %s", report)
+        return report
+
+    def _sweep(self, keys: list[str], *, staging: bool) -> int:
+        removed = 0
+        for i in range(0, len(keys), BATCH):
+            batch = keys[i : i + BATCH]
+            if staging:
+                used = self.ctx.meta.staging_keys_in_use(batch)
+            else:
+                used = self.ctx.meta.blob_keys_in_use(batch)
+            for key in batch:
+                if key not in used:
+                    if staging:
+                        self.ctx.blobs.delete_staging(key)
+                    else:
+                        self.ctx.blobs.delete(key)
+                    removed += 1
+        return removed

@@ -1,0 +1,1 @@
+"""Storage ports (metadata, blobs) and their adapters."""

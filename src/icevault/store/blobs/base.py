@@ -1,0 +1,92 @@
+"""The blob store port: where archive bytes, upload staging areas and job outputs live.
+
+All methods block (they do disk or network I/O) and are called from worker threads, never
+on the event loop. Contracts every adapter keeps:
+
+* A key returned by :meth:`BlobWriter.commit` or :meth:`BlobStore.promote_staging` names
+  bytes that are durable: they survive a crash or power loss from that moment on.
+* Nothing is visible under a key before it is committed; an aborted or crashed writer leaves
+  at most garbage that :meth:`BlobStore.sweep_temporary` removes.
+* :meth:`BlobStore.delete` and :meth:`BlobStore.delete_staging` of a missing key succeed
+  (deletion is idempotent, so a cleanup pass interrupted by a crash can simply run again).
+* Reading a missing key raises :class:`BlobNotFoundError` (a ``FileNotFoundError``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import BinaryIO, Protocol
+
+
+class BlobNotFoundError(FileNotFoundError):
+    """The key names no committed blob."""
+
+
+class BlobWriter(Protocol):
+    """Sequential writer of one new blob (or of one part into a staging area)."""
+
+    def write(self, data: bytes | bytearray | memoryview) -> None: ...
+
+    def commit(self) -> str:
+        """Make the bytes durable and return their key (for a part: the staging key)."""
+        ...
+
+    def abort(self) -> None:
+        """Throw away what was written; safe to call after a failed write."""
+        ...
+
+
+class BlobReader(Protocol):
+    """A byte range of one blob, opened for streaming to a client."""
+
+    @property
+    def length(self) -> int: ...
+
+    def file_segment(self) -> tuple[BinaryIO, int, int] | None:
+        """``(file, offset, count)`` when the range can be sent with zero-copy sendfile."""
+        ...
+
+    def read(self, size: int) -> bytes:
+        """Next bytes of the range, at most ``size``; ``b""`` at its end."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class BlobStore(Protocol):
+    def create(self) -> BlobWriter:
+        """Start writing a new blob; its key is known only after commit."""
+        ...
+
+    def open_range(self, key: str, start: int, length: int) -> BlobReader:
+        """Open ``length`` bytes from ``start`` without reading what comes before."""
+        ...
+
+    def delete(self, key: str) -> None: ...
+
+    def create_staging(self) -> str:
+        """Create an empty staging area for a multipart upload and return its key."""
+        ...
+
+    def open_part(self, staging_key: str, offset: int) -> BlobWriter:
+        """Writer of one part at ``offset`` of a staging area; parts may be written in
+        parallel and a part written again replaces the earlier bytes."""
+        ...
+
+    def promote_staging(self, staging_key: str, size: int) -> str:
+        """Turn the first ``size`` bytes of a staging area into a committed blob without
+        copying them through Python memory; the staging area is left for
+        :meth:`delete_staging`."""
+        ...
+
+    def delete_staging(self, staging_key: str) -> None: ...
+
+    def iter_keys(self) -> Iterator[str]:
+        """Every committed blob key (for the orphan sweep)."""
+        ...
+
+    def iter_staging_keys(self) -> Iterator[str]: ...
+
+    def sweep_temporary(self, older_than_s: float) -> int:
+        """Remove uncommitted writes older than ``older_than_s`` seconds; return how many."""
+        ...

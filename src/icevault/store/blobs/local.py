@@ -1,0 +1,238 @@
+"""Blobs as files on a local disk, written durably.
+
+Layout under the root::
+
+    blobs/<k[:2]>/<k>    committed blobs (archives, job outputs), fanned out by key prefix
+    staging/<k>          sparse files of multipart uploads, parts written at their offsets
+    tmp/<random>         single writes in flight; renamed into blobs/ on commit
+
+A write goes to ``tmp/``, is fsynced, renamed into place, and the directory is fsynced, so a
+key is either absent or complete. A multipart upload is completed by hard-linking its staging
+file into ``blobs/`` after truncating and fsyncing it: the archive is assembled without
+copying a byte.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from icevault.core.ids import new_blob_key
+from icevault.store.blobs.base import BlobNotFoundError
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_all(fd: int, data: bytes | bytearray | memoryview, offset: int | None) -> int:
+    view = memoryview(data).cast("B")
+    written = 0
+    while written < len(view):
+        if offset is None:
+            n = os.write(fd, view[written:])
+        else:
+            n = os.pwrite(fd, view[written:], offset + written)
+        written += n
+    return written
+
+
+class _LocalWriter:
+    def __init__(self, store: LocalBlobStore) -> None:
+        self._store = store
+        self._tmp = store.root / "tmp" / f"{secrets.token_hex(12)}.part"
+        self._fd: int | None = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        assert self._fd is not None, "writer is closed"
+        _write_all(self._fd, data, None)
+
+    def commit(self) -> str:
+        assert self._fd is not None, "writer is closed"
+        try:
+            os.fsync(self._fd)
+        finally:
+            os.close(self._fd)
+            self._fd = None
+        key = new_blob_key()
+        target = self._store.blob_path(key)
+        os.rename(self._tmp, target)
+        _fsync_dir(target.parent)
+        return key
+
+    def abort(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        self._tmp.unlink(missing_ok=True)
+
+
+class _PartWriter:
+    def __init__(self, path: Path, offset: int, staging_key: str) -> None:
+        try:
+            self._fd: int | None = os.open(path, os.O_WRONLY)
+        except FileNotFoundError:
+            raise BlobNotFoundError(f"no staging area {staging_key}") from None
+        self._offset = offset
+        self._pos = 0
+        self._key = staging_key
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        assert self._fd is not None, "writer is closed"
+        self._pos += _write_all(self._fd, data, self._offset + self._pos)
+
+    def commit(self) -> str:
+        assert self._fd is not None, "writer is closed"
+        try:
+            os.fdatasync(self._fd)
+        finally:
+            os.close(self._fd)
+            self._fd = None
+        return self._key
+
+    def abort(self) -> None:
+        # Bytes already written stay in the sparse file; they are either overwritten by a
+        # retried part or never referenced, since only acknowledged parts count.
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+class _LocalReader:
+    def __init__(self, path: Path, start: int, length: int, key: str) -> None:
+        try:
+            self._file: BinaryIO = open(path, "rb", buffering=0)  # noqa: SIM115 - closed by close()
+        except FileNotFoundError:
+            raise BlobNotFoundError(f"no blob {key}") from None
+        self._start = start
+        self._length = length
+        self._pos = 0
+
+    @property
+    def length(self) -> int:
+        return self._length
+
+    def file_segment(self) -> tuple[BinaryIO, int, int]:
+        return self._file, self._start, self._length
+
+    def read(self, size: int) -> bytes:
+        want = min(size, self._length - self._pos)
+        if want <= 0:
+            return b""
+        data = os.pread(self._file.fileno(), want, self._start + self._pos)
+        if not data:
+            raise OSError(f"blob is shorter than expected at offset {self._start + self._pos}")
+        self._pos += len(data)
+        return data
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class LocalBlobStore:
+    """The embedded blob store: files under one directory, fsynced on commit."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        for sub in ("blobs", "staging", "tmp"):
+            (root / sub).mkdir(parents=True, exist_ok=True)
+        blobs = root / "blobs"
+        created = False
+        for i in range(256):
+            fan = blobs / f"{i:02x}"
+            if not fan.exists():
+                fan.mkdir()
+                created = True
+        if created:
+            _fsync_dir(blobs)
+            _fsync_dir(root)
+
+    def blob_path(self, key: str) -> Path:
+        if len(key) < 2 or not all(c in "0123456789abcdef" for c in key):
+            raise BlobNotFoundError(f"invalid blob key {key!r}")
+        return self.root / "blobs" / key[:2] / key
+
+    def _staging_path(self, key: str) -> Path:
+        if not key or not all(c in "0123456789abcdef" for c in key):
+            raise BlobNotFoundError(f"invalid staging key {key!r}")
+        return self.root / "staging" / key
+
+    def create(self) -> _LocalWriter:
+        return _LocalWriter(self)
+
+    def open_range(self, key: str, start: int, length: int) -> _LocalReader:
+        return _LocalReader(self.blob_path(key), start, length, key)
+
+    def delete(self, key: str) -> None:
+        path = self.blob_path(key)
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return
+        _fsync_dir(path.parent)
+
+    def create_staging(self) -> str:
+        key = new_blob_key()
+        path = self._staging_path(key)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.close(fd)
+        _fsync_dir(path.parent)
+        return key
+
+    def open_part(self, staging_key: str, offset: int) -> _PartWriter:
+        return _PartWriter(self._staging_path(staging_key), offset, staging_key)
+
+    def promote_staging(self, staging_key: str, size: int) -> str:
+        path = self._staging_path(staging_key)
+        try:
+            fd = os.open(path, os.O_WRONLY)
+        except FileNotFoundError:
+            raise BlobNotFoundError(f"no staging area {staging_key}") from None
+        try:
+            os.ftruncate(fd, size)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        key = new_blob_key()
+        target = self.blob_path(key)
+        os.link(path, target)
+        _fsync_dir(target.parent)
+        return key
+
+    def delete_staging(self, staging_key: str) -> None:
+        path = self._staging_path(staging_key)
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return
+        _fsync_dir(path.parent)
+
+    def iter_keys(self) -> Iterator[str]:
+        for fan in sorted((self.root / "blobs").iterdir()):
+            if fan.is_dir():
+                for entry in os.scandir(fan):
+                    yield entry.name
+
+    def iter_staging_keys(self) -> Iterator[str]:
+        for entry in os.scandir(self.root / "staging"):
+            yield entry.name
+
+    def sweep_temporary(self, older_than_s: float) -> int:
+        cutoff = time.time() - older_than_s
+        removed = 0
+        for entry in os.scandir(self.root / "tmp"):
+            try:
+                if entry.stat().st_mtime <= cutoff:
+                    os.unlink(entry.path)
+                    removed += 1
+            except FileNotFoundError:
+                continue
+        return removed

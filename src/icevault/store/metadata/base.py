@@ -1,0 +1,193 @@
+"""The metadata store port: vaults, archives, uploads, parts, jobs and the garbage list.
+
+Every method is one atomic transaction and blocks; callers run it in a worker thread.
+Contracts every adapter keeps:
+
+* A method that returns has committed durably (a crash right after loses nothing).
+* "Not found" is a ``None`` result or an outcome enum, never an exception; the service
+  layer decides which Glacier error that is.
+* Blob keys that stop being referenced (a deleted archive no finished job still reads, an
+  expired job's inventory, a finished upload's staging area) are put on the garbage list in
+  the same transaction, so a blob is reclaimed exactly when nothing refers to it.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from icevault.core.models import (
+    Archive,
+    Job,
+    JobStatus,
+    Part,
+    Upload,
+    Vault,
+    VaultRef,
+)
+
+
+class DeleteVaultOutcome(enum.Enum):
+    DELETED = "deleted"
+    NOT_FOUND = "not_found"
+    NOT_EMPTY = "not_empty"
+
+
+class DeleteArchiveOutcome(enum.Enum):
+    DELETED = "deleted"
+    ALREADY_DELETED = "already_deleted"
+    NOT_FOUND = "not_found"
+
+
+class GarbageKind(enum.StrEnum):
+    BLOB = "blob"
+    STAGING = "staging"
+
+
+@dataclass(frozen=True, slots=True)
+class GarbageItem:
+    seq: int
+    kind: GarbageKind
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class JobCompletion:
+    """How a due job ended, written together with its output reference."""
+
+    status: JobStatus
+    message: str
+    completed_at: int
+    output_blob_key: str | None = None
+    output_size: int | None = None
+    inventory_marker_out: str | None = None
+
+
+class MetadataStore(Protocol):
+    # -- accounts -------------------------------------------------------------------------
+    def default_account(self) -> str:
+        """The account that owns requests when authentication is off (created on first use)."""
+        ...
+
+    # -- vaults ---------------------------------------------------------------------------
+    def create_vault(self, ref: VaultRef, now: int, max_vaults: int) -> bool:
+        """Create unless it exists; False when the account already has ``max_vaults``."""
+        ...
+
+    def get_vault(self, ref: VaultRef) -> Vault | None: ...
+
+    def list_vaults(self, account_id: str, start_name: str | None, limit: int) -> list[Vault]:
+        """Vaults sorted by name from ``start_name`` (inclusive), at most ``limit``."""
+        ...
+
+    def delete_vault(self, ref: VaultRef) -> DeleteVaultOutcome: ...
+
+    def get_tags(self, ref: VaultRef) -> dict[str, str] | None: ...
+
+    def add_tags(self, ref: VaultRef, tags: dict[str, str], max_tags: int) -> bool | None:
+        """None: no vault; False: the result would exceed ``max_tags`` (nothing changed)."""
+        ...
+
+    def remove_tags(self, ref: VaultRef, keys: Sequence[str]) -> bool:
+        """False when the vault does not exist."""
+        ...
+
+    # -- archives -------------------------------------------------------------------------
+    def insert_archive(self, archive: Archive, leaves: bytes) -> bool:
+        """Record a committed archive and count it in its vault; False if the vault is gone."""
+        ...
+
+    def get_archive(self, ref: VaultRef, archive_id: str) -> Archive | None:
+        """The archive, deleted or not (``deleted_at`` tells)."""
+        ...
+
+    def get_archive_leaves(self, archive_id: str) -> bytes | None: ...
+
+    def delete_archive(self, ref: VaultRef, archive_id: str, now: int) -> DeleteArchiveOutcome: ...
+
+    def list_archives(
+        self, ref: VaultRef, after_seq: int, start: int | None, end: int | None, limit: int
+    ) -> list[tuple[int, Archive]]:
+        """Live archives created in ``[start, end)`` with sequence above ``after_seq``."""
+        ...
+
+    # -- multipart uploads ----------------------------------------------------------------
+    def insert_upload(self, upload: Upload) -> bool:
+        """False when the vault does not exist."""
+        ...
+
+    def get_upload(self, ref: VaultRef, upload_id: str) -> Upload | None: ...
+
+    def list_uploads(self, ref: VaultRef, start_id: str | None, limit: int) -> list[Upload]:
+        """Open uploads ordered by id from ``start_id`` (inclusive)."""
+        ...
+
+    def put_part(self, upload_id: str, part: Part, leaves: bytes, now: int) -> bool:
+        """Record (or replace) a part of an open upload; False if it is no longer open."""
+        ...
+
+    def list_parts(self, upload_id: str, start: int, limit: int) -> list[Part]:
+        """Parts ordered by range, starting at byte offset ``start`` (inclusive)."""
+        ...
+
+    def part_leaves(self, upload_id: str) -> list[tuple[Part, bytes]]: ...
+
+    def complete_upload(self, upload: Upload, archive: Archive, leaves: bytes) -> Archive | None:
+        """Turn an open upload into an archive; a repeat returns the archive already made.
+        None when the upload is not open or completed (aborted, missing, vault gone)."""
+        ...
+
+    def abort_upload(self, ref: VaultRef, upload_id: str, now: int) -> Upload | None:
+        """Abort an open upload (idempotent for an aborted one); returns the upload's final
+        state, or None when it does not exist."""
+        ...
+
+    def expire_uploads(self, idle_before: int, finished_before: int) -> int:
+        """Abort uploads idle since ``idle_before``; forget finished ones."""
+        ...
+
+    # -- jobs -----------------------------------------------------------------------------
+    def insert_job(self, job: Job) -> bool:
+        """False when the vault does not exist."""
+        ...
+
+    def get_job(self, ref: VaultRef, job_id: str) -> Job | None: ...
+
+    def list_jobs(
+        self,
+        ref: VaultRef,
+        *,
+        completed: bool | None,
+        status: JobStatus | None,
+        start_seq: int | None,
+        limit: int,
+    ) -> list[Job]: ...
+
+    def due_jobs(self, now: int, limit: int) -> list[Job]: ...
+
+    def next_due_time(self) -> int | None: ...
+
+    def finish_job(self, job_id: str, completion: JobCompletion) -> Job | None:
+        """Record a job's end. An archive retrieval whose archive was deleted meanwhile is
+        recorded as failed instead; inventory completion updates the vault's inventory date.
+        None when the job no longer exists or had already finished."""
+        ...
+
+    def expire_jobs(self, completed_before: int) -> int: ...
+
+    # -- garbage --------------------------------------------------------------------------
+    def enqueue_garbage(self, kind: GarbageKind, key: str) -> None: ...
+
+    def take_garbage(self, limit: int) -> list[GarbageItem]: ...
+
+    def drop_garbage(self, seqs: Sequence[int]) -> None: ...
+
+    def blob_keys_in_use(self, keys: Sequence[str]) -> set[str]:
+        """Which of ``keys`` the metadata still refers to (archives, job outputs)."""
+        ...
+
+    def staging_keys_in_use(self, keys: Sequence[str]) -> set[str]: ...
+
+    def close(self) -> None: ...

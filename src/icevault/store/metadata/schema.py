@@ -1,0 +1,164 @@
+"""Table definitions and the ordered list of schema migrations.
+
+A migration is applied in its own transaction and recorded in ``schema_version``; a new
+release appends steps and never edits applied ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+# SQLite only auto-numbers an INTEGER PRIMARY KEY; PostgreSQL wants a 64-bit identity.
+SeqType = BigInteger().with_variant(Integer(), "sqlite")
+
+metadata = MetaData()
+
+schema_version = Table("schema_version", metadata, Column("version", Integer, nullable=False))
+
+settings = Table(
+    "settings",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("id", String(12), primary_key=True),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+vaults = Table(
+    "vaults",
+    metadata,
+    Column("account_id", String(12), primary_key=True),
+    Column("name", String(255), primary_key=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("archive_count", BigInteger, nullable=False),
+    Column("size_bytes", BigInteger, nullable=False),
+    Column("last_inventory_at", BigInteger),
+)
+
+vault_tags = Table(
+    "vault_tags",
+    metadata,
+    Column("account_id", String(12), primary_key=True),
+    Column("vault_name", String(255), primary_key=True),
+    Column("key", String(128), primary_key=True),
+    Column("value", String(256), nullable=False),
+)
+
+archives = Table(
+    "archives",
+    metadata,
+    Column("seq", SeqType, primary_key=True, autoincrement=True),
+    Column("id", String(200), nullable=False),
+    Column("account_id", String(12), nullable=False),
+    Column("vault_name", String(255), nullable=False),
+    Column("description", Text),
+    Column("size", BigInteger, nullable=False),
+    Column("tree_hash", String(64), nullable=False),
+    Column("leaf_hashes", LargeBinary, nullable=False),
+    Column("blob_key", String(64)),
+    Column("created_at", BigInteger, nullable=False),
+    Column("deleted_at", BigInteger),
+    UniqueConstraint("id", name="archives_id_key"),
+    Index("archives_by_vault", "account_id", "vault_name", "seq"),
+    Index("archives_by_blob", "blob_key"),
+)
+
+uploads = Table(
+    "uploads",
+    metadata,
+    Column("id", String(200), primary_key=True),
+    Column("account_id", String(12), nullable=False),
+    Column("vault_name", String(255), nullable=False),
+    Column("description", Text),
+    Column("part_size", BigInteger, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    Column("staging_key", String(64), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("archive_id", String(200)),
+    Index("uploads_by_vault", "account_id", "vault_name", "state", "id"),
+    Index("uploads_by_staging", "staging_key"),
+)
+
+parts = Table(
+    "parts",
+    metadata,
+    Column("upload_id", String(200), primary_key=True),
+    Column("range_start", BigInteger, primary_key=True),
+    Column("range_end", BigInteger, nullable=False),
+    Column("tree_hash", String(64), nullable=False),
+    Column("leaf_hashes", LargeBinary, nullable=False),
+)
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("seq", SeqType, primary_key=True, autoincrement=True),
+    Column("id", String(200), nullable=False),
+    Column("account_id", String(12), nullable=False),
+    Column("vault_name", String(255), nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("ready_at", BigInteger, nullable=False),
+    Column("description", Text),
+    Column("sns_topic", Text),
+    Column("tier", String(16)),
+    Column("archive_id", String(200)),
+    Column("archive_size", BigInteger),
+    Column("archive_tree_hash", String(64)),
+    Column("retrieval_start", BigInteger),
+    Column("retrieval_end", BigInteger),
+    Column("range_tree_hash", String(64)),
+    Column("inv_format", String(8)),
+    Column("inv_start", BigInteger),
+    Column("inv_end", BigInteger),
+    Column("inv_limit", BigInteger),
+    Column("inv_marker", Text),
+    Column("inv_marker_out", Text),
+    Column("status_message", Text),
+    Column("completed_at", BigInteger),
+    Column("output_blob_key", String(64)),
+    Column("output_size", BigInteger),
+    UniqueConstraint("id", name="jobs_id_key"),
+    Index("jobs_by_vault", "account_id", "vault_name", "seq"),
+    Index("jobs_by_status", "status", "ready_at"),
+    Index("jobs_by_archive", "archive_id"),
+    Index("jobs_by_output", "output_blob_key"),
+)
+
+garbage = Table(
+    "garbage",
+    metadata,
+    Column("seq", SeqType, primary_key=True, autoincrement=True),
+    Column("kind", String(16), nullable=False),
+    Column("key", String(64), nullable=False),
+)
+
+_V1_TABLES = [settings, accounts, vaults, vault_tags, archives, uploads, parts, jobs, garbage]
+
+
+def _v1(conn: Connection) -> None:
+    metadata.create_all(conn, tables=_V1_TABLES)
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1]
