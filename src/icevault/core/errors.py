@@ -15,6 +15,7 @@ AWS error ``code``, the fault ``type`` ("Client" or "Server") and the HTTP ``sta
     ├── AccessDeniedError                403  AccessDeniedException
     ├── MissingAuthenticationTokenError  400  MissingAuthenticationTokenException
     ├── UnrecognizedClientError          400  UnrecognizedClientException
+    ├── IncompleteSignatureError         400  IncompleteSignatureException
     ├── InvalidSignatureError            403  InvalidSignatureException
     ├── ExpiredTokenError                403  ExpiredTokenException
     ├── ThrottlingError                  400  ThrottlingException
@@ -86,6 +87,11 @@ class MissingAuthenticationTokenError(GlacierError):
 
 class UnrecognizedClientError(GlacierError):
     code = "UnrecognizedClientException"
+    status = 400
+
+
+class IncompleteSignatureError(GlacierError):
+    code = "IncompleteSignatureException"
     status = 400
 
 

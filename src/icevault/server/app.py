@@ -4,18 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from aiohttp import web
 
 from icevault.config import ServerSettings
-from icevault.core.errors import AccessDeniedError, InvalidParameterValueError
+from icevault.core.errors import (
+    AccessDeniedError,
+    InvalidParameterValueError,
+    MissingParameterValueError,
+)
+from icevault.core.identity import Principal
 from icevault.core.models import ACCOUNT_ID_RE, Tier
-from icevault.server import routes
+from icevault.server import routes, sigv4
 from icevault.server.call import Call
 from icevault.server.errors import error_middleware
 from icevault.server.handlers import archives, jobs, uploads, vaults
@@ -105,8 +112,14 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
             f"Invalid x-amz-glacier-version: {version}. This service speaks {GLACIER_VERSION}"
         )
     route = routes.match(request.method, request.raw_path, dict(request.query))
-    caller = runtime.glacier.ctx.meta.default_account()
-    account = resolve_account(route.account, caller)
+    principal = await authenticate(runtime, request, route)
+    account = resolve_account(route.account, principal.account_id)
+    if not principal.is_root:
+        # Users may do nothing until a policy grants it; identity policies are evaluated by
+        # the policy engine, which no user can yet be given.
+        raise AccessDeniedError(
+            f"User {principal.arn} is not authorized to perform glacier:{route.op.value}"
+        )
     handler = HANDLERS.get(route.op)
     if handler is None:
         raise InvalidParameterValueError(f"{route.op.value} is not available on this server")
@@ -120,6 +133,47 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         wake_jobs=runtime.job_event.set,
     )
     return await handler(call)
+
+
+# Bodies of these operations stream to storage; the client must declare their SHA-256 in
+# x-amz-content-sha256 (botocore always does) and the upload path checks the bytes against it.
+_STREAMED = frozenset({Op.UPLOAD_ARCHIVE, Op.UPLOAD_MULTIPART_PART})
+
+
+async def authenticate(runtime: Runtime, request: web.Request, route: routes.Route) -> Principal:
+    glacier = runtime.glacier
+    if runtime.settings.auth == "off":
+        return Principal(glacier.ctx.meta.default_account(), None, None)
+    signed = sigv4.SignedRequest(
+        method=request.method,
+        raw_path=request.raw_path.split("?", 1)[0],
+        raw_query=request.rel_url.raw_query_string,
+        headers=_header_lists(request),
+    )
+    creds = sigv4.parse_credentials(signed)
+    loop = asyncio.get_running_loop()
+    key = await loop.run_in_executor(
+        runtime.executor, glacier.identity.lookup_key, creds.access_key_id
+    )
+    body_sha256 = None
+    if signed.header("x-amz-content-sha256") is None:
+        if route.op in _STREAMED:
+            raise MissingParameterValueError(
+                "Required parameter missing: x-amz-content-sha256 (needed to sign an upload)"
+            )
+        body_sha256 = hashlib.sha256(await request.read()).hexdigest()
+    key = sigv4.verify(
+        signed, creds, key, region=glacier.ctx.region, now=datetime.now(UTC),
+        body_sha256=body_sha256,
+    )
+    return Principal(key.account_id, key.user, key.id)
+
+
+def _header_lists(request: web.Request) -> dict[str, list[str]]:
+    headers: dict[str, list[str]] = {}
+    for name, value in request.headers.items():
+        headers.setdefault(name.lower(), []).append(value)
+    return headers
 
 
 async def _stamp(request: web.Request, response: web.StreamResponse) -> None:
@@ -178,7 +232,17 @@ def create_app(settings: ServerSettings, glacier: Glacier | None = None) -> web.
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         loop = asyncio.get_running_loop()
         maintenance = runtime.glacier.maintenance
-        await loop.run_in_executor(runtime.executor, runtime.glacier.ctx.meta.default_account)
+        key = await loop.run_in_executor(
+            runtime.executor, runtime.glacier.identity.bootstrap, settings.data_dir
+        )
+        if key is not None:
+            path = settings.data_dir / "credentials"
+            log.warning(
+                "first start: created account %s and its root access key %s; credentials are in "
+                "%s (profile icevault). Use them with: AWS_SHARED_CREDENTIALS_FILE=%s "
+                "AWS_PROFILE=icevault",
+                key.account_id, key.id, path, path.resolve(),
+            )
         await loop.run_in_executor(runtime.executor, maintenance.sweep_orphans)
         await loop.run_in_executor(runtime.executor, maintenance.expire)
         await loop.run_in_executor(runtime.executor, maintenance.collect_garbage)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from icevault.service.archives import ArchiveService
 from icevault.service.context import Context
+from icevault.service.identity import IdentityService
 from icevault.service.jobs import JobService
 from icevault.service.maintenance import Maintenance
 from icevault.service.uploads import UploadService
@@ -18,3 +19,4 @@ class Glacier:
         self.uploads = UploadService(ctx)
         self.jobs = JobService(ctx)
         self.maintenance = Maintenance(ctx)
+        self.identity = IdentityService(ctx)

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from icevault.core.identity import AccessKey
 from icevault.core.models import (
     Archive,
     Job,
@@ -70,6 +71,19 @@ class MetadataStore(Protocol):
     def default_account(self) -> str:
         """The account that owns requests when authentication is off (created on first use)."""
         ...
+
+    def create_account(self, account_id: str, now: int) -> bool:
+        """False when the account already exists."""
+        ...
+
+    def account_exists(self, account_id: str) -> bool: ...
+
+    # -- access keys ----------------------------------------------------------------------
+    def insert_access_key(self, key: AccessKey) -> None: ...
+
+    def get_access_key(self, key_id: str) -> AccessKey | None: ...
+
+    def count_access_keys(self) -> int: ...
 
     # -- vaults ---------------------------------------------------------------------------
     def create_vault(self, ref: VaultRef, now: int, max_vaults: int) -> bool:

@@ -154,6 +154,35 @@ garbage = Table(
     Column("key", String(64), nullable=False),
 )
 
+users = Table(
+    "users",
+    metadata,
+    Column("account_id", String(12), primary_key=True),
+    Column("name", String(64), primary_key=True),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+access_keys = Table(
+    "access_keys",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    # SigV4 needs the secret itself to recompute signatures; the database file is 0600.
+    Column("secret", String(64), nullable=False),
+    Column("account_id", String(12), nullable=False),
+    Column("user_name", String(64)),  # NULL: the account's root
+    Column("status", String(16), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+identity_policies = Table(
+    "identity_policies",
+    metadata,
+    Column("account_id", String(12), primary_key=True),
+    Column("user_name", String(64), primary_key=True),
+    Column("policy_name", String(128), primary_key=True),
+    Column("document", Text, nullable=False),
+)
+
 _V1_TABLES = [settings, accounts, vaults, vault_tags, archives, uploads, parts, jobs, garbage]
 
 
@@ -161,4 +190,8 @@ def _v1(conn: Connection) -> None:
     metadata.create_all(conn, tables=_V1_TABLES)
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1]
+def _v2(conn: Connection) -> None:
+    metadata.create_all(conn, tables=[users, access_keys, identity_policies])
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2]

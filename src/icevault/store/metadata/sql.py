@@ -27,6 +27,7 @@ from sqlalchemy import (
     update,
 )
 
+from icevault.core.identity import AccessKey, KeyStatus
 from icevault.core.ids import new_account_id
 from icevault.core.models import (
     Archive,
@@ -134,6 +135,51 @@ class SqlMetadataStore:
                 account = row[0]
             self._default_account = account
             return account
+
+    def create_account(self, account_id: str, now: int) -> bool:
+        """False when the account already exists."""
+        with self._tx(write=True) as conn:
+            exists = conn.execute(
+                select(t.accounts.c.id).where(t.accounts.c.id == account_id)
+            ).first()
+            if exists is not None:
+                return False
+            conn.execute(insert(t.accounts).values(id=account_id, created_at=now))
+            return True
+
+    def account_exists(self, account_id: str) -> bool:
+        with self._tx() as conn:
+            return (
+                conn.execute(select(t.accounts.c.id).where(t.accounts.c.id == account_id)).first()
+                is not None
+            )
+
+    # -- access keys ----------------------------------------------------------------------
+    def insert_access_key(self, key: AccessKey) -> None:
+        with self._tx(write=True) as conn:
+            conn.execute(
+                insert(t.access_keys).values(
+                    id=key.id,
+                    secret=key.secret,
+                    account_id=key.account_id,
+                    user_name=key.user,
+                    status=key.status,
+                    created_at=key.created_at,
+                )
+            )
+
+    def get_access_key(self, key_id: str) -> AccessKey | None:
+        with self._tx() as conn:
+            row = conn.execute(select(t.access_keys).where(t.access_keys.c.id == key_id)).first()
+        if row is None:
+            return None
+        return AccessKey(
+            row.id, row.secret, row.account_id, row.user_name, KeyStatus(row.status), row.created_at
+        )
+
+    def count_access_keys(self) -> int:
+        with self._tx() as conn:
+            return conn.execute(select(func.count()).select_from(t.access_keys)).scalar_one()
 
     # -- vaults ---------------------------------------------------------------------------
     @staticmethod
