@@ -12,13 +12,30 @@ from tests.support import ServerProcess
 _names = itertools.count()
 
 
-@pytest.fixture(scope="session", params=["sigv4", "off"])
-def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """A shared server per authentication mode; tests use their own vault names."""
-    data = tmp_path_factory.mktemp(f"shared-{request.param}") / "data"
-    proc = ServerProcess(data, auth=request.param).start()
+def _shared(auth: str, factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    proc = ServerProcess(factory.mktemp(f"shared-{auth}") / "data", auth=auth).start()
     yield proc
     proc.stop()
+
+
+@pytest.fixture(scope="session")
+def sigv4_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    yield from _shared("sigv4", tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def open_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """A server started with --auth off (local testing mode)."""
+    yield from _shared("off", tmp_path_factory)
+
+
+@pytest.fixture(params=["sigv4", "off"])
+def server(request: pytest.FixtureRequest) -> ServerProcess:
+    """The end-to-end suite runs against both authentication modes; tests use their own
+    vault names on these shared servers."""
+    name = "sigv4_server" if request.param == "sigv4" else "open_server"
+    proc: ServerProcess = request.getfixturevalue(name)
+    return proc
 
 
 @pytest.fixture()

@@ -169,3 +169,48 @@ def pattern(size: int, seed: int = 0) -> bytes:
     block = bytes((i * 31 + seed * 17 + (i >> 8)) % 251 for i in range(65536))
     reps, rest = divmod(size, len(block))
     return block * reps + block[:rest]
+
+
+@dataclass
+class RawResponse:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        import json
+
+        return json.loads(self.body)
+
+
+def raw_request(
+    server: ServerProcess,
+    method: str,
+    path: str,
+    *,
+    headers: dict[str, str] | None = None,
+    body: bytes = b"",
+    sign: bool = True,
+) -> RawResponse:
+    """Send exactly these bytes (signed with the root key unless ``sign`` is False)."""
+    import http.client
+
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    all_headers = {"x-amz-glacier-version": "2012-06-01", **(headers or {})}
+    if sign and server.auth == "sigv4":
+        key, secret = server.root_credentials()
+        request = AWSRequest(method=method, url=server.url + path, data=body, headers=all_headers)
+        SigV4Auth(Credentials(key, secret), "glacier", REGION).add_auth(request)
+        all_headers = dict(request.headers.items())
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+    try:
+        conn.request(method, path, body=body, headers=all_headers)
+        response = conn.getresponse()
+        return RawResponse(
+            response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+        )
+    finally:
+        conn.close()
