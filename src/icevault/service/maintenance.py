@@ -28,7 +28,9 @@ class Maintenance:
         """Forget jobs past their expiry and abort uploads idle too long."""
         now = self.ctx.clock.now_ms()
         timing = self.ctx.timing
-        jobs = self.ctx.meta.expire_jobs(now - timing.job_expiry_ms)
+        # A job is gone from the moment completed_at + expiry is reached (as JobService sees
+        # it), i.e. completed_at <= now - expiry, i.e. completed_at < now - expiry + 1.
+        jobs = self.ctx.meta.expire_jobs(now - timing.job_expiry_ms + 1)
         uploads = self.ctx.meta.expire_uploads(
             now - timing.upload_expiry_ms, now - timing.finished_upload_memory_ms
         )

@@ -1,0 +1,220 @@
+"""The metadata store contract, run on every metadata backend."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from icevault.core.ids import new_archive_id, new_job_id, new_upload_id
+from icevault.core.models import (
+    Archive,
+    InventoryParams,
+    Job,
+    JobAction,
+    JobStatus,
+    Part,
+    Tier,
+    Upload,
+    UploadState,
+    VaultRef,
+)
+from icevault.store.metadata.base import (
+    DeleteArchiveOutcome,
+    DeleteVaultOutcome,
+    GarbageKind,
+    JobCompletion,
+    MetadataStore,
+)
+
+ACCOUNT = "111122223333"
+V = VaultRef(ACCOUNT, "vault")
+
+
+def archive(key: str = "b1", size: int = 10, at: int = 1000, vault: VaultRef = V) -> Archive:
+    return Archive(new_archive_id(), vault, "d", size, "ab" * 32, at, key)
+
+
+def archive_job(a: Archive, at: int = 2000) -> Job:
+    return Job(
+        id=new_job_id(), vault=a.vault, action=JobAction.ARCHIVE_RETRIEVAL,
+        status=JobStatus.IN_PROGRESS, created_at=at, ready_at=at, tier=Tier.STANDARD,
+        archive_id=a.id, archive_size=a.size, archive_tree_hash=a.tree_hash,
+        retrieval_start=0, retrieval_end=a.size - 1, range_tree_hash=a.tree_hash,
+    )
+
+
+def garbage_keys(meta: MetadataStore) -> list[tuple[GarbageKind, str]]:
+    return [(g.kind, g.key) for g in meta.take_garbage(100)]
+
+
+def test_schema_is_migrated_and_reopens(meta: MetadataStore) -> None:
+    from icevault.store.metadata.schema import MIGRATIONS
+    from icevault.store.metadata.sql import SqlMetadataStore
+
+    assert isinstance(meta, SqlMetadataStore)
+    assert meta.schema_version() == len(MIGRATIONS)
+    again = SqlMetadataStore(meta.url)
+    assert again.schema_version() == len(MIGRATIONS)
+    assert again.default_account() == meta.default_account()
+    again.close()
+
+
+def test_vault_lifecycle_and_counts(meta: MetadataStore) -> None:
+    assert meta.create_vault(V, 5, max_vaults=10)
+    assert meta.create_vault(V, 6, max_vaults=10)  # idempotent
+    vault = meta.get_vault(V)
+    assert vault is not None and vault.created_at == 5 and vault.archive_count == 0
+    a = archive(size=7)
+    assert meta.insert_archive(a, b"\x00" * 32)
+    vault = meta.get_vault(V)
+    assert vault is not None and (vault.archive_count, vault.size_bytes) == (1, 7)
+    assert meta.delete_vault(V) is DeleteVaultOutcome.NOT_EMPTY
+    assert meta.delete_archive(V, a.id, 9) is DeleteArchiveOutcome.DELETED
+    assert meta.delete_archive(V, a.id, 9) is DeleteArchiveOutcome.ALREADY_DELETED
+    assert meta.delete_archive(V, "nope", 9) is DeleteArchiveOutcome.NOT_FOUND
+    vault = meta.get_vault(V)
+    assert vault is not None and (vault.archive_count, vault.size_bytes) == (0, 0)
+    assert (GarbageKind.BLOB, "b1") in garbage_keys(meta)
+    assert meta.delete_vault(V) is DeleteVaultOutcome.DELETED
+    assert meta.delete_vault(V) is DeleteVaultOutcome.NOT_FOUND
+    assert meta.get_vault(V) is None
+
+
+def test_vault_limit_and_listing(meta: MetadataStore) -> None:
+    for name in ["b", "a", "c"]:
+        assert meta.create_vault(VaultRef(ACCOUNT, name), 1, max_vaults=3)
+    assert not meta.create_vault(VaultRef(ACCOUNT, "d"), 1, max_vaults=3)
+    assert meta.create_vault(VaultRef("999988887777", "d"), 1, max_vaults=3)
+    assert [v.ref.name for v in meta.list_vaults(ACCOUNT, None, 10)] == ["a", "b", "c"]
+    assert [v.ref.name for v in meta.list_vaults(ACCOUNT, "b", 1)] == ["b"]
+
+
+def test_tags(meta: MetadataStore) -> None:
+    assert meta.get_tags(V) is None
+    meta.create_vault(V, 1, 10)
+    assert meta.add_tags(V, {"a": "1", "b": "2"}, max_tags=2) is True
+    assert meta.add_tags(V, {"c": "3"}, max_tags=2) is False
+    assert meta.add_tags(V, {"a": "9"}, max_tags=2) is True
+    assert meta.get_tags(V) == {"a": "9", "b": "2"}
+    assert meta.remove_tags(V, ["a", "zz"])
+    assert meta.get_tags(V) == {"b": "2"}
+
+
+def test_deleted_archive_bytes_live_while_a_succeeded_job_reads_them(meta: MetadataStore) -> None:
+    meta.create_vault(V, 1, 10)
+    a = archive("kept")
+    meta.insert_archive(a, b"\x00" * 32)
+    job = archive_job(a)
+    assert meta.insert_job(job)
+    finished = meta.finish_job(job.id, JobCompletion(JobStatus.SUCCEEDED, "Succeeded", 3000))
+    assert finished is not None and finished.status is JobStatus.SUCCEEDED
+    meta.delete_archive(V, a.id, 4000)
+    assert garbage_keys(meta) == []
+    stored = meta.get_archive(V, a.id)
+    assert stored is not None and stored.blob_key == "kept" and stored.deleted_at == 4000
+    assert meta.expire_jobs(completed_before=3001) == 1
+    assert garbage_keys(meta) == [(GarbageKind.BLOB, "kept")]
+    assert meta.blob_keys_in_use(["kept"]) == set()
+
+
+def test_job_on_deleted_archive_fails(meta: MetadataStore) -> None:
+    meta.create_vault(V, 1, 10)
+    a = archive("gone")
+    meta.insert_archive(a, b"\x00" * 32)
+    job = archive_job(a)
+    meta.insert_job(job)
+    meta.delete_archive(V, a.id, 2500)
+    finished = meta.finish_job(job.id, JobCompletion(JobStatus.SUCCEEDED, "Succeeded", 3000))
+    assert finished is not None and finished.status is JobStatus.FAILED
+    assert meta.finish_job(job.id, JobCompletion(JobStatus.SUCCEEDED, "Succeeded", 3001)) is None
+
+
+def test_jobs_listing_filters_and_due(meta: MetadataStore) -> None:
+    meta.create_vault(V, 1, 10)
+    a = archive()
+    meta.insert_archive(a, b"\x00" * 32)
+    jobs = [replace(archive_job(a, at=100 + i), ready_at=100 + i * 10) for i in range(3)]
+    for job in jobs:
+        meta.insert_job(job)
+    assert meta.next_due_time() == 100
+    assert [j.id for j in meta.due_jobs(115, 10)] == [jobs[0].id, jobs[1].id]
+    meta.finish_job(jobs[0].id, JobCompletion(JobStatus.SUCCEEDED, "Succeeded", 200))
+    listed = meta.list_jobs(V, completed=None, status=None, start_seq=None, limit=10)
+    assert [j.id for j in listed] == [j.id for j in jobs]
+    done = meta.list_jobs(V, completed=True, status=None, start_seq=None, limit=10)
+    assert [j.id for j in done] == [jobs[0].id]
+    waiting = meta.list_jobs(V, completed=False, status=JobStatus.IN_PROGRESS, start_seq=None, limit=10)
+    assert [j.id for j in waiting] == [jobs[1].id, jobs[2].id]
+    later = meta.list_jobs(V, completed=None, status=None, start_seq=listed[1].seq, limit=1)
+    assert [j.id for j in later] == [jobs[1].id]
+
+
+def test_inventory_completion_sets_last_inventory(meta: MetadataStore) -> None:
+    meta.create_vault(V, 1, 10)
+    job = Job(id=new_job_id(), vault=V, action=JobAction.INVENTORY_RETRIEVAL,
+              status=JobStatus.IN_PROGRESS, created_at=1, ready_at=1, inventory=InventoryParams())
+    meta.insert_job(job)
+    meta.finish_job(job.id, JobCompletion(JobStatus.SUCCEEDED, "Succeeded", 77, "inv", 12, None))
+    vault = meta.get_vault(V)
+    assert vault is not None and vault.last_inventory_at == 77
+    stored = meta.get_job(V, job.id)
+    assert stored is not None and (stored.output_blob_key, stored.output_size) == ("inv", 12)
+    assert meta.blob_keys_in_use(["inv", "other"]) == {"inv"}
+    meta.expire_jobs(100)
+    assert garbage_keys(meta) == [(GarbageKind.BLOB, "inv")]
+
+
+def test_multipart_lifecycle(meta: MetadataStore) -> None:
+    meta.create_vault(V, 1, 10)
+    upload = Upload(new_upload_id(), V, None, 1 << 20, 10, 10, "stage1", UploadState.OPEN)
+    assert meta.insert_upload(upload)
+    assert meta.put_part(upload.id, Part(0, 9, "aa" * 32), b"\x01" * 32, 11)
+    assert meta.put_part(upload.id, Part(0, 4, "bb" * 32), b"\x02" * 32, 12)  # replaces
+    assert [p.end for p in meta.list_parts(upload.id, 0, 10)] == [4]
+    assert meta.staging_keys_in_use(["stage1", "x"]) == {"stage1"}
+    a = archive("final", size=5)
+    stored = meta.complete_upload(upload, a, b"\x02" * 32)
+    assert stored == a
+    assert meta.complete_upload(upload, archive("other"), b"") == a  # repeat: same archive
+    assert not meta.put_part(upload.id, Part(0, 4, "bb" * 32), b"\x02" * 32, 13)
+    assert meta.list_uploads(V, None, 10) == []
+    assert (GarbageKind.STAGING, "stage1") in garbage_keys(meta)
+    completed = meta.abort_upload(V, upload.id, 20)
+    assert completed is not None and completed.state is UploadState.COMPLETED
+
+
+def test_idle_uploads_expire(meta: MetadataStore) -> None:
+    meta.create_vault(V, 1, 10)
+    old = Upload(new_upload_id(), V, None, 1 << 20, 10, 10, "s-old", UploadState.OPEN)
+    new = Upload(new_upload_id(), V, None, 1 << 20, 500, 500, "s-new", UploadState.OPEN)
+    meta.insert_upload(old)
+    meta.insert_upload(new)
+    assert meta.expire_uploads(idle_before=100, finished_before=0) == 1
+    assert [u.id for u in meta.list_uploads(V, None, 10)] == [new.id]
+    assert (GarbageKind.STAGING, "s-old") in garbage_keys(meta)
+    aborted = meta.get_upload(V, old.id)
+    assert aborted is not None and aborted.state is UploadState.ABORTED
+    meta.expire_uploads(idle_before=0, finished_before=10_000)
+    assert meta.get_upload(V, old.id) is None
+
+
+def test_garbage_queue(meta: MetadataStore) -> None:
+    meta.enqueue_garbage(GarbageKind.BLOB, "k1")
+    meta.enqueue_garbage(GarbageKind.STAGING, "k2")
+    items = meta.take_garbage(10)
+    assert [(g.kind, g.key) for g in items] == [(GarbageKind.BLOB, "k1"), (GarbageKind.STAGING, "k2")]
+    meta.drop_garbage([items[0].seq])
+    assert [g.key for g in meta.take_garbage(10)] == ["k2"]
+
+
+def test_listing_archives_for_inventory(meta: MetadataStore) -> None:
+    meta.create_vault(V, 1, 10)
+    made = [archive(f"k{i}", at=100 * i) for i in range(5)]
+    for a in made:
+        meta.insert_archive(a, b"\x00" * 32)
+    meta.delete_archive(V, made[2].id, 999)
+    rows = meta.list_archives(V, 0, None, None, 10)
+    assert [a.id for _, a in rows] == [made[i].id for i in (0, 1, 3, 4)]
+    window = meta.list_archives(V, 0, 100, 400, 10)
+    assert [a.id for _, a in window] == [made[1].id, made[3].id]
+    after = meta.list_archives(V, rows[1][0], None, None, 1)
+    assert [a.id for _, a in after] == [made[3].id]
