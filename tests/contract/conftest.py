@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,4 +31,3 @@ def blobs(request: pytest.FixtureRequest, tmp_path: Path) -> LocalBlobStore:
     raise AssertionError(request.param)  # pragma: no cover
 
 
-__all__ = ["meta", "blobs", "os"]
