@@ -62,4 +62,5 @@ class ServerSettings:
     read_timeout_s: float = 120.0
     maintenance_interval_s: float = 60.0
     metadata_url: str | None = None
+    notification_url: str | None = None
     workers: int = 16

@@ -58,6 +58,10 @@ def _duration(_ctx: click.Context, _param: click.Parameter, value: str) -> float
     "--metadata-url", default=None,
     help="SQLAlchemy URL of the metadata database (default: SQLite in the data directory).",
 )
+@click.option(
+    "--notification-url", default=None,
+    help="Webhook that receives job-completion notifications (Glacier would publish to SNS).",
+)
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
 def serve(
@@ -71,6 +75,7 @@ def serve(
     job_expiry: float,
     upload_expiry: float,
     metadata_url: str | None,
+    notification_url: str | None,
     log_level: str,
 ) -> None:
     """Run the Glacier-compatible server."""
@@ -98,6 +103,7 @@ def serve(
         job_expiry_s=job_expiry,
         upload_expiry_s=upload_expiry,
         metadata_url=metadata_url,
+        notification_url=notification_url,
     )
     if auth == "off":
         click.echo(

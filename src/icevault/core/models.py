@@ -186,3 +186,30 @@ class Job:
     @property
     def completed(self) -> bool:
         return self.status is not JobStatus.IN_PROGRESS
+
+
+class LockState(enum.StrEnum):
+    IN_PROGRESS = "InProgress"
+    LOCKED = "Locked"
+
+
+@dataclass(frozen=True, slots=True)
+class VaultLock:
+    lock_id: str
+    policy: str
+    state: LockState
+    created_at: int
+    expires_at: int | None  # None once locked
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationConfig:
+    sns_topic: str
+    events: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CapacityUnit:
+    id: str
+    start_at: int
+    expires_at: int

@@ -16,19 +16,21 @@ from aiohttp import web
 
 from icevault.config import ServerSettings
 from icevault.core.errors import (
-    AccessDeniedError,
     InvalidParameterValueError,
     MissingParameterValueError,
 )
 from icevault.core.identity import Principal
-from icevault.core.models import ACCOUNT_ID_RE, Tier
+from icevault.core.models import ACCOUNT_ID_RE, Job, Tier, validate_vault_name
 from icevault.server import routes, sigv4
 from icevault.server.call import Call
 from icevault.server.errors import error_middleware
-from icevault.server.handlers import archives, jobs, uploads, vaults
+from icevault.server.handlers import account, archives, jobs, policies, uploads, vaults
 from icevault.server.routes import Op
+from icevault.server.wire import job_json
+from icevault.service.access import AccessRequest
 from icevault.service.context import Context, Timing
 from icevault.service.glacier import Glacier
+from icevault.service.notifications import Notifier
 from icevault.store.blobs.local import LocalBlobStore
 from icevault.store.metadata.sql import SqlMetadataStore, sqlite_url
 
@@ -58,6 +60,20 @@ HANDLERS: dict[Op, Handler] = {
     Op.DESCRIBE_JOB: jobs.describe_job,
     Op.LIST_JOBS: jobs.list_jobs,
     Op.GET_JOB_OUTPUT: jobs.get_job_output,
+    Op.SET_VAULT_ACCESS_POLICY: policies.set_vault_access_policy,
+    Op.GET_VAULT_ACCESS_POLICY: policies.get_vault_access_policy,
+    Op.DELETE_VAULT_ACCESS_POLICY: policies.delete_vault_access_policy,
+    Op.INITIATE_VAULT_LOCK: policies.initiate_vault_lock,
+    Op.COMPLETE_VAULT_LOCK: policies.complete_vault_lock,
+    Op.ABORT_VAULT_LOCK: policies.abort_vault_lock,
+    Op.GET_VAULT_LOCK: policies.get_vault_lock,
+    Op.SET_VAULT_NOTIFICATIONS: policies.set_vault_notifications,
+    Op.GET_VAULT_NOTIFICATIONS: policies.get_vault_notifications,
+    Op.DELETE_VAULT_NOTIFICATIONS: policies.delete_vault_notifications,
+    Op.GET_DATA_RETRIEVAL_POLICY: account.get_data_retrieval_policy,
+    Op.SET_DATA_RETRIEVAL_POLICY: account.set_data_retrieval_policy,
+    Op.PURCHASE_PROVISIONED_CAPACITY: account.purchase_provisioned_capacity,
+    Op.LIST_PROVISIONED_CAPACITY: account.list_provisioned_capacity,
 }
 
 
@@ -69,6 +85,7 @@ class Runtime:
     glacier: Glacier
     executor: ThreadPoolExecutor
     job_event: asyncio.Event
+    notifier: Notifier
 
 
 RUNTIME = web.AppKey("runtime", Runtime)
@@ -91,16 +108,14 @@ def build_glacier(settings: ServerSettings) -> Glacier:
 
 
 def resolve_account(segment: str, caller_account: str) -> str:
-    """'-' is the caller's own account; a 12-digit id must name it (until access policies
-    grant more); anything else is malformed."""
+    """'-' is the caller's own account; otherwise a 12-digit id names the account that owns
+    the resource (whether the caller may act there is for the access policies to say)."""
     if segment == "-":
         return caller_account
     if not ACCOUNT_ID_RE.match(segment):
         raise InvalidParameterValueError(
             f"Invalid account id: {segment!r}. Use '-' or a 12-digit account id without hyphens"
         )
-    if segment != caller_account:
-        raise AccessDeniedError(f"Access denied to account {segment}")
     return segment
 
 
@@ -114,15 +129,20 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     route = routes.match(request.method, request.raw_path, dict(request.query))
     principal = await authenticate(runtime, request, route)
     account = resolve_account(route.account, principal.account_id)
-    if not principal.is_root:
-        # Users may do nothing until a policy grants it; identity policies are evaluated by
-        # the policy engine, which no user can yet be given.
-        raise AccessDeniedError(
-            f"User {principal.arn} is not authorized to perform glacier:{route.op.value}"
-        )
-    handler = HANDLERS.get(route.op)
-    if handler is None:
-        raise InvalidParameterValueError(f"{route.op.value} is not available on this server")
+    if route.vault is not None:
+        validate_vault_name(route.vault)
+    access = AccessRequest(
+        principal=principal,
+        operation=route.op.value,
+        account_id=account,
+        vault=route.vault,
+        source_ip=request.remote,
+        secure_transport=request.secure,
+        archive_id=route.resource_id if route.op is Op.DELETE_ARCHIVE else None,
+    )
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(runtime.executor, runtime.glacier.access.authorize, access)
+    handler = HANDLERS[route.op]
     call = Call(
         request=request,
         route=route,
@@ -181,6 +201,13 @@ async def _stamp(request: web.Request, response: web.StreamResponse) -> None:
     response.headers["x-amzn-RequestId"] = uuid.uuid4().hex
 
 
+def _notify(notifier: Notifier, job: Job) -> None:
+    try:
+        notifier.notify(job)
+    except Exception:
+        log.exception("could not record or deliver the notification for job %s", job.id)
+
+
 async def _job_worker(runtime: Runtime) -> None:
     loop = asyncio.get_running_loop()
     jobs = runtime.glacier.jobs
@@ -188,6 +215,9 @@ async def _job_worker(runtime: Runtime) -> None:
     while True:
         try:
             done = await loop.run_in_executor(runtime.executor, jobs.run_due)
+            for job in done:
+                # Delivery may wait on a slow webhook: keep it off the job loop's path.
+                loop.run_in_executor(runtime.executor, _notify, runtime.notifier, job)
             if done:
                 continue
             due = await loop.run_in_executor(runtime.executor, jobs.next_due_time)
@@ -224,6 +254,9 @@ def create_app(settings: ServerSettings, glacier: Glacier | None = None) -> web.
         glacier=built,
         executor=ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="icevault"),
         job_event=asyncio.Event(),
+        notifier=Notifier(
+            built.ctx, lambda job: job_json(job, settings.region), settings.notification_url
+        ),
     )
     app[RUNTIME] = runtime
     app.router.add_route("*", "/{tail:.*}", dispatch)

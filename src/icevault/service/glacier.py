@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from icevault.service.access import AccessService
+from icevault.service.account import AccountService
 from icevault.service.archives import ArchiveService
 from icevault.service.context import Context
 from icevault.service.identity import IdentityService
 from icevault.service.jobs import JobService
 from icevault.service.maintenance import Maintenance
+from icevault.service.policies import PolicyService
 from icevault.service.uploads import UploadService
 from icevault.service.vaults import VaultService
 
@@ -20,3 +23,6 @@ class Glacier:
         self.jobs = JobService(ctx)
         self.maintenance = Maintenance(ctx)
         self.identity = IdentityService(ctx)
+        self.access = AccessService(ctx)
+        self.policies = PolicyService(ctx)
+        self.account = AccountService(ctx)

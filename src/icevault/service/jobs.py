@@ -29,6 +29,7 @@ from icevault.core.models import (
     validate_vault_name,
 )
 from icevault.core.ranges import ByteRange, parse_retrieval_range
+from icevault.service.account import AccountService
 from icevault.service.context import Context
 from icevault.service.inventory import decode_marker, write_inventory
 from icevault.service.vaults import require_vault
@@ -150,6 +151,7 @@ class JobService:
             range_hash = None if digest is None else digest.hex()
         else:
             range_hash = None
+        AccountService(self.ctx).enforce_retrieval_rate(ref.account_id, end - start + 1)
         now = self.ctx.clock.now_ms()
         return Job(
             id=new_job_id(),
@@ -331,19 +333,22 @@ class JobService:
         return None if digest is None else digest.hex()
 
     # -- the worker's side ----------------------------------------------------------------
-    def run_due(self, limit: int = 32) -> int:
-        """Complete the jobs whose time has come; return how many were finished."""
+    def run_due(self, limit: int = 32) -> list[Job]:
+        """Complete the jobs whose time has come; return them as they finished."""
         now = self.ctx.clock.now_ms()
-        due = self.ctx.meta.due_jobs(now, limit)
-        for job in due:
-            self._complete(job)
-        return len(due)
+        finished = []
+        for job in self.ctx.meta.due_jobs(now, limit):
+            done = self._complete(job)
+            if done is not None:
+                finished.append(done)
+        return finished
 
-    def _complete(self, job: Job) -> None:
+    def _complete(self, job: Job) -> Job | None:
         now = self.ctx.clock.now_ms()
         if job.action is JobAction.ARCHIVE_RETRIEVAL:
-            self.ctx.meta.finish_job(job.id, JobCompletion(JobStatus.SUCCEEDED, "Succeeded", now))
-            return
+            return self.ctx.meta.finish_job(
+                job.id, JobCompletion(JobStatus.SUCCEEDED, "Succeeded", now)
+            )
         assert job.inventory is not None
         writer = self.ctx.blobs.create()
         try:
@@ -354,7 +359,7 @@ class JobService:
             writer.abort()
             raise
         key = writer.commit()
-        self.ctx.meta.finish_job(
+        return self.ctx.meta.finish_job(
             job.id,
             JobCompletion(
                 JobStatus.SUCCEEDED,

@@ -183,6 +183,60 @@ identity_policies = Table(
     Column("document", Text, nullable=False),
 )
 
+vault_policies = Table(
+    "vault_policies",
+    metadata,
+    Column("account_id", String(12), primary_key=True),
+    Column("vault_name", String(255), primary_key=True),
+    Column("kind", String(16), primary_key=True),  # "access" or "lock"
+    Column("document", Text, nullable=False),
+    # For "lock": its id, state (InProgress | Locked), and times.
+    Column("lock_id", String(64)),
+    Column("state", String(16)),
+    Column("created_at", BigInteger, nullable=False),
+    Column("expires_at", BigInteger),
+)
+
+vault_notifications = Table(
+    "vault_notifications",
+    metadata,
+    Column("account_id", String(12), primary_key=True),
+    Column("vault_name", String(255), primary_key=True),
+    Column("sns_topic", Text, nullable=False),
+    Column("events", Text, nullable=False),  # JSON list
+)
+
+account_settings = Table(
+    "account_settings",
+    metadata,
+    Column("account_id", String(12), primary_key=True),
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+provisioned_capacity = Table(
+    "provisioned_capacity",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("account_id", String(12), nullable=False),
+    Column("start_at", BigInteger, nullable=False),
+    Column("expires_at", BigInteger, nullable=False),
+)
+
+notification_log = Table(
+    "notification_log",
+    metadata,
+    Column("seq", SeqType, primary_key=True, autoincrement=True),
+    Column("account_id", String(12), nullable=False),
+    Column("vault_name", String(255), nullable=False),
+    Column("job_id", String(200), nullable=False),
+    Column("topic", Text, nullable=False),
+    Column("target", Text),
+    Column("body", Text, nullable=False),
+    Column("status", String(64), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)
+
 _V1_TABLES = [settings, accounts, vaults, vault_tags, archives, uploads, parts, jobs, garbage]
 
 
@@ -194,4 +248,12 @@ def _v2(conn: Connection) -> None:
     metadata.create_all(conn, tables=[users, access_keys, identity_policies])
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2]
+def _v3(conn: Connection) -> None:
+    metadata.create_all(
+        conn,
+        tables=[vault_policies, vault_notifications, account_settings, provisioned_capacity,
+                notification_log],
+    )
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3]

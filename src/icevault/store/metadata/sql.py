@@ -7,6 +7,7 @@ transactions start with ``BEGIN IMMEDIATE`` so two writers never deadlock upgrad
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -31,6 +32,10 @@ from icevault.core.identity import AccessKey, KeyStatus
 from icevault.core.ids import new_account_id
 from icevault.core.models import (
     Archive,
+    CapacityUnit,
+    LockState,
+    NotificationConfig,
+    VaultLock,
     InventoryFormat,
     InventoryParams,
     Job,
@@ -284,6 +289,12 @@ class SqlMetadataStore:
                     t.vault_tags.c.vault_name == ref.name,
                 )
             )
+            for table in (t.vault_policies, t.vault_notifications):
+                conn.execute(
+                    delete(table).where(
+                        table.c.account_id == ref.account_id, table.c.vault_name == ref.name
+                    )
+                )
             conn.execute(delete(t.vaults).where(self._vault_where(ref)))
             return DeleteVaultOutcome.DELETED
 
@@ -837,6 +848,328 @@ class SqlMetadataStore:
             for archive_id in {r.archive_id for r in rows if r.archive_id is not None}:
                 self._release_archive_blob(conn, archive_id)
             return len(rows)
+
+    # -- vault access policy, lock, notifications ----------------------------------------
+    def _policy_row(self, conn: Connection, ref: VaultRef, kind: str) -> Any:
+        return conn.execute(
+            select(t.vault_policies).where(
+                t.vault_policies.c.account_id == ref.account_id,
+                t.vault_policies.c.vault_name == ref.name,
+                t.vault_policies.c.kind == kind,
+            )
+        ).first()
+
+    def _delete_policy(self, conn: Connection, ref: VaultRef, kind: str) -> None:
+        conn.execute(
+            delete(t.vault_policies).where(
+                t.vault_policies.c.account_id == ref.account_id,
+                t.vault_policies.c.vault_name == ref.name,
+                t.vault_policies.c.kind == kind,
+            )
+        )
+
+    def get_access_policy(self, ref: VaultRef) -> str | None:
+        with self._tx() as conn:
+            row = self._policy_row(conn, ref, "access")
+        return None if row is None else row.document
+
+    def set_access_policy(self, ref: VaultRef, document: str | None, now: int) -> bool:
+        """Set (or with None, delete) the vault's access policy; False if no vault."""
+        with self._tx(write=True) as conn:
+            if not self._vault_exists(conn, ref):
+                return False
+            self._delete_policy(conn, ref, "access")
+            if document is not None:
+                conn.execute(
+                    insert(t.vault_policies).values(
+                        account_id=ref.account_id, vault_name=ref.name, kind="access",
+                        document=document, created_at=now,
+                    )
+                )
+            return True
+
+    @staticmethod
+    def _row_to_lock(row: Any) -> VaultLock:
+        return VaultLock(row.lock_id, row.document, LockState(row.state), row.created_at,
+                         row.expires_at)
+
+    def _current_lock(self, conn: Connection, ref: VaultRef, now: int) -> VaultLock | None:
+        row = self._policy_row(conn, ref, "lock")
+        if row is None:
+            return None
+        lock = self._row_to_lock(row)
+        if lock.state is LockState.IN_PROGRESS and lock.expires_at is not None and lock.expires_at <= now:
+            # An in-progress lock not completed within its window silently reverts.
+            self._delete_policy(conn, ref, "lock")
+            return None
+        return lock
+
+    def get_lock(self, ref: VaultRef, now: int) -> VaultLock | None:
+        with self._tx(write=True) as conn:
+            return self._current_lock(conn, ref, now)
+
+    def initiate_lock(self, ref: VaultRef, lock: VaultLock, now: int) -> VaultLock | None:
+        """Store an in-progress lock unless one exists; returns the blocking lock if any.
+        Raises LookupError when the vault does not exist."""
+        with self._tx(write=True) as conn:
+            if not self._vault_exists(conn, ref):
+                raise LookupError(ref.name)
+            current = self._current_lock(conn, ref, now)
+            if current is not None:
+                return current
+            conn.execute(
+                insert(t.vault_policies).values(
+                    account_id=ref.account_id, vault_name=ref.name, kind="lock",
+                    document=lock.policy, lock_id=lock.lock_id, state=lock.state,
+                    created_at=lock.created_at, expires_at=lock.expires_at,
+                )
+            )
+            return None
+
+    def complete_lock(self, ref: VaultRef, lock_id: str, now: int) -> VaultLock | None:
+        """Lock the vault if ``lock_id`` names its in-progress lock; return the lock as it
+        stands afterwards (None when there is none)."""
+        with self._tx(write=True) as conn:
+            current = self._current_lock(conn, ref, now)
+            if current is None or current.lock_id != lock_id or current.state is LockState.LOCKED:
+                return current
+            conn.execute(
+                update(t.vault_policies)
+                .where(
+                    t.vault_policies.c.account_id == ref.account_id,
+                    t.vault_policies.c.vault_name == ref.name,
+                    t.vault_policies.c.kind == "lock",
+                )
+                .values(state=LockState.LOCKED, expires_at=None)
+            )
+            return replace(current, state=LockState.LOCKED, expires_at=None)
+
+    def abort_lock(self, ref: VaultRef, now: int) -> VaultLock | None:
+        """Remove an in-progress lock; a locked one is returned untouched."""
+        with self._tx(write=True) as conn:
+            current = self._current_lock(conn, ref, now)
+            if current is not None and current.state is LockState.IN_PROGRESS:
+                self._delete_policy(conn, ref, "lock")
+                return None
+            return current
+
+    def get_notifications(self, ref: VaultRef) -> NotificationConfig | None:
+        with self._tx() as conn:
+            row = conn.execute(
+                select(t.vault_notifications).where(
+                    t.vault_notifications.c.account_id == ref.account_id,
+                    t.vault_notifications.c.vault_name == ref.name,
+                )
+            ).first()
+        if row is None:
+            return None
+        return NotificationConfig(row.sns_topic, tuple(json.loads(row.events)))
+
+    def set_notifications(self, ref: VaultRef, config: NotificationConfig | None) -> bool:
+        with self._tx(write=True) as conn:
+            if not self._vault_exists(conn, ref):
+                return False
+            conn.execute(
+                delete(t.vault_notifications).where(
+                    t.vault_notifications.c.account_id == ref.account_id,
+                    t.vault_notifications.c.vault_name == ref.name,
+                )
+            )
+            if config is not None:
+                conn.execute(
+                    insert(t.vault_notifications).values(
+                        account_id=ref.account_id, vault_name=ref.name,
+                        sns_topic=config.sns_topic, events=json.dumps(list(config.events)),
+                    )
+                )
+            return True
+
+    def record_notification(
+        self, ref: VaultRef, job_id: str, topic: str, target: str | None, body: str, status: str,
+        now: int,
+    ) -> None:
+        with self._tx(write=True) as conn:
+            conn.execute(
+                insert(t.notification_log).values(
+                    account_id=ref.account_id, vault_name=ref.name, job_id=job_id, topic=topic,
+                    target=target, body=body, status=status, created_at=now,
+                )
+            )
+
+    def list_notifications(self, ref: VaultRef) -> list[dict[str, Any]]:
+        with self._tx() as conn:
+            rows = conn.execute(
+                select(t.notification_log)
+                .where(
+                    t.notification_log.c.account_id == ref.account_id,
+                    t.notification_log.c.vault_name == ref.name,
+                )
+                .order_by(t.notification_log.c.seq)
+            )
+            return [dict(row._mapping) for row in rows]
+
+    def retrieval_bytes_since(self, account_id: str, since: int) -> int:
+        with self._tx() as conn:
+            total = conn.execute(
+                select(func.sum(t.jobs.c.retrieval_end - t.jobs.c.retrieval_start + 1)).where(
+                    t.jobs.c.account_id == account_id,
+                    t.jobs.c.action == JobAction.ARCHIVE_RETRIEVAL,
+                    t.jobs.c.created_at >= since,
+                )
+            ).scalar()
+        return int(total or 0)
+
+    # -- account settings and capacity ----------------------------------------------------
+    def get_account_setting(self, account_id: str, key: str) -> str | None:
+        with self._tx() as conn:
+            return conn.execute(
+                select(t.account_settings.c.value).where(
+                    t.account_settings.c.account_id == account_id, t.account_settings.c.key == key
+                )
+            ).scalar()
+
+    def set_account_setting(self, account_id: str, key: str, value: str) -> None:
+        with self._tx(write=True) as conn:
+            conn.execute(
+                delete(t.account_settings).where(
+                    t.account_settings.c.account_id == account_id, t.account_settings.c.key == key
+                )
+            )
+            conn.execute(insert(t.account_settings).values(account_id=account_id, key=key, value=value))
+
+    def purchase_capacity(self, account_id: str, unit: CapacityUnit, now: int, max_units: int) -> bool:
+        """Add a unit unless ``max_units`` unexpired units exist."""
+        with self._tx(write=True) as conn:
+            active = conn.execute(
+                select(func.count()).select_from(t.provisioned_capacity).where(
+                    t.provisioned_capacity.c.account_id == account_id,
+                    t.provisioned_capacity.c.expires_at > now,
+                )
+            ).scalar_one()
+            if active >= max_units:
+                return False
+            conn.execute(
+                insert(t.provisioned_capacity).values(
+                    id=unit.id, account_id=account_id, start_at=unit.start_at,
+                    expires_at=unit.expires_at,
+                )
+            )
+            return True
+
+    def list_capacity(self, account_id: str) -> list[CapacityUnit]:
+        with self._tx() as conn:
+            rows = conn.execute(
+                select(t.provisioned_capacity)
+                .where(t.provisioned_capacity.c.account_id == account_id)
+                .order_by(t.provisioned_capacity.c.start_at)
+            )
+            return [CapacityUnit(r.id, r.start_at, r.expires_at) for r in rows]
+
+    # -- users, keys and identity policies ------------------------------------------------
+    def create_user(self, account_id: str, name: str, now: int) -> bool:
+        with self._tx(write=True) as conn:
+            exists = conn.execute(
+                select(t.users.c.name).where(t.users.c.account_id == account_id, t.users.c.name == name)
+            ).first()
+            if exists is not None:
+                return False
+            conn.execute(insert(t.users).values(account_id=account_id, name=name, created_at=now))
+            return True
+
+    def user_exists(self, account_id: str, name: str) -> bool:
+        with self._tx() as conn:
+            return conn.execute(
+                select(t.users.c.name).where(t.users.c.account_id == account_id, t.users.c.name == name)
+            ).first() is not None
+
+    def list_users(self, account_id: str) -> list[str]:
+        with self._tx() as conn:
+            return [
+                r[0]
+                for r in conn.execute(
+                    select(t.users.c.name).where(t.users.c.account_id == account_id).order_by(t.users.c.name)
+                )
+            ]
+
+    def delete_user(self, account_id: str, name: str) -> bool:
+        with self._tx(write=True) as conn:
+            gone = conn.execute(
+                delete(t.users).where(t.users.c.account_id == account_id, t.users.c.name == name)
+            ).rowcount
+            conn.execute(
+                delete(t.access_keys).where(
+                    t.access_keys.c.account_id == account_id, t.access_keys.c.user_name == name
+                )
+            )
+            conn.execute(
+                delete(t.identity_policies).where(
+                    t.identity_policies.c.account_id == account_id,
+                    t.identity_policies.c.user_name == name,
+                )
+            )
+            return bool(gone)
+
+    def list_access_keys(self, account_id: str) -> list[AccessKey]:
+        with self._tx() as conn:
+            rows = conn.execute(
+                select(t.access_keys).where(t.access_keys.c.account_id == account_id)
+                .order_by(t.access_keys.c.created_at)
+            )
+            return [
+                AccessKey(r.id, r.secret, r.account_id, r.user_name, KeyStatus(r.status), r.created_at)
+                for r in rows
+            ]
+
+    def set_access_key_status(self, key_id: str, status: KeyStatus) -> bool:
+        with self._tx(write=True) as conn:
+            return bool(
+                conn.execute(
+                    update(t.access_keys).where(t.access_keys.c.id == key_id).values(status=status)
+                ).rowcount
+            )
+
+    def delete_access_key(self, key_id: str) -> bool:
+        with self._tx(write=True) as conn:
+            return bool(conn.execute(delete(t.access_keys).where(t.access_keys.c.id == key_id)).rowcount)
+
+    def put_user_policy(self, account_id: str, user: str, name: str, document: str) -> None:
+        with self._tx(write=True) as conn:
+            conn.execute(
+                delete(t.identity_policies).where(
+                    t.identity_policies.c.account_id == account_id,
+                    t.identity_policies.c.user_name == user,
+                    t.identity_policies.c.policy_name == name,
+                )
+            )
+            conn.execute(
+                insert(t.identity_policies).values(
+                    account_id=account_id, user_name=user, policy_name=name, document=document
+                )
+            )
+
+    def delete_user_policy(self, account_id: str, user: str, name: str) -> bool:
+        with self._tx(write=True) as conn:
+            return bool(
+                conn.execute(
+                    delete(t.identity_policies).where(
+                        t.identity_policies.c.account_id == account_id,
+                        t.identity_policies.c.user_name == user,
+                        t.identity_policies.c.policy_name == name,
+                    )
+                ).rowcount
+            )
+
+    def user_policies(self, account_id: str, user: str) -> list[tuple[str, str]]:
+        with self._tx() as conn:
+            rows = conn.execute(
+                select(t.identity_policies.c.policy_name, t.identity_policies.c.document)
+                .where(
+                    t.identity_policies.c.account_id == account_id,
+                    t.identity_policies.c.user_name == user,
+                )
+                .order_by(t.identity_policies.c.policy_name)
+            )
+            return [(r[0], r[1]) for r in rows]
 
     # -- garbage --------------------------------------------------------------------------
     @staticmethod

@@ -1,0 +1,85 @@
+"""Job-completion notifications.
+
+Glacier publishes the DescribeJob JSON to an SNS topic when a job completes, for the job's own
+``SNSTopic`` and for the vault's notification configuration. icevault has no SNS: it records
+every notification, and delivers it by HTTP POST to the configured webhook
+(``--notification-url``) and to any topic that is itself an http(s) URL.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from typing import Any
+
+from icevault.core.models import Job, JobAction
+from icevault.service.context import Context
+
+log = logging.getLogger(__name__)
+
+DELIVERY_TIMEOUT_S = 5.0
+
+
+def _event_for(job: Job) -> str:
+    if job.action is JobAction.ARCHIVE_RETRIEVAL:
+        return "ArchiveRetrievalCompleted"
+    return "InventoryRetrievalCompleted"
+
+
+class Notifier:
+    def __init__(
+        self, ctx: Context, render: Callable[[Job], dict[str, Any]], webhook_url: str | None
+    ) -> None:
+        self.ctx = ctx
+        self.render = render
+        self.webhook_url = webhook_url
+
+    def topics_for(self, job: Job) -> list[str]:
+        topics = []
+        if job.sns_topic:
+            topics.append(job.sns_topic)
+        config = self.ctx.meta.get_notifications(job.vault)
+        if config is not None and _event_for(job) in config.events and config.sns_topic not in topics:
+            topics.append(config.sns_topic)
+        return topics
+
+    def notify(self, job: Job) -> None:
+        topics = self.topics_for(job)
+        if not topics:
+            return
+        body = json.dumps(self.render(job))
+        for topic in topics:
+            targets = []
+            if topic.startswith(("http://", "https://")):
+                targets.append(topic)
+            if self.webhook_url:
+                targets.append(self.webhook_url)
+            if not targets:
+                self._record(job, topic, None, body, "recorded")
+            for target in targets:
+                self._record(job, topic, target, body, self._deliver(target, topic, body))
+
+    def _deliver(self, target: str, topic: str, body: str) -> str:
+        request = urllib.request.Request(
+            target,
+            data=body.encode(),
+            method="POST",
+            headers={"Content-Type": "application/json", "x-icevault-topic": topic},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=DELIVERY_TIMEOUT_S) as response:  # noqa: S310
+                return f"delivered {response.status}"
+        except urllib.error.HTTPError as exc:
+            log.warning("notification to %s answered %s", target, exc.code)
+            return f"failed {exc.code}"
+        except (urllib.error.URLError, OSError) as exc:
+            log.warning("notification to %s failed: %s", target, exc)
+            return f"failed: {exc}"
+
+    def _record(self, job: Job, topic: str, target: str | None, body: str, status: str) -> None:
+        self.ctx.meta.record_notification(
+            job.vault, job.id, topic, target, body, status, self.ctx.clock.now_ms()
+        )
