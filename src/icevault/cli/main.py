@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from icevault import __version__
+from icevault.cli.admin import admin
 from icevault.cli.serve import serve
 
 
@@ -15,6 +16,7 @@ def cli() -> None:
 
 
 cli.add_command(serve)
+cli.add_command(admin)
 
 
 def main() -> None:

@@ -7,7 +7,17 @@ import threading
 import time
 from pathlib import Path
 
-from icevault.core.identity import AccessKey, KeyStatus, new_access_key_id, new_secret_key
+from icevault.core.errors import InvalidParameterValueError, ResourceNotFoundError
+from icevault.core.identity import (
+    USER_NAME_RE,
+    AccessKey,
+    KeyStatus,
+    new_access_key_id,
+    new_secret_key,
+)
+from icevault.core.ids import new_account_id
+from icevault.core.models import ACCOUNT_ID_RE
+from icevault.core.policy import parse_policy
 from icevault.service.context import Context
 
 CREDENTIALS_FILE = "credentials"
@@ -76,3 +86,68 @@ class IdentityService:
                 self._cache.clear()
             self._cache[key_id] = (now, key)
         return key
+
+    # -- administration (the ``icevault admin`` commands) ---------------------------------
+    def create_account(self, account_id: str | None = None) -> tuple[str, AccessKey]:
+        """A new account and its root access key."""
+        account = account_id or new_account_id()
+        if not ACCOUNT_ID_RE.match(account):
+            raise InvalidParameterValueError(f"Invalid account id: {account} (12 digits)")
+        if not self.ctx.meta.create_account(account, self.ctx.clock.now_ms()):
+            raise InvalidParameterValueError(f"Account {account} already exists")
+        return account, self.create_key(account, None)
+
+    def require_account(self, account_id: str) -> None:
+        if not self.ctx.meta.account_exists(account_id):
+            raise ResourceNotFoundError(f"No such account: {account_id}")
+
+    def require_user(self, account_id: str, user: str) -> None:
+        self.require_account(account_id)
+        if not self.ctx.meta.user_exists(account_id, user):
+            raise ResourceNotFoundError(f"No such user in account {account_id}: {user}")
+
+    def create_user(self, account_id: str, user: str) -> None:
+        self.require_account(account_id)
+        if not USER_NAME_RE.match(user):
+            raise InvalidParameterValueError(
+                f"Invalid user name: {user!r} (1-64 of letters, digits and +=,.@_-)"
+            )
+        if not self.ctx.meta.create_user(account_id, user, self.ctx.clock.now_ms()):
+            raise InvalidParameterValueError(f"User {user} already exists in account {account_id}")
+
+    def delete_user(self, account_id: str, user: str) -> None:
+        if not self.ctx.meta.delete_user(account_id, user):
+            raise ResourceNotFoundError(f"No such user in account {account_id}: {user}")
+        self._forget_keys()
+
+    def new_key(self, account_id: str, user: str | None) -> AccessKey:
+        if user is None:
+            self.require_account(account_id)
+        else:
+            self.require_user(account_id, user)
+        return self.create_key(account_id, user)
+
+    def set_key_status(self, key_id: str, status: KeyStatus) -> None:
+        if not self.ctx.meta.set_access_key_status(key_id, status):
+            raise ResourceNotFoundError(f"No such access key: {key_id}")
+        self._forget_keys()
+
+    def delete_key(self, key_id: str) -> None:
+        if not self.ctx.meta.delete_access_key(key_id):
+            raise ResourceNotFoundError(f"No such access key: {key_id}")
+        self._forget_keys()
+
+    def put_user_policy(self, account_id: str, user: str, name: str, document: str) -> None:
+        self.require_user(account_id, user)
+        if not name or len(name) > 128:
+            raise InvalidParameterValueError("A policy name is 1 to 128 characters")
+        parse_policy(document, resource_policy=False)
+        self.ctx.meta.put_user_policy(account_id, user, name, document)
+
+    def delete_user_policy(self, account_id: str, user: str, name: str) -> None:
+        if not self.ctx.meta.delete_user_policy(account_id, user, name):
+            raise ResourceNotFoundError(f"User {user} has no policy named {name}")
+
+    def _forget_keys(self) -> None:
+        with self._lock:
+            self._cache.clear()

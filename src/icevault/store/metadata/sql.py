@@ -8,6 +8,7 @@ transactions start with ``BEGIN IMMEDIATE`` so two writers never deadlock upgrad
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -64,6 +65,17 @@ def sqlite_url(path: Path) -> str:
     return f"sqlite:///{path}"
 
 
+def _private_sqlite_file(url: str) -> None:
+    """The database holds access-key secrets: create it readable by its owner only (SQLite
+    gives the -wal and -shm files the same mode)."""
+    path = url.removeprefix("sqlite:///")
+    if not path or path == ":memory:":
+        return
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    os.close(fd)
+    os.chmod(path, 0o600)
+
+
 def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -89,6 +101,7 @@ class SqlMetadataStore:
         self.url = url
         self._is_sqlite = url.startswith("sqlite")
         if self._is_sqlite:
+            _private_sqlite_file(url)
             self._engine = create_engine(url, pool_size=16, max_overflow=16)
             _configure_sqlite(self._engine)
         else:
