@@ -1,0 +1,351 @@
+"""Client commands: vaults, upload, retrieve, jobs, download, get, inventory, tree hashes."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from icevault.cli.common import (
+    EXIT_VERIFY,
+    ProgressBar,
+    Settings,
+    emit,
+    glacier_client,
+    global_options,
+    handle_errors,
+    size_option,
+)
+from icevault.client.chunks import check_chunk_size
+from icevault.client.download import download_job_output
+from icevault.client.jobs import find_reusable_job, start_retrieval, wait_for_job
+from icevault.client.upload import upload_archive
+from icevault.config import parse_duration
+from icevault.core.treehash import MIB, TreeHasher
+
+account_option = click.option("--account-id", default="-", show_default=True,
+                              help="The vault's account: '-' is your own.")
+vault_option = click.option("--vault", required=True, help="Vault name.")
+dry_run_option = click.option("--dry-run", is_flag=True, help="Say what would be done; do nothing.")
+
+
+def _settings() -> Settings:
+    settings: Settings = click.get_current_context().obj
+    return settings
+
+
+def _timeout(_ctx: click.Context, _param: click.Parameter, value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _strip(response: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in response.items() if k != "ResponseMetadata"}
+
+
+# -- vaults ---------------------------------------------------------------------------------
+@click.group()
+def vault() -> None:
+    """Create, list, describe and delete vaults."""
+
+
+@vault.command("create")
+@click.argument("name")
+@account_option
+@dry_run_option
+@global_options
+@handle_errors
+def vault_create(name: str, account_id: str, dry_run: bool) -> None:
+    if dry_run:
+        click.echo(f"would create vault {name}")
+        return
+    response = glacier_client(_settings()).create_vault(accountId=account_id, vaultName=name)
+    emit(_settings(), {"location": response["location"]})
+
+
+@vault.command("list")
+@account_option
+@global_options
+@handle_errors
+def vault_list(account_id: str) -> None:
+    client = glacier_client(_settings())
+    vaults = [
+        _strip(v)
+        for page in client.get_paginator("list_vaults").paginate(accountId=account_id)
+        for v in page["VaultList"]
+    ]
+    emit(_settings(), vaults, ["VaultName", "NumberOfArchives", "SizeInBytes", "CreationDate"])
+
+
+@vault.command("describe")
+@click.argument("name")
+@account_option
+@global_options
+@handle_errors
+def vault_describe(name: str, account_id: str) -> None:
+    response = glacier_client(_settings()).describe_vault(accountId=account_id, vaultName=name)
+    emit(_settings(), _strip(response))
+
+
+@vault.command("delete")
+@click.argument("name")
+@account_option
+@dry_run_option
+@global_options
+@handle_errors
+def vault_delete(name: str, account_id: str, dry_run: bool) -> None:
+    if dry_run:
+        click.echo(f"would delete vault {name}")
+        return
+    glacier_client(_settings()).delete_vault(accountId=account_id, vaultName=name)
+
+
+# -- archives -------------------------------------------------------------------------------
+@click.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, allow_dash=True))
+@vault_option
+@account_option
+@click.option("--description", default=None, help="Archive description (printable ASCII).")
+@size_option("--part-size", "16MiB", "Multipart part size (1 MiB times a power of two).")
+@click.option("--workers", default=4, show_default=True, type=click.IntRange(1, 64))
+@click.option("--upload-id", default=None, help="Resume this interrupted multipart upload.")
+@dry_run_option
+@global_options
+@handle_errors
+def upload(file: str, vault: str, account_id: str, description: str | None, part_size: int,
+           workers: int, upload_id: str | None, dry_run: bool) -> None:
+    """Upload FILE ('-' for standard input) as one archive; prints its id and tree hash."""
+    check_chunk_size(part_size)
+    if dry_run:
+        size = "standard input" if file == "-" else f"{Path(file).stat().st_size} bytes"
+        click.echo(f"would upload {file} ({size}) to vault {vault}")
+        return
+    bar = ProgressBar(f"upload {Path(file).name}")
+    try:
+        source: Any = sys.stdin.buffer if file == "-" else file
+        result = upload_archive(
+            vault, source, account_id=account_id, description=description, part_size=part_size,
+            workers=workers, upload_id=upload_id, subscribers=[bar],
+            client=glacier_client(_settings(), workers),
+        )
+    finally:
+        bar.close()
+    emit(_settings(), {"archiveId": result.archive_id, "checksum": result.tree_hash,
+                       "size": result.size, "uploadId": result.upload_id})
+
+
+@click.command()
+@vault_option
+@click.option("--archive-id", required=True)
+@account_option
+@click.option("--tier", type=click.Choice(["Expedited", "Standard", "Bulk"]), default=None)
+@click.option("--range", "byte_range", default=None, help="Retrieval byte range a-b (MiB aligned).")
+@click.option("--description", default=None)
+@dry_run_option
+@global_options
+@handle_errors
+def retrieve(vault: str, archive_id: str, account_id: str, tier: str | None,
+             byte_range: str | None, description: str | None, dry_run: bool) -> None:
+    """Start an archive-retrieval job; prints its id."""
+    if dry_run:
+        click.echo(f"would start a retrieval of {archive_id} from vault {vault}")
+        return
+    job_id = start_retrieval(glacier_client(_settings()), vault, archive_id, account_id=account_id,
+                             tier=tier, byte_range=byte_range, description=description)
+    emit(_settings(), {"jobId": job_id})
+
+
+# -- jobs -----------------------------------------------------------------------------------
+@click.group()
+def jobs() -> None:
+    """List, describe and wait for jobs."""
+
+
+@jobs.command("list")
+@vault_option
+@account_option
+@click.option("--status", type=click.Choice(["InProgress", "Succeeded", "Failed"]), default=None)
+@click.option("--completed", type=click.Choice(["true", "false"]), default=None)
+@global_options
+@handle_errors
+def jobs_list(vault: str, account_id: str, status: str | None, completed: str | None) -> None:
+    params: dict[str, Any] = {"accountId": account_id, "vaultName": vault}
+    if status:
+        params["statuscode"] = status
+    if completed:
+        params["completed"] = completed
+    client = glacier_client(_settings())
+    found = [
+        _strip(j) for page in client.get_paginator("list_jobs").paginate(**params)
+        for j in page["JobList"]
+    ]
+    emit(_settings(), found, ["JobId", "Action", "StatusCode", "CreationDate", "ArchiveSizeInBytes"])
+
+
+@jobs.command("describe")
+@vault_option
+@click.option("--job-id", required=True)
+@account_option
+@global_options
+@handle_errors
+def jobs_describe(vault: str, job_id: str, account_id: str) -> None:
+    response = glacier_client(_settings()).describe_job(accountId=account_id, vaultName=vault, jobId=job_id)
+    emit(_settings(), _strip(response))
+
+
+@jobs.command("wait")
+@vault_option
+@click.option("--job-id", required=True)
+@account_option
+@click.option("--timeout", default=None, callback=_timeout, help="Give up after this long (e.g. 12h).")
+@click.option("--max-delay", default="60", callback=_timeout, show_default=True,
+              help="Longest pause between polls.")
+@global_options
+@handle_errors
+def jobs_wait(vault: str, job_id: str, account_id: str, timeout: float | None,
+              max_delay: float) -> None:
+    """Wait until the job completes (exit 4 if it fails, expires or times out)."""
+    job = wait_for_job(glacier_client(_settings()), vault, job_id, account_id=account_id,
+                       timeout=timeout, max_delay=max_delay)
+    emit(_settings(), _strip(job))
+
+
+# -- downloads ------------------------------------------------------------------------------
+def _download_options(func: Any) -> Any:
+    func = click.option("--no-resume", is_flag=True, help="Ignore a journal from an earlier run.")(func)
+    func = size_option("--bwlimit", None, "Bandwidth limit in bytes per second (e.g. 10MiB).")(func)
+    func = click.option("--workers", default=4, show_default=True, type=click.IntRange(1, 64))(func)
+    func = size_option("--chunk-size", "8MiB", "Chunk size (1 MiB times a power of two).")(func)
+    return func
+
+
+def _download(settings: Settings, vault: str, job_id: str, output: str, account_id: str,
+              chunk_size: int, workers: int, bwlimit: int | None, no_resume: bool) -> dict[str, Any]:
+    check_chunk_size(chunk_size)
+    bar = ProgressBar(f"download {Path(output).name}")
+    try:
+        result = download_job_output(
+            vault, job_id, output, account_id=account_id, chunk_size=chunk_size, workers=workers,
+            resume=not no_resume, bandwidth_limit=bwlimit, subscribers=[bar],
+            client=glacier_client(settings, workers),
+        )
+    finally:
+        bar.close()
+    return {"path": str(result.path), "size": result.size, "checksum": result.tree_hash,
+            "chunks": result.chunks, "fetchedChunks": result.fetched, "resumedChunks": result.resumed}
+
+
+@click.command()
+@vault_option
+@click.option("--job-id", required=True)
+@click.option("-o", "--output-file", "output_file", required=True, type=click.Path(dir_okay=False))
+@account_option
+@_download_options
+@global_options
+@handle_errors
+def download(vault: str, job_id: str, output_file: str, account_id: str, chunk_size: int,
+             workers: int, bwlimit: int | None, no_resume: bool) -> None:
+    """Download a job's output: parallel aligned chunks, every chunk and the whole verified,
+    resumable (rerun the same command after an interruption)."""
+    emit(_settings(), _download(_settings(), vault, job_id, output_file, account_id, chunk_size,
+                                workers, bwlimit, no_resume))
+
+
+@click.command()
+@vault_option
+@click.option("--archive-id", required=True)
+@click.option("-o", "--output-file", "output_file", required=True, type=click.Path(dir_okay=False))
+@account_option
+@click.option("--tier", type=click.Choice(["Expedited", "Standard", "Bulk"]), default=None)
+@click.option("--timeout", default=None, callback=_timeout, help="Give up waiting after this long.")
+@_download_options
+@global_options
+@handle_errors
+def get(vault: str, archive_id: str, output_file: str, account_id: str, tier: str | None,
+        timeout: float | None, chunk_size: int, workers: int, bwlimit: int | None,
+        no_resume: bool) -> None:
+    """The whole workflow: reuse or start a retrieval job, wait, download and verify."""
+    settings = _settings()
+    client = glacier_client(settings, workers)
+    existing = find_reusable_job(client, vault, archive_id, account_id=account_id)
+    if existing is not None:
+        job_id = existing["JobId"]
+        click.echo(f"reusing job {job_id} ({existing['StatusCode']})", err=True)
+    else:
+        job_id = start_retrieval(client, vault, archive_id, account_id=account_id, tier=tier)
+        click.echo(f"started job {job_id}", err=True)
+    wait_for_job(client, vault, job_id, account_id=account_id, timeout=timeout)
+    result = _download(settings, vault, job_id, output_file, account_id, chunk_size, workers,
+                       bwlimit, no_resume)
+    emit(settings, {"jobId": job_id, **result})
+
+
+@click.command()
+@vault_option
+@account_option
+@click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="json", show_default=True)
+@click.option("-o", "--output-file", "output_file", default=None, type=click.Path(dir_okay=False),
+              help="Write here (default: standard output).")
+@click.option("--job-id", default=None, help="Read this finished inventory job instead of starting one.")
+@click.option("--timeout", default=None, callback=_timeout)
+@global_options
+@handle_errors
+def inventory(vault: str, account_id: str, fmt: str, output_file: str | None,
+              job_id: str | None, timeout: float | None) -> None:
+    """Start an inventory job (or read a finished one), wait, and stream its output."""
+    client = glacier_client(_settings())
+    if job_id is None:
+        job_id = client.initiate_job(accountId=account_id, vaultName=vault, jobParameters={
+            "Type": "inventory-retrieval", "Format": fmt.upper()})["jobId"]
+        click.echo(f"started inventory job {job_id}", err=True)
+    wait_for_job(client, vault, job_id, account_id=account_id, timeout=timeout)
+    body = client.get_job_output(accountId=account_id, vaultName=vault, jobId=job_id)["body"]
+    target = open(output_file, "wb") if output_file else sys.stdout.buffer  # noqa: SIM115
+    try:
+        shutil.copyfileobj(body, target, MIB)
+    finally:
+        if output_file:
+            target.close()
+        else:
+            target.flush()
+
+
+# -- tree hashes ----------------------------------------------------------------------------
+def _file_tree_hash(path: str) -> str:
+    hasher = TreeHasher()
+    with open(path, "rb", buffering=0) as handle:
+        buffer = bytearray(4 * MIB)
+        view = memoryview(buffer)
+        while n := handle.readinto(buffer):
+            hasher.update(view[:n])
+    return hasher.hexdigest()
+
+
+@click.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+def treehash(file: str) -> None:
+    """Print FILE's SHA-256 tree hash (hex), as Glacier computes it."""
+    click.echo(_file_tree_hash(file))
+
+
+@click.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--tree-hash", "expected", required=True)
+def verify(file: str, expected: str) -> None:
+    """Check FILE against a tree hash; exit 0 if it matches, 3 if not."""
+    actual = _file_tree_hash(file)
+    if actual != expected.strip().lower():
+        click.echo(f"MISMATCH {file}: tree hash {actual}, expected {expected}", err=True)
+        sys.exit(EXIT_VERIFY)
+    click.echo(f"OK {file} {actual}")
+
+
+COMMANDS = [vault, upload, retrieve, jobs, download, get, inventory, treehash, verify]
+__all__ = ["COMMANDS"]

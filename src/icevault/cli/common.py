@@ -1,0 +1,184 @@
+"""What the client commands share: AWS-style global options, output, errors, progress."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import click
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+from icevault.client.api import make_glacier_client
+from icevault.client.exceptions import ClientError as TransferError
+from icevault.client.progress import Subscriber
+from icevault.config import parse_size
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_VERIFY = 3
+EXIT_JOB = 4
+EXIT_INTERRUPTED = 130
+
+GLOBAL_OPTIONS = ("endpoint_url", "profile", "region", "output")
+
+
+@dataclass
+class Settings:
+    endpoint_url: str | None = None
+    profile: str | None = None
+    region: str | None = None
+    output: str = "json"
+
+
+def _global_option_decorators() -> list[Callable[[F], F]]:
+    return [
+        click.option("--endpoint-url", default=None, help="Glacier endpoint, e.g. http://127.0.0.1:9099."),
+        click.option("--profile", default=None, help="AWS profile from the shared config files."),
+        click.option("--region", default=None, help="AWS region (default: from the profile or AWS_*)."),
+        click.option("--output", type=click.Choice(["json", "table"]), default=None,
+                     help="Output format (default json)."),
+    ]
+
+
+def global_options(func: F) -> F:
+    """Accept the AWS CLI's global options after the subcommand too, as the AWS CLI does."""
+    for decorate in reversed(_global_option_decorators()):
+        func = decorate(func)
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        ctx = click.get_current_context()
+        settings: Settings = ctx.find_object(Settings) or Settings()
+        for name in GLOBAL_OPTIONS:
+            value = kwargs.pop(name)
+            if value is not None:
+                setattr(settings, name, value)
+        ctx.obj = settings
+        return func(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def group_global_options(func: F) -> F:
+    for decorate in reversed(_global_option_decorators()):
+        func = decorate(func)
+    return func
+
+
+def glacier_client(settings: Settings, workers: int = 10) -> Any:
+    return make_glacier_client(
+        endpoint_url=settings.endpoint_url, profile=settings.profile, region=settings.region,
+        max_pool_connections=max(10, workers), retries=False,
+    )
+
+
+def emit(settings: Settings, value: Any, columns: list[str] | None = None) -> None:
+    """Print a result as JSON (default) or as a table."""
+    if settings.output == "table":
+        from rich.console import Console
+        from rich.table import Table
+
+        rows = value if isinstance(value, list) else [value]
+        keys = columns or sorted({k for row in rows for k in row})
+        table = Table(*keys)
+        for row in rows:
+            table.add_row(*("" if row.get(k) is None else str(row.get(k)) for k in keys))
+        Console().print(table)
+    else:
+        click.echo(json.dumps(value, indent=2, default=str))
+
+
+def size_option(name: str, default: str, help_text: str) -> Callable[[F], F]:
+    def convert(_ctx: click.Context, _param: click.Parameter, value: str | None) -> int | None:
+        if value is None:
+            return None
+        try:
+            return parse_size(value)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc)) from None
+
+    return click.option(name, default=default, callback=convert, show_default=True, help=help_text)
+
+
+def handle_errors(func: F) -> F:
+    """Turn failures into a message on stderr and a documented exit code."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except KeyboardInterrupt:
+            click.echo("interrupted; run the same command again to resume", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+        except TransferError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            click.echo(f"error: {error.get('Code')}: {error.get('Message')}", err=True)
+            code = error.get("Code")
+            sys.exit(EXIT_JOB if code == "ResourceNotFoundException" else EXIT_ERROR)
+        except NoCredentialsError:
+            click.echo("error: no AWS credentials found (set AWS_PROFILE, AWS_ACCESS_KEY_ID or "
+                       "--profile)", err=True)
+            sys.exit(EXIT_ERROR)
+        except (BotoCoreError, OSError) as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(EXIT_ERROR)
+        except ValueError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(EXIT_USAGE)
+
+    return wrapper  # type: ignore[return-value]
+
+
+class ProgressBar(Subscriber):
+    """A rich progress bar with rate and ETA on stderr; silent when stderr is not a terminal."""
+
+    def __init__(self, description: str) -> None:
+        self.description = description
+        self.enabled = sys.stderr.isatty()
+        self._progress: Any = None
+        self._task: Any = None
+
+    def on_queued(self, **kwargs: Any) -> None:
+        if not self.enabled:
+            return
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
+        self._progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+            TransferSpeedColumn(), TimeRemainingColumn(), console=Console(stderr=True),
+            transient=False,
+        )
+        self._progress.start()
+        self._task = self._progress.add_task(
+            self.description, total=kwargs.get("total_bytes"), completed=kwargs.get("already", 0)
+        )
+
+    def on_progress(self, **kwargs: Any) -> None:
+        if self._progress is not None:
+            self._progress.advance(self._task, kwargs.get("bytes_transferred", 0))
+
+    def on_done(self, **kwargs: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None

@@ -1,0 +1,331 @@
+"""Uploading archives: one request for small files, parallel multipart for the rest.
+
+Each part is read once to compute both its tree hash and the SHA-256 that SigV4 signs (botocore
+would otherwise read it twice more for them), then streamed from the file while it is sent.
+Parts already uploaded (resuming with ``upload_id``) are skipped when their tree hash matches.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import threading
+from collections.abc import Iterable, Iterator
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from icevault.client.api import make_glacier_client
+from icevault.client.chunks import check_chunk_size
+from icevault.client.exceptions import ChecksumMismatchError, ClientError
+from icevault.client.progress import Subscriber
+from icevault.core.treehash import MIB, TreeHasher, combine_hex
+
+MAX_SINGLE_UPLOAD = 4 * 1024**3
+_pending_sha256 = threading.local()
+
+
+@dataclass(frozen=True)
+class UploadResult:
+    archive_id: str
+    tree_hash: str
+    size: int
+    upload_id: str | None  # None for a single-request upload
+    parts: int
+    skipped_parts: int = 0
+    location: str | None = None
+
+
+class _Section(io.RawIOBase):
+    """A read-only, seekable window on a file, so botocore can stream one part of it."""
+
+    def __init__(self, fd: int, start: int, size: int) -> None:
+        self._fd, self._start, self._size, self._pos = fd, start, size, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        self._pos = max(0, min(self._size, base + offset))
+        return self._pos
+
+    def readinto(self, buffer: Any) -> int:
+        want = min(len(buffer), self._size - self._pos)
+        if want <= 0:
+            return 0
+        data = os.pread(self._fd, want, self._start + self._pos)
+        buffer[: len(data)] = data
+        self._pos += len(data)
+        return len(data)
+
+    def __len__(self) -> int:
+        return self._size
+
+
+def _hash_region(fd: int, start: int, size: int) -> tuple[str, str]:
+    tree, linear = TreeHasher(), hashlib.sha256()
+    position, end = start, start + size
+    while position < end:
+        data = os.pread(fd, min(4 * MIB, end - position), position)
+        if not data:
+            raise ClientError("the file shrank while it was being uploaded")
+        tree.update(data)
+        linear.update(data)
+        position += len(data)
+    return tree.hexdigest(), linear.hexdigest()
+
+
+def _inject_content_sha256(params: Any, **_kwargs: Any) -> None:
+    value = getattr(_pending_sha256, "value", None)
+    if value is not None:
+        params["headers"]["x-amz-content-sha256"] = value
+
+
+def _parts(size: int, part_size: int) -> Iterator[tuple[int, int]]:
+    for start in range(0, size, part_size):
+        yield start, min(part_size, size - start)
+
+
+def upload_archive(
+    vault: str,
+    path_or_stream: str | os.PathLike[str] | IO[bytes],
+    *,
+    account_id: str = "-",
+    description: str | None = None,
+    part_size: int = 16 * MIB,
+    workers: int = 4,
+    upload_id: str | None = None,
+    subscribers: Iterable[Subscriber] = (),
+    client: Any = None,
+) -> UploadResult:
+    """Upload a file (or a binary stream) as one archive and return its id and tree hash.
+
+    Files no larger than ``part_size`` go in one UploadArchive; larger ones in a multipart
+    upload with ``workers`` parts in flight. Pass the ``upload_id`` of an interrupted upload to
+    resume it: parts already there with the right tree hash are not sent again.
+    """
+    check_chunk_size(part_size)
+    subs = list(subscribers)
+    glacier = client or make_glacier_client(max_pool_connections=max(10, workers))
+    glacier.meta.events.register_first(
+        "before-call.glacier.UploadMultipartPart", _inject_content_sha256,
+        unique_id="icevault-content-sha256-part",
+    )
+    glacier.meta.events.register_first(
+        "before-call.glacier.UploadArchive", _inject_content_sha256,
+        unique_id="icevault-content-sha256-archive",
+    )
+    if isinstance(path_or_stream, (str, os.PathLike)):
+        fd = os.open(Path(path_or_stream), os.O_RDONLY)
+        try:
+            size = os.fstat(fd).st_size
+            return _upload_fd(glacier, vault, fd, size, account_id, description, part_size,
+                              workers, upload_id, subs)
+        finally:
+            os.close(fd)
+    return _upload_stream(glacier, vault, path_or_stream, account_id, description, part_size,
+                          workers, upload_id, subs)
+
+
+def _upload_fd(
+    glacier: Any, vault: str, fd: int, size: int, account_id: str, description: str | None,
+    part_size: int, workers: int, upload_id: str | None, subs: list[Subscriber],
+) -> UploadResult:
+    if size == 0:
+        raise ClientError("Glacier archives are 1 byte or more; the file is empty")
+    for subscriber in subs:
+        subscriber.on_queued(total_bytes=size, already=0)
+    if size <= part_size and upload_id is None and size <= MAX_SINGLE_UPLOAD:
+        tree, linear = _hash_region(fd, 0, size)
+        params: dict[str, Any] = {"accountId": account_id, "vaultName": vault,
+                                  "body": _Section(fd, 0, size), "checksum": tree}
+        if description is not None:
+            params["archiveDescription"] = description
+        _pending_sha256.value = linear
+        try:
+            response = glacier.upload_archive(**params)
+        finally:
+            _pending_sha256.value = None
+        if response["checksum"] != tree:
+            raise ChecksumMismatchError(f"server tree hash {response['checksum']}, file {tree}")
+        for subscriber in subs:
+            subscriber.on_progress(bytes_transferred=size)
+        result = UploadResult(response["archiveId"], tree, size, None, 1,
+                              location=response.get("location"))
+        for subscriber in subs:
+            subscriber.on_done(result=result)
+        return result
+
+    existing: dict[int, str] = {}
+    if upload_id is None:
+        params = {"accountId": account_id, "vaultName": vault, "partSize": str(part_size)}
+        if description is not None:
+            params["archiveDescription"] = description
+        upload_id = glacier.initiate_multipart_upload(**params)["uploadId"]
+    else:
+        listing = glacier.list_parts(accountId=account_id, vaultName=vault, uploadId=upload_id)
+        if int(listing["PartSizeInBytes"]) != part_size:
+            raise ClientError(
+                f"upload {upload_id} uses parts of {listing['PartSizeInBytes']} bytes; pass that "
+                "part size to resume it"
+            )
+        for page in glacier.get_paginator("list_parts").paginate(
+            accountId=account_id, vaultName=vault, uploadId=upload_id
+        ):
+            for part in page["Parts"]:
+                first = int(part["RangeInBytes"].split("-")[0])
+                existing[first] = part["SHA256TreeHash"]
+
+    skipped = 0
+    lock = threading.Lock()
+
+    def send(start: int, length: int) -> str:
+        nonlocal skipped
+        tree, linear = _hash_region(fd, start, length)
+        if existing.get(start) == tree:
+            with lock:
+                skipped += 1
+        else:
+            _pending_sha256.value = linear
+            try:
+                response = glacier.upload_multipart_part(
+                    accountId=account_id, vaultName=vault, uploadId=upload_id,
+                    range=f"bytes {start}-{start + length - 1}/*", body=_Section(fd, start, length),
+                    checksum=tree,
+                )
+            finally:
+                _pending_sha256.value = None
+            if response["checksum"] != tree:
+                raise ChecksumMismatchError(
+                    f"part at {start}: server tree hash {response['checksum']}, file {tree}"
+                )
+        for subscriber in subs:
+            subscriber.on_progress(bytes_transferred=length)
+        return tree
+
+    plan = list(_parts(size, part_size))
+    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="icevault-up") as pool:
+        futures: list[Future[str]] = [pool.submit(send, s, n) for s, n in plan]
+        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        for future in done:
+            if future.exception() is not None:
+                for other in futures:
+                    other.cancel()
+                raise ClientError(
+                    f"upload {upload_id} failed: {future.exception()}. Resume it with "
+                    f"--upload-id {upload_id}"
+                ) from future.exception()
+        hashes = [f.result() for f in futures]
+    whole = combine_hex(hashes)
+    response = glacier.complete_multipart_upload(
+        accountId=account_id, vaultName=vault, uploadId=upload_id, archiveSize=str(size),
+        checksum=whole,
+    )
+    result = UploadResult(response["archiveId"], whole, size, upload_id, len(plan), skipped,
+                          response.get("location"))
+    for subscriber in subs:
+        subscriber.on_done(result=result)
+    return result
+
+
+def _read_exactly(stream: IO[bytes], size: int) -> bytes:
+    """Up to ``size`` bytes, fewer only at the end of the stream (pipes return short reads)."""
+    pieces, remaining = [], size
+    while remaining > 0:
+        piece = stream.read(remaining)
+        if not piece:
+            break
+        pieces.append(piece)
+        remaining -= len(piece)
+    return b"".join(pieces)
+
+
+def _upload_stream(
+    glacier: Any, vault: str, stream: IO[bytes], account_id: str, description: str | None,
+    part_size: int, workers: int, upload_id: str | None, subs: list[Subscriber],
+) -> UploadResult:
+    """Non-seekable input: read part by part; at most ``workers + 1`` parts in memory."""
+    if upload_id is not None:
+        raise ClientError("resuming an upload needs a file, not a stream")
+    first = _read_exactly(stream, part_size)
+    if not first:
+        raise ClientError("Glacier archives are 1 byte or more; the input is empty")
+    rest = _read_exactly(stream, 1)
+    if not rest:
+        return _upload_bytes(glacier, vault, first, account_id, description, subs)
+    params: dict[str, Any] = {"accountId": account_id, "vaultName": vault, "partSize": str(part_size)}
+    if description is not None:
+        params["archiveDescription"] = description
+    new_id = glacier.initiate_multipart_upload(**params)["uploadId"]
+    slots = threading.Semaphore(workers + 1)
+    hashes: dict[int, str] = {}
+
+    def send(start: int, data: bytes) -> None:
+        try:
+            tree = TreeHasher()
+            tree.update(data)
+            _pending_sha256.value = hashlib.sha256(data).hexdigest()
+            try:
+                glacier.upload_multipart_part(
+                    accountId=account_id, vaultName=vault, uploadId=new_id,
+                    range=f"bytes {start}-{start + len(data) - 1}/*", body=data,
+                    checksum=tree.hexdigest(),
+                )
+            finally:
+                _pending_sha256.value = None
+            hashes[start] = tree.hexdigest()
+            for subscriber in subs:
+                subscriber.on_progress(bytes_transferred=len(data))
+        finally:
+            slots.release()
+
+    size = 0
+    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="icevault-up") as pool:
+        futures = []
+        data = first
+        pending_byte = rest
+        while data:
+            slots.acquire()
+            futures.append(pool.submit(send, size, data))
+            size += len(data)
+            data = (
+                pending_byte + _read_exactly(stream, part_size - 1)
+                if pending_byte
+                else _read_exactly(stream, part_size)
+            )
+            pending_byte = b""
+        for future in futures:
+            future.result()
+    whole = combine_hex([hashes[s] for s in sorted(hashes)])
+    response = glacier.complete_multipart_upload(
+        accountId=account_id, vaultName=vault, uploadId=new_id, archiveSize=str(size),
+        checksum=whole,
+    )
+    return UploadResult(response["archiveId"], whole, size, new_id, len(hashes), 0,
+                        response.get("location"))
+
+
+def _upload_bytes(
+    glacier: Any, vault: str, data: bytes, account_id: str, description: str | None,
+    subs: list[Subscriber],
+) -> UploadResult:
+    tree = TreeHasher()
+    tree.update(data)
+    params: dict[str, Any] = {"accountId": account_id, "vaultName": vault, "body": data,
+                              "checksum": tree.hexdigest()}
+    if description is not None:
+        params["archiveDescription"] = description
+    response = glacier.upload_archive(**params)
+    for subscriber in subs:
+        subscriber.on_progress(bytes_transferred=len(data))
+    return UploadResult(response["archiveId"], tree.hexdigest(), len(data), None, 1,
+                        location=response.get("location"))
