@@ -115,7 +115,7 @@ class ServerProcess:
             region_name=REGION,
             aws_access_key_id=key,
             aws_secret_access_key=secret,
-            config=botocore.config.Config(retries={"max_attempts": 1}, **config),
+            config=botocore.config.Config(retries={"total_max_attempts": 1}, **config),
         )
 
     def resource(self) -> Any:

@@ -38,7 +38,7 @@ def client_for(server: ServerProcess, key: dict[str, str]) -> Any:
     return boto3.client(
         "glacier", endpoint_url=server.url, region_name=REGION,
         aws_access_key_id=key["AccessKeyId"], aws_secret_access_key=key["SecretAccessKey"],
-        config=botocore.config.Config(retries={"max_attempts": 1}),
+        config=botocore.config.Config(retries={"total_max_attempts": 1}),
     )
 
 

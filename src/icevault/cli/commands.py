@@ -234,7 +234,7 @@ def _download(settings: Settings, vault: str, job_id: str, output: str, account_
         result = download_job_output(
             vault, job_id, output, account_id=account_id, chunk_size=chunk_size, workers=workers,
             resume=not no_resume, bandwidth_limit=bwlimit, subscribers=[bar],
-            client=glacier_client(settings, workers),
+            client=glacier_client(settings, workers, retries=False),
         )
     finally:
         bar.close()
@@ -330,6 +330,7 @@ def _file_tree_hash(path: str) -> str:
 
 @click.command()
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@global_options
 def treehash(file: str) -> None:
     """Print FILE's SHA-256 tree hash (hex), as Glacier computes it."""
     click.echo(_file_tree_hash(file))
@@ -338,6 +339,7 @@ def treehash(file: str) -> None:
 @click.command()
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 @click.option("--tree-hash", "expected", required=True)
+@global_options
 def verify(file: str, expected: str) -> None:
     """Check FILE against a tree hash; exit 0 if it matches, 3 if not."""
     actual = _file_tree_hash(file)

@@ -72,10 +72,12 @@ def group_global_options(func: F) -> F:
     return func
 
 
-def glacier_client(settings: Settings, workers: int = 10) -> Any:
+def glacier_client(settings: Settings, workers: int = 10, *, retries: bool = True) -> Any:
+    """botocore retries throttling and 5xx for ordinary calls; downloads ask for none, since
+    they retry chunk by chunk themselves."""
     return make_glacier_client(
         endpoint_url=settings.endpoint_url, profile=settings.profile, region=settings.region,
-        max_pool_connections=max(10, workers), retries=False,
+        max_pool_connections=max(10, workers), retries=retries,
     )
 
 

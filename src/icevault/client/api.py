@@ -8,10 +8,6 @@ from typing import Any
 import boto3
 import botocore.config
 
-# The downloader and uploader retry chunk by chunk with their own classification and
-# deadline; botocore's own retries would hide failures from them and multiply waits.
-NO_RETRIES = botocore.config.Config(retries={"max_attempts": 1, "mode": "standard"})
-
 
 def make_glacier_client(
     *,
@@ -21,11 +17,16 @@ def make_glacier_client(
     max_pool_connections: int = 10,
     retries: bool = False,
 ) -> Any:
-    """A boto3 Glacier client honouring profiles, AWS_* variables and credential files."""
+    """A boto3 Glacier client honouring profiles, AWS_* variables and credential files.
+
+    ``retries=False`` turns botocore's retries off: the downloader retries chunk by chunk
+    with its own classification and deadline, and botocore's would hide faults from it.
+    """
     session = boto3.session.Session(profile_name=profile, region_name=region)
     config = botocore.config.Config(
         max_pool_connections=max_pool_connections,
-        retries={"max_attempts": 5 if retries else 1, "mode": "standard"},
+        # botocore reads total_max_attempts as attempts including the first one.
+        retries={"mode": "standard", "total_max_attempts": 5 if retries else 1},
     )
     return session.client("glacier", endpoint_url=endpoint_url, config=config)
 
