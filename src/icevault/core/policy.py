@@ -96,8 +96,11 @@ def _conditions(value: Any) -> tuple[tuple[str, str, tuple[str, ...]], ...]:
     return tuple(out)
 
 
+@lru_cache(maxsize=1024)
 def parse_policy(text: str, *, resource_policy: bool) -> Policy:
-    """Parse and check a policy document; a malformed one is InvalidParameterValue."""
+    """Parse and check a policy document; a malformed one is InvalidParameterValue.
+
+    Parsed documents are cached (they are immutable), so evaluation per request is cheap."""
     if len(text.encode()) > MAX_POLICY_BYTES:
         raise InvalidParameterValueError("Policy is too large: the limit is 20 KB")
     try:

@@ -140,8 +140,12 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         secure_transport=request.secure,
         archive_id=route.resource_id if route.op is Op.DELETE_ARCHIVE else None,
     )
-    loop = asyncio.get_running_loop()
-    await loop.run_in_executor(runtime.executor, runtime.glacier.access.authorize, access)
+    access_service = runtime.glacier.access
+    if access_service.decidable_without_io(access):
+        access_service.authorize(access)  # pure computation on cached state
+    else:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(runtime.executor, access_service.authorize, access)
     handler = HANDLERS[route.op]
     call = Call(
         request=request,

@@ -20,13 +20,16 @@ from datetime import UTC, datetime
 
 from icevault.core.errors import AccessDeniedError
 from icevault.core.identity import Principal
-from icevault.core.models import VaultRef
+from icevault.core.models import LockState, VaultLock, VaultRef
 from icevault.core.policy import Decision, Policy, Request, evaluate, parse_policy
 from icevault.service.context import Context
 
 DAY_MS = 24 * 3600 * 1000
-# Identity policies are cached this long; vault policies are read on every request.
+# Identity policies are cached this long (the admin commands may change them from another
+# process). Vault policies are cached for VAULT_POLICY_CACHE_S and dropped at once when this
+# process changes them, so with one server a change applies to the very next request.
 USER_POLICY_CACHE_S = 5.0
+VAULT_POLICY_CACHE_S = 1.0
 
 ACCOUNT_LEVEL = frozenset(
     {
@@ -62,7 +65,51 @@ class AccessService:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         self._user_policies: dict[tuple[str, str], tuple[float, list[Policy]]] = {}
+        self._vault_policies: dict[VaultRef, tuple[float, str | None, VaultLock | None]] = {}
         self._lock = threading.Lock()
+
+    def invalidate_vault(self, ref: VaultRef) -> None:
+        with self._lock:
+            self._vault_policies.pop(ref, None)
+
+    def _cached_vault_policies(self, ref: VaultRef) -> tuple[str | None, VaultLock | None] | None:
+        with self._lock:
+            entry = self._vault_policies.get(ref)
+        if entry is None or time.monotonic() - entry[0] >= VAULT_POLICY_CACHE_S:
+            return None
+        return entry[1], entry[2]
+
+    def _vault_policy_documents(self, ref: VaultRef) -> list[Policy]:
+        cached = self._cached_vault_policies(ref)
+        if cached is None:
+            loaded_at = time.monotonic()
+            cached = self.ctx.meta.get_vault_policies(ref, self.ctx.clock.now_ms())
+            with self._lock:
+                if len(self._vault_policies) > 100_000:
+                    self._vault_policies.clear()
+                self._vault_policies[ref] = (loaded_at, *cached)
+        access_doc, lock = cached
+        documents = []
+        if access_doc is not None:
+            documents.append(parse_policy(access_doc, resource_policy=True))
+        if lock is not None and not (
+            lock.state is LockState.IN_PROGRESS
+            and lock.expires_at is not None
+            and lock.expires_at <= self.ctx.clock.now_ms()
+        ):
+            documents.append(parse_policy(lock.policy, resource_policy=True))
+        return documents
+
+    def decidable_without_io(self, access: AccessRequest) -> bool:
+        """True when ``authorize`` needs no database read: the account's root acting in its
+        own account on a vault whose (cached) policies are empty, or on the account itself."""
+        principal = access.principal
+        if not principal.is_root or principal.account_id != access.account_id:
+            return False
+        if access.vault is None:
+            return True
+        cached = self._cached_vault_policies(VaultRef(access.account_id, access.vault))
+        return cached is not None and cached == (None, None)
 
     def _parsed_user_policies(self, principal: Principal) -> list[Policy]:
         assert principal.user is not None
@@ -98,14 +145,7 @@ class AccessService:
             context=lambda key: self._context_value(key, access, vault_ref),
         )
         identity = self._parsed_user_policies(principal) if principal.user is not None else []
-        vault_policies: list[Policy] = []
-        if vault_ref is not None:
-            access_doc = self.ctx.meta.get_access_policy(vault_ref)
-            if access_doc is not None:
-                vault_policies.append(parse_policy(access_doc, resource_policy=True))
-            lock = self.ctx.meta.get_lock(vault_ref, self.ctx.clock.now_ms())
-            if lock is not None:
-                vault_policies.append(parse_policy(lock.policy, resource_policy=True))
+        vault_policies = [] if vault_ref is None else self._vault_policy_documents(vault_ref)
         identity_decisions = [evaluate(p, request) for p in identity]
         vault_decisions = [evaluate(p, request) for p in vault_policies]
         if Decision.DENY in identity_decisions or Decision.DENY in vault_decisions:

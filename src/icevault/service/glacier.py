@@ -17,12 +17,12 @@ from icevault.service.vaults import VaultService
 class Glacier:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
-        self.vaults = VaultService(ctx)
         self.archives = ArchiveService(ctx)
         self.uploads = UploadService(ctx)
         self.jobs = JobService(ctx)
         self.maintenance = Maintenance(ctx)
         self.identity = IdentityService(ctx)
         self.access = AccessService(ctx)
-        self.policies = PolicyService(ctx)
+        self.vaults = VaultService(ctx, on_delete=self.access.invalidate_vault)
+        self.policies = PolicyService(ctx, on_change=self.access.invalidate_vault)
         self.account = AccountService(ctx)

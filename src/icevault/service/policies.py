@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from icevault.core.errors import (
@@ -32,8 +33,10 @@ class LockView:
 
 
 class PolicyService:
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, ctx: Context, on_change: Callable[[VaultRef], None] = lambda _ref: None) -> None:
         self.ctx = ctx
+        # Called after any change to a vault's policies (the access service drops its cache).
+        self._changed = on_change
 
     # -- access policy --------------------------------------------------------------------
     def set_access_policy(self, ref: VaultRef, document: str | None) -> None:
@@ -43,6 +46,7 @@ class PolicyService:
         parse_policy(document, resource_policy=True)
         if not self.ctx.meta.set_access_policy(ref, document, self.ctx.clock.now_ms()):
             raise vault_not_found(self.ctx, ref)
+        self._changed(ref)
 
     def get_access_policy(self, ref: VaultRef) -> str:
         validate_vault_name(ref.name)
@@ -58,6 +62,7 @@ class PolicyService:
         validate_vault_name(ref.name)
         if not self.ctx.meta.set_access_policy(ref, None, self.ctx.clock.now_ms()):
             raise vault_not_found(self.ctx, ref)
+        self._changed(ref)
 
     # -- vault lock -----------------------------------------------------------------------
     def initiate_lock(self, ref: VaultRef, document: str | None) -> VaultLock:
@@ -71,6 +76,7 @@ class PolicyService:
             blocking = self.ctx.meta.initiate_lock(ref, lock, now)
         except LookupError:
             raise vault_not_found(self.ctx, ref) from None
+        self._changed(ref)
         if blocking is not None:
             raise AccessDeniedError(
                 f"The vault lock for {ref.arn(self.ctx.region)} is {blocking.state.value}; "
@@ -82,6 +88,7 @@ class PolicyService:
         validate_vault_name(ref.name)
         require_vault(self.ctx, ref)
         lock = self.ctx.meta.complete_lock(ref, lock_id, self.ctx.clock.now_ms())
+        self._changed(ref)
         if lock is not None and lock.lock_id == lock_id:
             return
         if lock is not None and lock.state is LockState.LOCKED:
@@ -92,6 +99,7 @@ class PolicyService:
         validate_vault_name(ref.name)
         require_vault(self.ctx, ref)
         lock = self.ctx.meta.abort_lock(ref, self.ctx.clock.now_ms())
+        self._changed(ref)
         if lock is not None:
             raise AccessDeniedError(
                 f"The vault {ref.arn(self.ctx.region)} is locked; its lock cannot be aborted"

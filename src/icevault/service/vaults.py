@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from icevault.core.errors import (
@@ -32,8 +33,9 @@ class VaultPage:
 
 
 class VaultService:
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, ctx: Context, on_delete: Callable[[VaultRef], None] = lambda _ref: None) -> None:
         self.ctx = ctx
+        self._deleted = on_delete
 
     def create(self, ref: VaultRef) -> VaultRef:
         validate_vault_name(ref.name)
@@ -68,6 +70,7 @@ class VaultService:
             raise InvalidParameterValueError(
                 f"Vault not empty or recently written to: {ref.arn(self.ctx.region)}"
             )
+        self._deleted(ref)
 
     def list_tags(self, ref: VaultRef) -> dict[str, str]:
         validate_vault_name(ref.name)

@@ -206,7 +206,11 @@ class MetadataStore(Protocol):
         ...
 
     def get_lock(self, ref: VaultRef, now: int) -> VaultLock | None:
-        """The vault's lock; an in-progress lock past its expiry is removed and not returned."""
+        """The vault's lock in force; an in-progress lock past its expiry is none."""
+        ...
+
+    def get_vault_policies(self, ref: VaultRef, now: int) -> tuple[str | None, VaultLock | None]:
+        """The access policy and the lock in force, in one read."""
         ...
 
     def initiate_lock(self, ref: VaultRef, lock: VaultLock, now: int) -> VaultLock | None:

@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import (
     Connection,
+    bindparam,
     Engine,
     and_,
     create_engine,
@@ -59,6 +60,7 @@ from icevault.store.metadata.base import (
 )
 
 _WRITE = "icevault_write"
+_SINGLE_READ = "icevault_single_read"
 
 
 def sqlite_url(path: Path) -> str:
@@ -76,6 +78,13 @@ def _private_sqlite_file(url: str) -> None:
     os.chmod(path, 0o600)
 
 
+def _lapsed(lock: VaultLock, now: int) -> bool:
+    """An in-progress lock not completed within its window no longer counts."""
+    return (
+        lock.state is LockState.IN_PROGRESS and lock.expires_at is not None and lock.expires_at <= now
+    )
+
+
 def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -89,9 +98,27 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        conn.exec_driver_sql(
-            "BEGIN IMMEDIATE" if conn.get_execution_options().get(_WRITE) else "BEGIN"
-        )
+        options = conn.get_execution_options()
+        if options.get(_SINGLE_READ):
+            return  # one SELECT is its own consistent snapshot; no BEGIN/COMMIT round trip
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if options.get(_WRITE) else "BEGIN")
+
+
+# Statements on hot paths are built once: composing SQLAlchemy expressions per call costs
+# more than running them.
+_GET_VAULT = select(t.vaults).where(
+    t.vaults.c.account_id == bindparam("account"), t.vaults.c.name == bindparam("name")
+)
+_GET_JOB = select(t.jobs).where(
+    t.jobs.c.id == bindparam("job_id"),
+    t.jobs.c.account_id == bindparam("account"),
+    t.jobs.c.vault_name == bindparam("name"),
+)
+_GET_KEY = select(t.access_keys).where(t.access_keys.c.id == bindparam("key_id"))
+_GET_VAULT_POLICIES = select(t.vault_policies).where(
+    t.vault_policies.c.account_id == bindparam("account"),
+    t.vault_policies.c.vault_name == bindparam("name"),
+)
 
 
 class SqlMetadataStore:
@@ -118,6 +145,13 @@ class SqlMetadataStore:
                 conn.execution_options(**{_WRITE: True})
             with conn.begin():
                 yield conn
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        """A connection for one SELECT (hot paths: no transaction statements around it)."""
+        with self._engine.connect() as conn:
+            conn.execution_options(**{_SINGLE_READ: True})
+            yield conn
 
     def _migrate(self) -> None:
         with self._tx(write=True) as conn:
@@ -187,8 +221,8 @@ class SqlMetadataStore:
             )
 
     def get_access_key(self, key_id: str) -> AccessKey | None:
-        with self._tx() as conn:
-            row = conn.execute(select(t.access_keys).where(t.access_keys.c.id == key_id)).first()
+        with self._read() as conn:
+            row = conn.execute(_GET_KEY, {"key_id": key_id}).first()
         if row is None:
             return None
         return AccessKey(
@@ -247,8 +281,8 @@ class SqlMetadataStore:
             return True
 
     def get_vault(self, ref: VaultRef) -> Vault | None:
-        with self._tx() as conn:
-            row = conn.execute(select(t.vaults).where(self._vault_where(ref))).first()
+        with self._read() as conn:
+            row = conn.execute(_GET_VAULT, {"account": ref.account_id, "name": ref.name}).first()
         return None if row is None else self._row_to_vault(row)
 
     def list_vaults(self, account_id: str, start_name: str | None, limit: int) -> list[Vault]:
@@ -746,13 +780,9 @@ class SqlMetadataStore:
             return True
 
     def get_job(self, ref: VaultRef, job_id: str) -> Job | None:
-        with self._tx() as conn:
+        with self._read() as conn:
             row = conn.execute(
-                select(t.jobs).where(
-                    t.jobs.c.id == job_id,
-                    t.jobs.c.account_id == ref.account_id,
-                    t.jobs.c.vault_name == ref.name,
-                )
+                _GET_JOB, {"job_id": job_id, "account": ref.account_id, "name": ref.name}
             ).first()
         return None if row is None else self._row_to_job(row)
 
@@ -886,6 +916,21 @@ class SqlMetadataStore:
             row = self._policy_row(conn, ref, "access")
         return None if row is None else row.document
 
+    def get_vault_policies(self, ref: VaultRef, now: int) -> tuple[str | None, VaultLock | None]:
+        """The access policy and the lock in force (an expired in-progress lock is none)."""
+        access, lock = None, None
+        with self._read() as conn:
+            for row in conn.execute(
+                _GET_VAULT_POLICIES, {"account": ref.account_id, "name": ref.name}
+            ):
+                if row.kind == "access":
+                    access = row.document
+                elif row.kind == "lock":
+                    lock = self._row_to_lock(row)
+        if lock is not None and _lapsed(lock, now):
+            lock = None
+        return access, lock
+
     def set_access_policy(self, ref: VaultRef, document: str | None, now: int) -> bool:
         """Set (or with None, delete) the vault's access policy; False if no vault."""
         with self._tx(write=True) as conn:
@@ -911,15 +956,14 @@ class SqlMetadataStore:
         if row is None:
             return None
         lock = self._row_to_lock(row)
-        if lock.state is LockState.IN_PROGRESS and lock.expires_at is not None and lock.expires_at <= now:
+        if _lapsed(lock, now):
             # An in-progress lock not completed within its window silently reverts.
             self._delete_policy(conn, ref, "lock")
             return None
         return lock
 
     def get_lock(self, ref: VaultRef, now: int) -> VaultLock | None:
-        with self._tx(write=True) as conn:
-            return self._current_lock(conn, ref, now)
+        return self.get_vault_policies(ref, now)[1]
 
     def initiate_lock(self, ref: VaultRef, lock: VaultLock, now: int) -> VaultLock | None:
         """Store an in-progress lock unless one exists; returns the blocking lock if any.
