@@ -53,6 +53,13 @@ class Call:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.executor, partial(fn, *args, **kwargs))
 
+    async def read(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a single-row lookup: inline when the metadata store is embedded (cheaper than
+        a thread hop), else in a worker thread."""
+        if self.glacier.ctx.meta.reads_are_local:
+            return fn(*args)
+        return await self.run(fn, *args)
+
     async def stream_body(self, sink: BlockSink) -> None:
         """Feed the request body to ``sink`` in blocks, reading the next block from the
         network while the previous one is hashed and written in a worker thread."""

@@ -60,7 +60,7 @@ async def initiate_job(call: Call) -> web.StreamResponse:
 
 
 async def describe_job(call: Call) -> web.StreamResponse:
-    job = await call.run(call.glacier.jobs.describe, call.vault, _job_id(call))
+    job = await call.read(call.glacier.jobs.describe, call.vault, _job_id(call))
     return json_response(job_json(job, call.region))
 
 

@@ -18,7 +18,7 @@ async def create_vault(call: Call) -> web.StreamResponse:
 
 
 async def describe_vault(call: Call) -> web.StreamResponse:
-    vault = await call.run(call.glacier.vaults.describe, call.vault)
+    vault = await call.read(call.glacier.vaults.describe, call.vault)
     return json_response(vault_json(vault, call.region))
 
 

@@ -70,6 +70,10 @@ class JobCompletion:
 
 
 class MetadataStore(Protocol):
+    #: True when a single-row read is cheaper than a thread hop (embedded SQLite), so the
+    #: HTTP edge may run such reads on the event loop.
+    reads_are_local: bool
+
     # -- accounts -------------------------------------------------------------------------
     def default_account(self) -> str:
         """The account that owns requests when authentication is off (created on first use)."""
