@@ -1,0 +1,1 @@
+"""Benchmarks: icevault beside moto's server and the machine's limits, in one run."""

@@ -1,0 +1,449 @@
+"""``python -m bench``: icevault beside moto's server and the machine's limits, in one run.
+
+Prints one table and writes it as JSON and Markdown (``bench/RESULTS.md`` by default).
+``--quick`` is a smoke run of seconds; ``--size`` and ``--big-size`` scale it up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+
+from bench.limits import loopback_sendfile_rate, sha256_rate, tree_hash_rate
+from bench.load import run_load
+from bench.peers import REGION, Peer, start_icevault, start_moto
+from icevault.client import download_job_output, upload_archive
+from icevault.config import parse_size
+from icevault.core.treehash import MIB, TreeHasher
+
+HERE = Path(__file__).resolve().parent
+MOTO_AUTH = {
+    "Authorization": "AWS4-HMAC-SHA256 Credential=AKIDBENCH/20260101/us-east-1/glacier/aws4_request, "
+    "SignedHeaders=host, Signature=0",
+    "x-amz-glacier-version": "2012-06-01",
+}
+NOT_SUPPORTED = "not supported"
+
+
+@dataclass
+class Row:
+    scenario: str
+    unit: str
+    icevault: float | str | None
+    moto: float | str | None = None
+    limit: float | str | None = None
+    target: str = ""
+    met: bool | None = None
+    note: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def mb_s(nbytes: int, seconds: float) -> float:
+    return nbytes / seconds / 1e6
+
+
+def make_file(path: Path, size: int) -> Path:
+    block = os.urandom(16 * MIB)
+    with open(path, "wb") as handle:
+        written = 0
+        while written < size:
+            piece = block[: min(len(block), size - written)]
+            handle.write(piece)
+            written += len(piece)
+    return path
+
+
+_BLOCK = os.urandom(8 * MIB)
+
+
+def generated(size: int) -> Iterator[bytes]:
+    """The same pseudo-random bytes every time (hashed in one pass, sent in another)."""
+    block = _BLOCK
+    sent = 0
+    while sent < size:
+        piece = block[: min(len(block), size - sent)]
+        sent += len(piece)
+        yield piece
+
+
+def wait_job(client: Any, vault: str, job_id: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not client.describe_job(vaultName=vault, jobId=job_id)["Completed"]:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"job {job_id} did not complete")
+        time.sleep(0.1)
+
+
+def retrieval(client: Any, vault: str, archive_id: str) -> str:
+    job_id = str(client.initiate_job(vaultName=vault, jobParameters={
+        "Type": "archive-retrieval", "ArchiveId": archive_id, "Tier": "Expedited"})["jobId"])
+    wait_job(client, vault, job_id)
+    return job_id
+
+
+def raw_read(peer: Peer, path: str, headers: dict[str, str], conn: http.client.HTTPConnection | None = None) -> int:
+    own = conn is None
+    conn = conn or http.client.HTTPConnection("127.0.0.1", peer.port, timeout=600)
+    conn.request("GET", path, headers=headers)
+    response = conn.getresponse()
+    if response.status not in (200, 206):
+        raise RuntimeError(f"{peer.name}: GET {path} -> {response.status} {response.read()[:200]!r}")
+    buffer = bytearray(8 * MIB)
+    total = 0
+    while n := response.readinto(buffer):
+        total += n
+    if own:
+        conn.close()
+    return total
+
+
+def timed(fn: Callable[[], Any], repeat: int = 1) -> tuple[float, Any]:
+    best, result = float("inf"), None
+    for _ in range(repeat):
+        start = time.perf_counter()
+        result = fn()
+        best = min(best, time.perf_counter() - start)
+    return best, result
+
+
+def boto3_read(client: Any, vault: str, job_id: str) -> int:
+    body = client.get_job_output(vaultName=vault, jobId=job_id)["body"]
+    total = 0
+    while chunk := body.read(8 * MIB):
+        total += len(chunk)
+    return total
+
+
+def peak_rss_during(peer: Peer, action: Callable[[], Any]) -> tuple[int, Any]:
+    peak = [peer.rss()]
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            peak[0] = max(peak[0], peer.rss())
+            time.sleep(0.02)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        result = action()
+    finally:
+        stop.set()
+        thread.join()
+    return peak[0], result
+
+
+def signed_headers(peer: Peer, path: str) -> dict[str, str]:
+    """A SigV4-signed GET, valid for 15 minutes: replaying it measures verification cost."""
+    request = AWSRequest(method="GET", url=peer.url + path, headers={"x-amz-glacier-version": "2012-06-01"})
+    SigV4Auth(Credentials(peer.key, peer.secret), "glacier", REGION).add_auth(request)
+    return {k: v for k, v in request.headers.items() if k.lower() != "host"}
+
+
+def run(args: argparse.Namespace) -> list[Row]:
+    size = args.size
+    big = args.big_size
+    work = Path(tempfile.mkdtemp(prefix="icevault-bench-", dir=args.work_dir))
+    rows: list[Row] = []
+    source = make_file(work / "archive.bin", size)
+    ice = start_icevault(work, "off")
+    ice_sig = start_icevault(work, "sigv4")
+    moto = None if args.no_moto else start_moto()
+    try:
+        sendfile_limit = loopback_sendfile_rate(source, size) / 1e6
+        sha_limit = sha256_rate(min(size, 256 * MIB)) / 1e6
+        tree = tree_hash_rate(min(size, 256 * MIB)) / 1e6
+        print(f"limits: sendfile {sendfile_limit:.0f} MB/s, sha256 {sha_limit:.0f} MB/s", file=sys.stderr)
+
+        # -- uploads ------------------------------------------------------------------------
+        ice_client = ice.client(8)
+        ice_client.create_vault(vaultName="bench")
+        small = source.read_bytes()[: min(size, 64 * MIB)]
+        t_ice_small, _ = timed(lambda: ice_client.upload_archive(vaultName="bench", body=small), 2)
+        t_ice_mp, uploaded = timed(lambda: upload_archive(
+            "bench", source, part_size=args.part_size, workers=args.workers, client=ice_client))
+        archive_id = uploaded.archive_id
+        moto_small = moto_id = None
+        if moto:
+            moto_client = moto.client()
+            moto_client.create_vault(vaultName="bench")
+            t_moto_small, _ = timed(lambda: moto_client.upload_archive(vaultName="bench", body=small), 2)
+            moto_small = mb_s(len(small), t_moto_small)
+            with open(source, "rb") as handle:
+                moto_id = moto_client.upload_archive(vaultName="bench", body=handle)["archiveId"]
+        rows.append(Row(f"UploadArchive {len(small) // MIB} MiB, boto3", "MB/s",
+                        mb_s(len(small), t_ice_small), moto_small))
+        mp_rate = mb_s(size, t_ice_mp)
+        rows.append(Row(f"client multipart upload {size // MIB} MiB ({args.workers} workers, "
+                        f"{args.part_size // MIB} MiB parts)", "MB/s", mp_rate,
+                        NOT_SUPPORTED if moto else None, target=">= 4x moto's boto3 single upload",
+                        met=None if not moto_small else mp_rate >= 4 * moto_small,
+                        note="" if not moto_small else f"{mp_rate / moto_small:.1f}x moto"))
+
+        # -- whole GetJobOutput ---------------------------------------------------------------
+        job_id = retrieval(ice_client, "bench", archive_id)
+        path = f"/-/vaults/bench/jobs/{job_id}/output"
+        t_raw, n = timed(lambda: raw_read(ice, path, {"x-amz-glacier-version": "2012-06-01"}), 3)
+        assert n == size
+        raw_rate = mb_s(size, t_raw)
+        moto_raw = moto_boto = None
+        moto_job = None
+        if moto and moto_id:
+            moto_job = retrieval(moto_client, "bench", moto_id)
+            mpath = f"/-/vaults/bench/jobs/{moto_job}/output"
+            t_moto_raw, _ = timed(lambda: raw_read(moto, mpath, MOTO_AUTH), 2)
+            moto_raw = mb_s(size, t_moto_raw)
+            t_moto_boto, _ = timed(lambda: boto3_read(moto_client, "bench", moto_job), 1)
+            moto_boto = mb_s(size, t_moto_boto)
+        rows.append(Row(f"GetJobOutput whole {size // MIB} MiB, raw reader", "MB/s", raw_rate, moto_raw,
+                        sendfile_limit, ">= 85% of loopback sendfile",
+                        raw_rate >= 0.85 * sendfile_limit, f"{raw_rate / sendfile_limit:.0%} of the limit"))
+        t_boto, _ = timed(lambda: boto3_read(ice_client, "bench", job_id), 2)
+        rows.append(Row(f"GetJobOutput whole {size // MIB} MiB, boto3", "MB/s", mb_s(size, t_boto), moto_boto,
+                        sendfile_limit))
+
+        # -- the seed's procedure: aligned ranges over keep-alive -----------------------------
+        for chunk in (8 * MIB, 128 * MIB):
+            if chunk > size:
+                continue
+
+            def ranges(peer: Peer, output_path: str, headers: dict[str, str], limit: int | None = None) -> int:
+                conn = http.client.HTTPConnection("127.0.0.1", peer.port, timeout=600)
+                useful = 0
+                starts = list(range(0, size, chunk))[:limit]
+                for start in starts:
+                    end = min(start + chunk, size) - 1
+                    got = raw_read(peer, output_path, {**headers, "Range": f"bytes={start}-{end}"}, conn)
+                    useful += end - start + 1
+                    if limit is not None:
+                        assert got >= end - start + 1
+                conn.close()
+                return useful
+
+            t_r, useful = timed(lambda: ranges(ice, path, {"x-amz-glacier-version": "2012-06-01"}), 2)
+            rate = mb_s(useful, t_r)
+            moto_rate = None
+            if moto and moto_job:
+                # moto ignores Range: each request returns the whole archive. Two requests
+                # are enough to measure its rate of useful bytes.
+                t_m, useful_m = timed(lambda: ranges(moto, f"/-/vaults/bench/jobs/{moto_job}/output",
+                                                     MOTO_AUTH, limit=2))
+                moto_rate = mb_s(useful_m, t_m)
+            target = ">= 50% of loopback sendfile" if chunk == 8 * MIB else ""
+            rows.append(Row(f"aligned {chunk // MIB} MiB ranges, keep-alive (useful bytes)", "MB/s", rate,
+                            moto_rate, sendfile_limit, target,
+                            (rate >= 0.5 * sendfile_limit) if target else None,
+                            f"{rate / sendfile_limit:.0%} of the limit"))
+
+        # -- the client's verified download -------------------------------------------------
+        out = work / "download.bin"
+        best_rate, best_cfg = 0.0, ""
+        for workers, chunk_size in args.download_configs:
+            if chunk_size > size:
+                continue
+            out.unlink(missing_ok=True)
+            t_d, result = timed(lambda: download_job_output(
+                "bench", job_id, out, chunk_size=chunk_size, workers=workers, resume=False,
+                client=ice.client(workers)))
+            assert result.tree_hash == uploaded.tree_hash
+            rate = mb_s(size, t_d)
+            if rate > best_rate:
+                best_rate, best_cfg = rate, f"{workers} workers, {chunk_size // MIB} MiB chunks"
+        plain_out = work / "plain.bin"
+
+        def plain() -> None:
+            body = ice_client.get_job_output(vaultName="bench", jobId=job_id)["body"]
+            with open(plain_out, "wb") as handle:
+                while data := body.read(8 * MIB):
+                    handle.write(data)
+
+        t_plain, _ = timed(plain, 2)
+        plain_rate = mb_s(size, t_plain)
+        aws = Path(sys.executable).with_name("aws")
+        cli_rate: float | str = "aws CLI not installed"
+        if aws.exists():
+            env = {**os.environ, "AWS_ACCESS_KEY_ID": "AKIDBENCH", "AWS_SECRET_ACCESS_KEY": "x",
+                   "AWS_DEFAULT_REGION": REGION}
+            t_cli, _ = timed(lambda: subprocess.run(
+                [str(aws), "--endpoint-url", ice.url, "glacier", "get-job-output", "--account-id", "-",
+                 "--vault-name", "bench", "--job-id", job_id, str(work / "cli.bin")],
+                env=env, check=True, capture_output=True))
+            cli_rate = mb_s(size, t_cli)
+        rows.append(Row(f"verified parallel download {size // MIB} MiB ({best_cfg})", "MB/s", best_rate,
+                        NOT_SUPPORTED if moto else None, None,
+                        ">= 1.5x plain boto3 get_job_output", best_rate >= 1.5 * plain_rate,
+                        f"{best_rate / plain_rate:.2f}x plain boto3"))
+        rows.append(Row("plain boto3 get_job_output to a file, unverified", "MB/s", plain_rate, moto_boto))
+        rows.append(Row("aws glacier get-job-output to a file", "MB/s", cli_rate))
+
+        # -- small requests -------------------------------------------------------------------
+        describe = "/-/vaults/bench"
+        for connections in (1, 64):
+            off = run_load(ice.url + describe, {"x-amz-glacier-version": "2012-06-01"}, connections, args.load_seconds)
+            ice_sig.client().create_vault(vaultName="bench")
+            sig = run_load(ice_sig.url + describe, signed_headers(ice_sig, describe), connections, args.load_seconds)
+            moto_load = run_load(moto.url + describe, MOTO_AUTH, connections, args.load_seconds) if moto else None
+            for label, result, factor in (("--auth off", off, 10), ("SigV4", sig, 5)):
+                ratio = result.requests_per_s / moto_load.requests_per_s if moto_load else None
+                rows.append(Row(
+                    f"DescribeVault, {connections} connection(s), {label} ({result.tool})", "req/s",
+                    result.requests_per_s, moto_load.requests_per_s if moto_load else None, None,
+                    f">= {factor}x moto" if connections == 64 else "",
+                    (ratio >= factor) if (connections == 64 and ratio) else None,
+                    (f"{ratio:.1f}x moto; " if ratio else "")
+                    + f"p50 {result.p50_ms:.2f} ms, p99 {result.p99_ms:.2f} ms",
+                ))
+
+        # -- memory with a big archive ---------------------------------------------------------
+        big_client = ice.client()
+
+        def big_upload() -> str:
+            hasher = TreeHasher()
+            for piece in generated(big):
+                hasher.update(piece)
+            conn = http.client.HTTPConnection("127.0.0.1", ice.port, timeout=900)
+            conn.request("POST", "/-/vaults/bench/archives", body=generated(big), headers={
+                "Content-Length": str(big), "x-amz-sha256-tree-hash": hasher.hexdigest(),
+                "x-amz-glacier-version": "2012-06-01"})
+            response = conn.getresponse()
+            response.read()
+            assert response.status == 201, response.status
+            return str(response.getheader("x-amz-archive-id"))
+
+        rss_up, big_id = peak_rss_during(ice, big_upload)
+        big_job = retrieval(big_client, "bench", big_id)
+        rss_down, _ = peak_rss_during(ice, lambda: raw_read(
+            ice, f"/-/vaults/bench/jobs/{big_job}/output", {"x-amz-glacier-version": "2012-06-01"}))
+        moto_rss = moto.rss() / 1e6 if moto else None
+        rows.append(Row(f"server peak RSS receiving {big / 1024**3:g} GiB", "MB", rss_up / 1e6,
+                        None, None, "< 150 MB", rss_up < 150e6))
+        rows.append(Row(f"server peak RSS serving {big / 1024**3:g} GiB", "MB", rss_down / 1e6,
+                        moto_rss, None, "< 150 MB", rss_down < 150e6,
+                        f"moto column: RSS holding one {size // MIB} MiB archive" if moto else ""))
+
+        # -- hashing and cores ------------------------------------------------------------------
+        rows.append(Row("tree hash, one core", "MB/s", tree, None, sha_limit, ">= 95% of hashlib.sha256",
+                        tree >= 0.95 * sha_limit, f"{tree / sha_limit:.0%} of sha256"))
+        per_client = max(MIB, min(size, 256 * MIB) // 4)
+        cpu_before = ice.cpu_seconds()
+        start = time.perf_counter()
+
+        def one_upload(_: int) -> None:
+            hasher = TreeHasher()
+            for piece in generated(per_client):
+                hasher.update(piece)
+            conn = http.client.HTTPConnection("127.0.0.1", ice.port, timeout=600)
+            conn.request("POST", "/-/vaults/bench/archives", body=generated(per_client), headers={
+                "Content-Length": str(per_client), "x-amz-sha256-tree-hash": hasher.hexdigest()})
+            assert conn.getresponse().status == 201
+
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(one_upload, range(4)))
+        cores = (ice.cpu_seconds() - cpu_before) / (time.perf_counter() - start)
+        rows.append(Row("server CPU while 4 clients upload", "cores", cores, None, os.cpu_count(),
+                        "uses more than one core", cores > 1.0,
+                        "clients run on the same cores"))
+    finally:
+        for peer in (ice, ice_sig, moto):
+            if peer is not None:
+                peer.stop()
+        if not args.keep:
+            import shutil
+
+            shutil.rmtree(work, ignore_errors=True)
+    return rows
+
+
+def fmt(value: float | str | None) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, str):
+        return value
+    return f"{value:,.0f}" if value >= 100 else f"{value:,.2f}"
+
+
+def markdown(rows: list[Row], command: str) -> str:
+    lines = [
+        "# icevault benchmark results",
+        "",
+        f"Command: `{command}`  ",
+        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}, {platform.platform()}  ",
+        f"Run at: {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}",
+        "",
+        "| scenario | unit | icevault | moto | machine limit | target | met | note |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        met = "" if r.met is None else ("yes" if r.met else "**no**")
+        lines.append(f"| {r.scenario} | {r.unit} | {fmt(r.icevault)} | {fmt(r.moto)} | {fmt(r.limit)} "
+                     f"| {r.target} | {met} | {r.note} |")
+    return "\n".join(lines) + "\n"
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="a smoke run of seconds")
+    parser.add_argument("--size", default=None, help="archive size for transfers (default 1GiB)")
+    parser.add_argument("--big-size", default=None, help="archive for the RSS scenario (default 4GiB)")
+    parser.add_argument("--out", default=str(HERE), help="where RESULTS.md and results.json go")
+    parser.add_argument("--work-dir", default=None, help="scratch space (default: the temp dir)")
+    parser.add_argument("--no-moto", action="store_true", help="skip moto's server")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
+    args = parser.parse_args(argv)
+    args.size = parse_size(args.size or ("16MiB" if args.quick else "1GiB"))
+    args.big_size = parse_size(args.big_size or ("32MiB" if args.quick else "4GiB"))
+    args.part_size = min(64 * MIB, max(MIB, 1 << (max(args.size // 16, MIB).bit_length() - 1)))
+    args.workers = 4
+    args.load_seconds = 1.0 if args.quick else 5.0
+    args.download_configs = [(4, 8 * MIB), (4, 32 * MIB), (8, 64 * MIB)] if not args.quick else [(2, 4 * MIB)]
+    command = "python -m bench " + " ".join(argv if argv is not None else sys.argv[1:])
+    rows = run(args)
+    width = max(len(r.scenario) for r in rows)
+    print(f"{'scenario':<{width}}  {'unit':<6} {'icevault':>12} {'moto':>14} {'limit':>10}  target / note")
+    for r in rows:
+        met = "" if r.met is None else ("[met]" if r.met else "[MISSED]")
+        print(f"{r.scenario:<{width}}  {r.unit:<6} {fmt(r.icevault):>12} {fmt(r.moto):>14} "
+              f"{fmt(r.limit):>10}  {r.target} {met} {r.note}")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    machine = {"cpu": cpu_name(), "cores": os.cpu_count(), "python": platform.python_version(),
+               "platform": platform.platform()}
+    (out / "results.json").write_text(json.dumps(
+        {"command": command, "machine": machine, "rows": [r.__dict__ for r in rows]}, indent=2))
+    text = markdown(rows, command).replace(
+        f"Machine: {platform.processor() or platform.machine()}", f"Machine: {machine['cpu']}")
+    (out / "RESULTS.md").write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,68 @@
+"""The machine's limits: one core of SHA-256, and sendfile over loopback."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+
+from icevault.core.treehash import MIB, TreeHasher
+
+
+def sha256_rate(size: int) -> float:
+    data = os.urandom(MIB) * (size // MIB)
+    best = 0.0
+    for _ in range(3):
+        start = time.perf_counter()
+        hashlib.sha256(data).digest()
+        best = max(best, size / (time.perf_counter() - start))
+    return best
+
+
+def tree_hash_rate(size: int) -> float:
+    data = os.urandom(MIB) * (size // MIB)
+    best = 0.0
+    for _ in range(3):
+        start = time.perf_counter()
+        hasher = TreeHasher()
+        view = memoryview(data)
+        for offset in range(0, len(data), 4 * MIB):  # as a stream arrives: in pieces
+            hasher.update(view[offset : offset + 4 * MIB])
+        hasher.digest()
+        best = max(best, size / (time.perf_counter() - start))
+    return best
+
+
+def loopback_sendfile_rate(path: Path, size: int) -> float:
+    """sendfile(2) from a file to a recv_into loop over loopback, best of three."""
+    best = 0.0
+    for _ in range(3):
+        server = socket.socket()
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        port = server.getsockname()[1]
+        received = [0]
+
+        def receive() -> None:
+            conn, _ = server.accept()
+            buffer = bytearray(4 * MIB)
+            while n := conn.recv_into(buffer):
+                received[0] += n
+            conn.close()
+
+        thread = threading.Thread(target=receive)
+        thread.start()
+        client = socket.create_connection(("127.0.0.1", port))
+        start = time.perf_counter()
+        with open(path, "rb") as handle:
+            client.sendfile(handle, 0, size)
+        client.close()
+        thread.join()
+        elapsed = time.perf_counter() - start
+        server.close()
+        assert received[0] == size
+        best = max(best, size / elapsed)
+    return best

@@ -1,0 +1,26 @@
+"""The benchmark entry point runs (a smoke run; real numbers come from `python -m bench`)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_bench_quick_runs(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--out", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "results.json").read_text())
+    scenarios = [row["scenario"] for row in report["rows"]]
+    assert any(s.startswith("GetJobOutput whole") for s in scenarios)
+    assert any(s.startswith("DescribeVault, 64 connection(s), SigV4") for s in scenarios)
+    whole = next(r for r in report["rows"] if r["scenario"].startswith("GetJobOutput whole"))
+    assert whole["icevault"] > 0 and whole["moto"] > 0  # moto's server really ran beside us
+    assert (tmp_path / "RESULTS.md").read_text().startswith("# icevault benchmark results")
+    assert report["machine"]["cores"] >= 1
