@@ -66,3 +66,24 @@ def loopback_sendfile_rate(path: Path, size: int) -> float:
         assert received[0] == size
         best = max(best, size / elapsed)
     return best
+
+
+def durable_write_rate(directory: Path, size: int) -> float:
+    """Writing ``size`` bytes to a new file and fdatasync-ing it: what a store that
+    acknowledges only durable bytes can sustain at best (best of two)."""
+    block = os.urandom(8 * MIB)
+    best = 0.0
+    for attempt in range(2):
+        path = directory / f"durable-{attempt}.bin"
+        start = time.perf_counter()
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            written = 0
+            while written < size:
+                written += os.write(fd, block[: min(len(block), size - written)])
+            os.fdatasync(fd)
+        finally:
+            os.close(fd)
+        best = max(best, size / (time.perf_counter() - start))
+        path.unlink()
+    return best

@@ -57,6 +57,11 @@ class Journal:
             self.state.verified[index] = tree_hash
             self._write()
 
+    def record_many(self, verified: dict[int, str]) -> None:
+        with self._lock:
+            self.state.verified.update(verified)
+            self._write()
+
     def save(self) -> None:
         with self._lock:
             self._write()
