@@ -203,6 +203,8 @@ def test_download_recovers_from_every_fault(proxied: tuple[ServerProcess, FaultP
     assert (tmp_path / "out").read_bytes() == data
     assert result.tree_hash == tree_hash(data)
     kinds = sorted(k["kind"] for e, k in events.events if e == "retry")
+    # A connection cut mid-body surfaces as a reset or as a short body, depending on timing.
+    kinds = sorted("connection" if k == "short-body" else k for k in kinds)
     assert kinds == sorted(["connection", "checksum-mismatch", "missing-checksum", "server-error",
                             "throttling"])
     assert events.net_progress() == len(data)

@@ -264,24 +264,34 @@ class _Fetcher:
                 )
             hasher = TreeHasher()
             position = chunk.start
+            # Read straight into one reusable buffer when the stream allows it (urllib3 does):
+            # botocore's read() would allocate and copy every block.
+            raw = getattr(body, "_raw_stream", None)
+            readinto = getattr(raw, "readinto", None)
+            buffer = bytearray(self.config.read_block)
+            view = memoryview(buffer)
             while True:
                 if self.stop.is_set():
                     raise ClientError("download stopped")
-                data = body.read(self.config.read_block)
-                if not data:
+                if readinto is not None:
+                    n = readinto(buffer)
+                    data = view[:n]
+                else:
+                    data = memoryview(body.read(self.config.read_block))
+                    n = len(data)
+                if not n:
                     break
-                if position + len(data) > chunk.end + 1:
+                if position + n > chunk.end + 1:
                     raise _ChunkProblem("long-body", f"more than {chunk.size} bytes for {chunk.range_header()}")
                 if self.limiter is not None:
-                    self.limiter.consume(len(data))
+                    self.limiter.consume(n)
                 hasher.update(data)
                 written = 0
-                view = memoryview(data)
-                while written < len(data):
-                    written += os.pwrite(self.fd, view[written:], position + written)
-                position += len(data)
-                reported += len(data)
-                self._progress(len(data))
+                while written < n:
+                    written += os.pwrite(self.fd, data[written:], position + written)
+                position += n
+                reported += n
+                self._progress(n)
             if position != chunk.end + 1:
                 raise _ChunkProblem(
                     "short-body", f"{position - chunk.start} of {chunk.size} bytes for {chunk.range_header()}"
