@@ -208,7 +208,7 @@ def test_stubbed_whole_mismatch_leaves_no_file(tmp_path: Path) -> None:
     stubber.add_response("describe_job", _describe(len(data), "0" * 64))
     stubber.add_response("get_job_output", {
         "body": _body(data), "checksum": tree_hash(data), "status": 206,
-        "contentRange": f"bytes 0-999/1000"})
+        "contentRange": "bytes 0-999/1000"})
     with stubber, pytest.raises(ChecksumMismatchError, match="does not match the job"):
         download_job_output("v", "job-1", tmp_path / "out.bin", client=client)
     assert list(tmp_path.iterdir()) == []

@@ -21,10 +21,11 @@ from icevault.cli.common import (
 )
 from icevault.client.chunks import check_chunk_size
 from icevault.client.download import download_job_output
+from icevault.client.files import tree_hash_file
 from icevault.client.jobs import find_reusable_job, start_retrieval, wait_for_job
 from icevault.client.upload import upload_archive
 from icevault.config import parse_duration
-from icevault.core.treehash import MIB, TreeHasher
+from icevault.core.treehash import MIB
 
 account_option = click.option("--account-id", default="-", show_default=True,
                               help="The vault's account: '-' is your own.")
@@ -318,22 +319,12 @@ def inventory(vault: str, account_id: str, fmt: str, output_file: str | None,
 
 
 # -- tree hashes ----------------------------------------------------------------------------
-def _file_tree_hash(path: str) -> str:
-    hasher = TreeHasher()
-    with open(path, "rb", buffering=0) as handle:
-        buffer = bytearray(4 * MIB)
-        view = memoryview(buffer)
-        while n := handle.readinto(buffer):
-            hasher.update(view[:n])
-    return hasher.hexdigest()
-
-
 @click.command()
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 @global_options
 def treehash(file: str) -> None:
     """Print FILE's SHA-256 tree hash (hex), as Glacier computes it."""
-    click.echo(_file_tree_hash(file))
+    click.echo(tree_hash_file(file))
 
 
 @click.command()
@@ -342,7 +333,7 @@ def treehash(file: str) -> None:
 @global_options
 def verify(file: str, expected: str) -> None:
     """Check FILE against a tree hash; exit 0 if it matches, 3 if not."""
-    actual = _file_tree_hash(file)
+    actual = tree_hash_file(file)
     if actual != expected.strip().lower():
         click.echo(f"MISMATCH {file}: tree hash {actual}, expected {expected}", err=True)
         sys.exit(EXIT_VERIFY)

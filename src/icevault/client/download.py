@@ -33,6 +33,7 @@ from icevault.client.exceptions import (
     JobNotReadyError,
     RetriesExceededError,
 )
+from icevault.client.files import tree_hash_region
 from icevault.client.journal import Journal, JournalState
 from icevault.client.progress import Subscriber
 from icevault.core.treehash import MIB, TreeHasher, combine_hex
@@ -311,19 +312,6 @@ class _Fetcher:
             body.close()
 
 
-def _tree_hash_of_region(fd: int, start: int, size: int) -> str:
-    hasher = TreeHasher()
-    position = start
-    end = start + size
-    while position < end:
-        data = os.pread(fd, min(4 * MIB, end - position), position)
-        if not data:
-            break
-        hasher.update(data)
-        position += len(data)
-    return hasher.hexdigest() if position == end else ""
-
-
 def download_job_output(
     vault: str,
     job_id: str,
@@ -373,7 +361,7 @@ def download_job_output(
             for index, recorded in previous.verified.items():
                 if 0 <= index < len(chunks):
                     chunk = chunks[index]
-                    if _tree_hash_of_region(fd, chunk.start, chunk.size) == recorded:
+                    if tree_hash_region(fd, chunk.start, chunk.size) == recorded:
                         resumed[index] = recorded
         else:
             os.ftruncate(fd, 0)

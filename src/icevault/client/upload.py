@@ -20,6 +20,7 @@ from typing import IO, Any
 from icevault.client.api import make_glacier_client
 from icevault.client.chunks import check_chunk_size
 from icevault.client.exceptions import ChecksumMismatchError, ClientError
+from icevault.client.files import hash_region
 from icevault.client.progress import Subscriber
 from icevault.core.treehash import MIB, TreeHasher, combine_hex
 
@@ -58,30 +59,33 @@ class _Section(io.RawIOBase):
         self._pos = max(0, min(self._size, base + offset))
         return self._pos
 
+    def read(self, size: int = -1) -> bytes:
+        # One pread per call, no intermediate buffer: the HTTP stack calls this for every
+        # block it sends.
+        want = self._size - self._pos if size is None or size < 0 else min(size, self._size - self._pos)
+        if want <= 0:
+            return b""
+        data = os.pread(self._fd, want, self._start + self._pos)
+        self._pos += len(data)
+        return data
+
     def readinto(self, buffer: Any) -> int:
         want = min(len(buffer), self._size - self._pos)
         if want <= 0:
             return 0
-        data = os.pread(self._fd, want, self._start + self._pos)
-        buffer[: len(data)] = data
-        self._pos += len(data)
-        return len(data)
+        n = os.preadv(self._fd, [memoryview(buffer)[:want]], self._start + self._pos)
+        self._pos += n
+        return n
 
     def __len__(self) -> int:
         return self._size
 
 
 def _hash_region(fd: int, start: int, size: int) -> tuple[str, str]:
-    tree, linear = TreeHasher(), hashlib.sha256()
-    position, end = start, start + size
-    while position < end:
-        data = os.pread(fd, min(4 * MIB, end - position), position)
-        if not data:
-            raise ClientError("the file shrank while it was being uploaded")
-        tree.update(data)
-        linear.update(data)
-        position += len(data)
-    return tree.hexdigest(), linear.hexdigest()
+    hashes = hash_region(fd, start, size)
+    if hashes is None:
+        raise ClientError("the file shrank while it was being uploaded")
+    return hashes
 
 
 def _inject_content_sha256(params: Any, **_kwargs: Any) -> None:

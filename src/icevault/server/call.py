@@ -27,6 +27,11 @@ class BlockSink(Protocol):
     def write(self, data: bytes | bytearray | memoryview) -> None: ...
 
 
+def _write_pieces(sink: BlockSink, pieces: list[bytes]) -> None:
+    for piece in pieces:
+        sink.write(piece)
+
+
 @dataclass(slots=True)
 class Call:
     request: web.Request
@@ -65,7 +70,8 @@ class Call:
         network while the previous one is hashed and written in a worker thread."""
         content = self.request.content
         pending: asyncio.Future[None] | None = None
-        block = bytearray()
+        pieces: list[bytes] = []
+        gathered = 0
         loop = asyncio.get_running_loop()
         try:
             while True:
@@ -77,12 +83,14 @@ class Call:
                         f"The request body was not received within {self.read_timeout_s:g} s"
                     ) from None
                 if data:
-                    block += data
-                if len(block) >= BLOCK or (not data and block):
+                    pieces.append(data)
+                    gathered += len(data)
+                if gathered >= BLOCK or (not data and pieces):
                     if pending is not None:
                         await pending
-                    full, block = block, bytearray()
-                    pending = loop.run_in_executor(self.executor, sink.write, full)
+                    # The pieces go as they are: joining them would copy every byte once more.
+                    batch, pieces, gathered = pieces, [], 0
+                    pending = loop.run_in_executor(self.executor, _write_pieces, sink, batch)
                 if not data:
                     break
             if pending is not None:
