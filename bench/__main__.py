@@ -487,6 +487,9 @@ def main(argv: list[str] | None = None) -> int:
         {"command": command, "machine": machine, "rows": [r.__dict__ for r in rows]}, indent=2))
     text = markdown(rows, command).replace(
         f"Machine: {platform.processor() or platform.machine()}", f"Machine: {machine['cpu']}")
+    notes = HERE / "NOTES.md"
+    if notes.exists():
+        text += "\n" + notes.read_text()
     (out / "RESULTS.md").write_text(text)
     return 0
 
