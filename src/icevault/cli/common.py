@@ -97,7 +97,7 @@ def emit(settings: Settings, value: Any, columns: list[str] | None = None) -> No
         click.echo(json.dumps(value, indent=2, default=str))
 
 
-def size_option(name: str, default: str, help_text: str) -> Callable[[F], F]:
+def size_option(name: str, default: str | None, help_text: str) -> Callable[[F], F]:
     def convert(_ctx: click.Context, _param: click.Parameter, value: str | None) -> int | None:
         if value is None:
             return None

@@ -234,7 +234,7 @@ class JobService:
             raise job_not_found(job_id)
         return job
 
-    def list(
+    def list_jobs(
         self,
         ref: VaultRef,
         *,

@@ -50,7 +50,7 @@ class VaultService:
         validate_vault_name(ref.name)
         return require_vault(self.ctx, ref)
 
-    def list(self, account_id: str, marker: str | None, limit: int) -> VaultPage:
+    def list_vaults(self, account_id: str, marker: str | None, limit: int) -> VaultPage:
         start = None
         if marker:
             prefix = f"arn:aws:glacier:{self.ctx.region}:{account_id}:vaults/"

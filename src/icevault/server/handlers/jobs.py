@@ -67,7 +67,7 @@ async def describe_job(call: Call) -> web.StreamResponse:
 async def list_jobs(call: Call) -> web.StreamResponse:
     query = call.request.query
     page = await call.run(
-        call.glacier.jobs.list,
+        call.glacier.jobs.list_jobs,
         call.vault,
         completed=query.get("completed"),
         statuscode=query.get("statuscode"),

@@ -25,7 +25,7 @@ async def describe_vault(call: Call) -> web.StreamResponse:
 async def list_vaults(call: Call) -> web.StreamResponse:
     query = call.request.query
     limit = parse_limit(query.get("limit"), default=10, maximum=1000)
-    page = await call.run(call.glacier.vaults.list, call.account, query.get("marker"), limit)
+    page = await call.run(call.glacier.vaults.list_vaults, call.account, query.get("marker"), limit)
     return json_response(
         {"Marker": page.marker, "VaultList": [vault_json(v, call.region) for v in page.vaults]}
     )
