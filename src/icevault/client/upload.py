@@ -25,6 +25,7 @@ from icevault.client.progress import Subscriber
 from icevault.core.treehash import MIB, TreeHasher, combine_hex
 
 MAX_SINGLE_UPLOAD = 4 * 1024**3
+SEND_BLOCK = MIB
 _pending_sha256 = threading.local()
 
 
@@ -60,9 +61,10 @@ class _Section(io.RawIOBase):
         return self._pos
 
     def read(self, size: int = -1) -> bytes:
-        # One pread per call, no intermediate buffer: the HTTP stack calls this for every
-        # block it sends.
-        want = self._size - self._pos if size is None or size < 0 else min(size, self._size - self._pos)
+        # urllib3 asks for 16 KiB at a time and sends whatever it gets; answering with at
+        # least a megabyte per call saves tens of thousands of Python round trips per GiB.
+        remaining = self._size - self._pos
+        want = remaining if size is None or size < 0 else min(max(size, SEND_BLOCK), remaining)
         if want <= 0:
             return b""
         data = os.pread(self._fd, want, self._start + self._pos)
