@@ -319,3 +319,18 @@ def test_one_gib_download_keeps_client_memory_bounded(tmp_path: Path) -> None:
         print(f"client peak RSS during a 1 GiB download: {peak / MIB:.0f} MiB")
     finally:
         server.stop()
+
+
+def test_cli_upload_from_standard_input(server: ServerProcess, vault: str, tmp_path: Path) -> None:
+    data = pattern(5 * MIB + 17, seed=12)
+    result = subprocess.run(
+        [sys.executable, "-m", "icevault", "upload", "-", "--vault", vault, "--part-size", "2MiB",
+         "--endpoint-url", server.url],
+        input=data, env=server.cli_env(), capture_output=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    uploaded = json.loads(result.stdout)
+    assert uploaded["checksum"] == tree_hash(data) and uploaded["size"] == len(data)
+    out = tmp_path / "back.bin"
+    cli(server, "get", "--vault", vault, "--archive-id", uploaded["archiveId"], "-o", str(out))
+    assert out.read_bytes() == data

@@ -150,12 +150,14 @@ class SqlMetadataStore:
         # An embedded SQLite read takes microseconds from the page cache, less than handing it
         # to a thread; a network database's does not.
         self.reads_are_local = self._is_sqlite
+        # Every worker thread (16) and the event loop keep one connection for hot reads
+        # (_fast_rows) and may check out another for a transaction: size the pool for both.
         if self._is_sqlite:
             _private_sqlite_file(url)
-            self._engine = create_engine(url, pool_size=16, max_overflow=16)
+            self._engine = create_engine(url, pool_size=32, max_overflow=32)
             _configure_sqlite(self._engine)
         else:
-            self._engine = create_engine(url, pool_size=16, max_overflow=16, pool_pre_ping=True)
+            self._engine = create_engine(url, pool_size=32, max_overflow=32, pool_pre_ping=True)
         self._account_lock = threading.Lock()
         self._default_account: str | None = None
         self._migrate()
