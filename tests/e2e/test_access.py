@@ -330,6 +330,15 @@ def test_signature_failures_change_nothing(secured: ServerProcess) -> None:
         assert (got_status, payload["code"]) == (status, code), name
         if name == "replayed":
             assert payload["message"].startswith("Signature expired"), payload
+    # A JSON body swapped under a signed x-amz-content-sha256 is refused too.
+    job_body = json.dumps({"Type": "inventory-retrieval"}).encode()
+    job_request = signed_raw(secured, "POST", "/-/vaults/sig/jobs", job_body,
+                             {"x-amz-content-sha256": hashlib.sha256(job_body).hexdigest()})
+    swapped = json.dumps({"Type": "inventory-retrieval", "Format": "CSV"}).encode()
+    got_status, payload = send(secured, job_request, swapped)
+    assert (got_status, payload["code"]) == (403, "InvalidSignatureException")
+    assert "x-amz-content-sha256" in payload["message"]
+    assert root.list_jobs(vaultName="sig")["JobList"] == []
     unsigned = raw_request(secured, "POST", path, body=body, headers=upload_headers, sign=False)
     assert (unsigned.status, unsigned.json()["code"]) == (400, "MissingAuthenticationTokenException")
     described = root.describe_vault(vaultName="sig")

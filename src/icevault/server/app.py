@@ -17,6 +17,7 @@ from aiohttp import web
 from icevault.config import ServerSettings
 from icevault.core.errors import (
     InvalidParameterValueError,
+    InvalidSignatureError,
     MissingParameterValueError,
 )
 from icevault.core.identity import Principal
@@ -180,12 +181,21 @@ async def authenticate(runtime: Runtime, request: web.Request, route: routes.Rou
         runtime.executor, glacier.identity.lookup_key, creds.access_key_id
     )
     body_sha256 = None
-    if signed.header("x-amz-content-sha256") is None:
-        if route.op in _STREAMED:
+    declared = signed.header("x-amz-content-sha256")
+    if route.op in _STREAMED:
+        if declared is None:
             raise MissingParameterValueError(
                 "Required parameter missing: x-amz-content-sha256 (needed to sign an upload)"
             )
+        # The upload path hashes the body as it streams and refuses it on a mismatch.
+    else:
         body_sha256 = hashlib.sha256(await request.read()).hexdigest()
+        if declared is not None and declared.lower() != body_sha256:
+            # The signature covers the declared hash, so the body itself must match it.
+            raise InvalidSignatureError(
+                "The provided x-amz-content-sha256 header does not match what was computed: "
+                f"declared {declared}, body {body_sha256}"
+            )
     key = sigv4.verify(
         signed, creds, key, region=glacier.ctx.region, now=datetime.now(UTC),
         body_sha256=body_sha256,
