@@ -9,17 +9,26 @@ import pytest
 
 from icevault.store.blobs.local import LocalBlobStore
 from icevault.store.metadata.sql import SqlMetadataStore, sqlite_url
+from tests.postgres import PostgresServer
 
-METADATA_BACKENDS = ["sqlite"]
+METADATA_BACKENDS = ["sqlite", "postgres"]
 BLOB_BACKENDS = ["local"]
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    server = PostgresServer().start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(params=METADATA_BACKENDS)
 def meta(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlMetadataStore]:
     if request.param == "sqlite":
         store = SqlMetadataStore(sqlite_url(tmp_path / "meta.sqlite3"))
-    else:  # pragma: no cover - other backends are added with their issue
-        raise AssertionError(request.param)
+    else:
+        server: PostgresServer = request.getfixturevalue("postgres")
+        store = SqlMetadataStore(server.new_database())
     yield store
     store.close()
 
@@ -29,5 +38,3 @@ def blobs(request: pytest.FixtureRequest, tmp_path: Path) -> LocalBlobStore:
     if request.param == "local":
         return LocalBlobStore(tmp_path / "blobs")
     raise AssertionError(request.param)  # pragma: no cover
-
-

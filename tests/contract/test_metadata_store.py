@@ -88,6 +88,15 @@ def test_vault_limit_and_listing(meta: MetadataStore) -> None:
     assert [v.ref.name for v in meta.list_vaults(ACCOUNT, "b", 1)] == ["b"]
 
 
+def test_vaults_sort_in_ascii_order(meta: MetadataStore) -> None:
+    names = ["B", "a", "_x", "-y", ".z", "Z9", "a.b"]
+    for name in names:
+        meta.create_vault(VaultRef(ACCOUNT, name), 1, max_vaults=100)
+    listed = [v.ref.name for v in meta.list_vaults(ACCOUNT, None, 100)]
+    assert listed == sorted(names, key=lambda n: n.encode()) == ["-y", ".z", "B", "Z9", "_x", "a", "a.b"]
+    assert [v.ref.name for v in meta.list_vaults(ACCOUNT, "_x", 2)] == ["_x", "a"]
+
+
 def test_tags(meta: MetadataStore) -> None:
     assert meta.get_tags(V) is None
     meta.create_vault(V, 1, 10)

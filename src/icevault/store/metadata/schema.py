@@ -25,6 +25,12 @@ from sqlalchemy import (
 # SQLite only auto-numbers an INTEGER PRIMARY KEY; PostgreSQL wants a 64-bit identity.
 SeqType = BigInteger().with_variant(Integer(), "sqlite")
 
+
+def ascii_string(length: int) -> String:
+    """Text compared byte by byte (Glacier sorts vault names in ASCII order). SQLite's
+    default collation already is; PostgreSQL's follows the database's locale unless told."""
+    return String(length).with_variant(String(length, collation="C"), "postgresql")  # type: ignore[return-value]
+
 metadata = MetaData()
 
 schema_version = Table("schema_version", metadata, Column("version", Integer, nullable=False))
@@ -47,7 +53,7 @@ vaults = Table(
     "vaults",
     metadata,
     Column("account_id", String(12), primary_key=True),
-    Column("name", String(255), primary_key=True),
+    Column("name", ascii_string(255), primary_key=True),
     Column("created_at", BigInteger, nullable=False),
     Column("archive_count", BigInteger, nullable=False),
     Column("size_bytes", BigInteger, nullable=False),
@@ -85,7 +91,7 @@ archives = Table(
 uploads = Table(
     "uploads",
     metadata,
-    Column("id", String(200), primary_key=True),
+    Column("id", ascii_string(200), primary_key=True),
     Column("account_id", String(12), nullable=False),
     Column("vault_name", String(255), nullable=False),
     Column("description", Text),

@@ -16,6 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy import (
     Connection,
     bindparam,
@@ -319,6 +320,14 @@ class SqlMetadataStore:
         )
 
     def create_vault(self, ref: VaultRef, now: int, max_vaults: int) -> bool:
+        try:
+            return self._create_vault(ref, now, max_vaults)
+        except IntegrityError:
+            # Created concurrently by another server (PostgreSQL runs writers in parallel):
+            # CreateVault is idempotent, so that is success.
+            return True
+
+    def _create_vault(self, ref: VaultRef, now: int, max_vaults: int) -> bool:
         with self._tx(write=True) as conn:
             if self._vault_exists(conn, ref):
                 return True
