@@ -52,11 +52,6 @@ class Journal:
         except (OSError, ValueError, TypeError):
             return None
 
-    def record(self, index: int, tree_hash: str) -> None:
-        with self._lock:
-            self.state.verified[index] = tree_hash
-            self._write()
-
     def record_many(self, verified: dict[int, str]) -> None:
         with self._lock:
             self.state.verified.update(verified)

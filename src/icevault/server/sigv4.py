@@ -26,8 +26,6 @@ from icevault.core.identity import AccessKey, KeyStatus
 ALGORITHM = "AWS4-HMAC-SHA256"
 SERVICE = "glacier"
 MAX_SKEW_S = 15 * 60
-EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
-UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
 
 _AUTH_RE = re.compile(
     r"^AWS4-HMAC-SHA256\s+Credential=([^,\s]+)\s*,\s*SignedHeaders=([^,\s]+)\s*,\s*"

@@ -31,15 +31,6 @@ DAY_MS = 24 * 3600 * 1000
 USER_POLICY_CACHE_S = 5.0
 VAULT_POLICY_CACHE_S = 1.0
 
-ACCOUNT_LEVEL = frozenset(
-    {
-        "ListVaults",
-        "GetDataRetrievalPolicy",
-        "SetDataRetrievalPolicy",
-        "PurchaseProvisionedCapacity",
-        "ListProvisionedCapacity",
-    }
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,10 +117,6 @@ class AccessService:
         with self._lock:
             self._user_policies[key] = (now, policies)
         return policies
-
-    def forget_user(self, account_id: str, user: str) -> None:
-        with self._lock:
-            self._user_policies.pop((account_id, user), None)
 
     def authorize(self, access: AccessRequest) -> None:
         """Return if the request is allowed; raise AccessDeniedError otherwise."""

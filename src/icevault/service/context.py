@@ -16,7 +16,6 @@ class Limits:
     max_vaults: int = 1000
     max_tags: int = 50
     max_parts: int = 10_000
-    max_archive_size: int = 40 * 1024**4  # multipart maximum: 10,000 parts of 4 GiB
     max_single_upload: int = 4 * 1024**3
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from icevault.core.errors import (
     AccessDeniedError,
@@ -25,11 +24,6 @@ from icevault.service.vaults import require_vault, vault_not_found
 
 LOCK_WINDOW_MS = 24 * HOUR_MS
 NOTIFICATION_EVENTS = ("ArchiveRetrievalCompleted", "InventoryRetrievalCompleted")
-
-
-@dataclass(frozen=True, slots=True)
-class LockView:
-    lock: VaultLock
 
 
 class PolicyService:

@@ -29,7 +29,7 @@ SeqType = BigInteger().with_variant(Integer(), "sqlite")
 def ascii_string(length: int) -> String:
     """Text compared byte by byte (Glacier sorts vault names in ASCII order). SQLite's
     default collation already is; PostgreSQL's follows the database's locale unless told."""
-    return String(length).with_variant(String(length, collation="C"), "postgresql")  # type: ignore[return-value]
+    return String(length).with_variant(String(length, collation="C"), "postgresql")
 
 metadata = MetaData()
 

@@ -61,7 +61,6 @@ from icevault.store.metadata.base import (
 )
 
 _WRITE = "icevault_write"
-_SINGLE_READ = "icevault_single_read"
 
 
 def sqlite_url(path: Path) -> str:
@@ -103,10 +102,9 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        options = conn.get_execution_options()
-        if options.get(_SINGLE_READ):
-            return  # one SELECT is its own consistent snapshot; no BEGIN/COMMIT round trip
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if options.get(_WRITE) else "BEGIN")
+        conn.exec_driver_sql(
+            "BEGIN IMMEDIATE" if conn.get_execution_options().get(_WRITE) else "BEGIN"
+        )
 
 
 # Statements on hot paths are built once: composing SQLAlchemy expressions per call costs
@@ -202,13 +200,6 @@ class SqlMetadataStore:
                 conn.execution_options(**{_WRITE: True})
             with conn.begin():
                 yield conn
-
-    @contextmanager
-    def _read(self) -> Iterator[Connection]:
-        """A connection for one SELECT (hot paths: no transaction statements around it)."""
-        with self._engine.connect() as conn:
-            conn.execution_options(**{_SINGLE_READ: True})
-            yield conn
 
     def _migrate(self) -> None:
         with self._tx(write=True) as conn:
