@@ -63,4 +63,6 @@ class ServerSettings:
     maintenance_interval_s: float = 60.0
     metadata_url: str | None = None
     notification_url: str | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
     workers: int = 16

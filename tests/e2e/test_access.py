@@ -464,3 +464,34 @@ def test_credentials_file_contract(fresh_server: ServerProcess) -> None:
     assert "AWS_SHARED_CREDENTIALS_FILE=" in fresh_server.log() and "AWS_PROFILE=icevault" in fresh_server.log()
     fresh_server.restart()  # not regenerated on a later start
     assert fresh_server.credentials_file.read_text() == text
+
+
+def test_https_and_secure_transport_condition(tmp_path: Any) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    server = ServerProcess(tmp_path / "data", auth="sigv4",
+                           extra_args=["--tls-cert", str(cert), "--tls-key", str(key)]).start()
+    try:
+        key_id, secret = server.root_credentials()
+        client = boto3.client("glacier", endpoint_url=f"https://127.0.0.1:{server.port}",
+                              region_name=REGION, aws_access_key_id=key_id,
+                              aws_secret_access_key=secret, verify=str(cert),
+                              config=botocore.config.Config(retries={"total_max_attempts": 1}))
+        client.create_vault(vaultName="tls")
+        arn = client.describe_vault(vaultName="tls")["VaultARN"]
+        # Deny everything not sent over TLS: requests through HTTPS still pass.
+        client.set_vault_access_policy(vaultName="tls", policy={"Policy": json.dumps({
+            "Statement": [{"Effect": "Deny", "Principal": "*", "Action": "glacier:*", "Resource": arn,
+                           "Condition": {"Bool": {"aws:SecureTransport": "false"}}}]})})
+        data = b"over tls" * 1000
+        archive_id = client.upload_archive(vaultName="tls", body=data)["archiveId"]
+        job_id = client.initiate_job(vaultName="tls", jobParameters={
+            "Type": "archive-retrieval", "ArchiveId": archive_id})["jobId"]
+        wait_for_job(client, "tls", job_id)
+        # No zero-copy over TLS: the output is streamed through the TLS layer instead.
+        assert client.get_job_output(vaultName="tls", jobId=job_id)["body"].read() == data
+        assert "https://" in server.log()
+    finally:
+        server.stop()

@@ -62,6 +62,10 @@ def _duration(_ctx: click.Context, _param: click.Parameter, value: str) -> float
     "--notification-url", default=None,
     help="Webhook that receives job-completion notifications (Glacier would publish to SNS).",
 )
+@click.option("--tls-cert", default=None, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Serve HTTPS with this PEM certificate (chain).")
+@click.option("--tls-key", default=None, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The certificate's PEM private key.")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
 def serve(
@@ -76,6 +80,8 @@ def serve(
     upload_expiry: float,
     metadata_url: str | None,
     notification_url: str | None,
+    tls_cert: Path | None,
+    tls_key: Path | None,
     log_level: str,
 ) -> None:
     """Run the Glacier-compatible server."""
@@ -104,7 +110,17 @@ def serve(
         upload_expiry_s=upload_expiry,
         metadata_url=metadata_url,
         notification_url=notification_url,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
     )
+    ssl_context = None
+    if (tls_cert is None) != (tls_key is None):
+        raise click.BadParameter("--tls-cert and --tls-key go together", param_hint="--tls-cert")
+    if tls_cert is not None and tls_key is not None:
+        import ssl
+
+        ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ssl_context.load_cert_chain(tls_cert, tls_key)
     if auth == "off":
         click.echo(
             "WARNING: --auth off: requests are not authenticated; anyone who can reach "
@@ -112,7 +128,8 @@ def serve(
             err=True,
         )
     app = create_app(settings)
-    click.echo(f"icevault serving the Glacier API on http://{host}:{port} (data in {data_dir})",
+    scheme = "https" if ssl_context else "http"
+    click.echo(f"icevault serving the Glacier API on {scheme}://{host}:{port} (data in {data_dir})",
                err=True)
     web.run_app(app, host=host, port=port, print=None, access_log=None, shutdown_timeout=10.0,
-                handle_signals=True)
+                handle_signals=True, ssl_context=ssl_context)
