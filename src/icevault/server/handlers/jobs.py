@@ -112,13 +112,10 @@ async def _send_body(call: Call, response: web.StreamResponse, output: JobOutput
         raise ConnectionResetError("Connection lost")
     if segment is not None:
         file, offset, count = segment
-        loop = asyncio.get_running_loop()
-        try:
-            # Zero-copy: the kernel moves the bytes from the page cache to the socket.
-            await loop.sendfile(transport, file, offset, count)
-            return
-        except NotImplementedError:
-            pass
+        # Zero-copy: the kernel moves the bytes from the page cache to the socket. Where the
+        # transport cannot (TLS), asyncio falls back to reading the file in its executor.
+        await asyncio.get_running_loop().sendfile(transport, file, offset, count, fallback=True)
+        return
     while True:
         data = await call.run(output.reader.read, READ_BLOCK)
         if not data:
