@@ -107,26 +107,19 @@ class ServerProcess:
         section = parser["icevault"]
         return section["aws_access_key_id"], section["aws_secret_access_key"]
 
-    def client(self, **config: Any) -> Any:
+    def _session_args(self) -> dict[str, Any]:
         key, secret = self.root_credentials()
+        return {"endpoint_url": self.url, "region_name": REGION,
+                "aws_access_key_id": key, "aws_secret_access_key": secret}
+
+    def client(self, **config: Any) -> Any:
         return boto3.client(
-            "glacier",
-            endpoint_url=self.url,
-            region_name=REGION,
-            aws_access_key_id=key,
-            aws_secret_access_key=secret,
+            "glacier", **self._session_args(),
             config=botocore.config.Config(retries={"total_max_attempts": 1}, **config),
         )
 
     def resource(self) -> Any:
-        key, secret = self.root_credentials()
-        return boto3.resource(
-            "glacier",
-            endpoint_url=self.url,
-            region_name=REGION,
-            aws_access_key_id=key,
-            aws_secret_access_key=secret,
-        )
+        return boto3.resource("glacier", **self._session_args())
 
     def cli_env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}

@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -333,10 +333,8 @@ def download_job_output(
     when a chunk keeps failing; in every failure ``dest`` is left untouched and the journal
     kept, so a rerun resumes.
     """
-    cfg = config or DownloadConfig()
-    cfg = DownloadConfig(**{**cfg.__dict__, "chunk_size": check_chunk_size(chunk_size),
-                            "workers": max(1, workers), "resume": resume,
-                            "bandwidth_limit": bandwidth_limit})
+    cfg = replace(config or DownloadConfig(), chunk_size=check_chunk_size(chunk_size),
+                  workers=max(1, workers), resume=resume, bandwidth_limit=bandwidth_limit)
     subs = list(subscribers)
     glacier = client or make_glacier_client(max_pool_connections=max(10, cfg.workers))
     target = Path(dest)

@@ -243,6 +243,12 @@ def _upload_fd(
     return result
 
 
+def _hashes(data: bytes) -> tuple[str, str]:
+    tree = TreeHasher()
+    tree.update(data)
+    return tree.hexdigest(), hashlib.sha256(data).hexdigest()
+
+
 def _read_exactly(stream: IO[bytes], size: int) -> bytes:
     """Up to ``size`` bytes, fewer only at the end of the stream (pipes return short reads)."""
     pieces, remaining = [], size
@@ -277,18 +283,15 @@ def _upload_stream(
 
     def send(start: int, data: bytes) -> None:
         try:
-            tree = TreeHasher()
-            tree.update(data)
-            _pending_sha256.value = hashlib.sha256(data).hexdigest()
+            tree, _pending_sha256.value = _hashes(data)
             try:
                 glacier.upload_multipart_part(
                     accountId=account_id, vaultName=vault, uploadId=new_id,
-                    range=f"bytes {start}-{start + len(data) - 1}/*", body=data,
-                    checksum=tree.hexdigest(),
+                    range=f"bytes {start}-{start + len(data) - 1}/*", body=data, checksum=tree,
                 )
             finally:
                 _pending_sha256.value = None
-            hashes[start] = tree.hexdigest()
+            hashes[start] = tree
             for subscriber in subs:
                 subscriber.on_progress(bytes_transferred=len(data))
         finally:
@@ -324,14 +327,17 @@ def _upload_bytes(
     glacier: Any, vault: str, data: bytes, account_id: str, description: str | None,
     subs: list[Subscriber],
 ) -> UploadResult:
-    tree = TreeHasher()
-    tree.update(data)
+    tree, linear = _hashes(data)
     params: dict[str, Any] = {"accountId": account_id, "vaultName": vault, "body": data,
-                              "checksum": tree.hexdigest()}
+                              "checksum": tree}
     if description is not None:
         params["archiveDescription"] = description
-    response = glacier.upload_archive(**params)
+    _pending_sha256.value = linear
+    try:
+        response = glacier.upload_archive(**params)
+    finally:
+        _pending_sha256.value = None
     for subscriber in subs:
         subscriber.on_progress(bytes_transferred=len(data))
-    return UploadResult(response["archiveId"], tree.hexdigest(), len(data), None, 1,
+    return UploadResult(response["archiveId"], tree, len(data), None, 1,
                         location=response.get("location"))

@@ -9,7 +9,7 @@ interrupted upload leaves nothing visible.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from icevault.core import treehash
 from icevault.core.errors import (
@@ -138,12 +138,8 @@ class ArchiveService:
             raise MissingParameterValueError("Required parameter missing: x-amz-sha256-tree-hash")
         tree_hash = check_hex_hash(request.tree_hash, "x-amz-sha256-tree-hash")
         if request.content_sha256 is not None:
-            request = UploadRequest(
-                request.vault,
-                request.description,
-                request.tree_hash,
-                check_hex_hash(request.content_sha256, "x-amz-content-sha256"),
-                request.content_length,
+            request = replace(
+                request, content_sha256=check_hex_hash(request.content_sha256, "x-amz-content-sha256")
             )
         if request.content_length is None:
             raise MissingParameterValueError("Required parameter missing: Content-Length")

@@ -89,6 +89,7 @@ def job_not_found(job_id: str) -> ResourceNotFoundError:
 class JobService:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
+        self.account = AccountService(ctx)
 
     # -- initiate -------------------------------------------------------------------------
     def initiate(self, ref: VaultRef, request: JobRequest) -> Job:
@@ -151,7 +152,7 @@ class JobService:
             range_hash = None if digest is None else digest.hex()
         else:
             range_hash = None
-        AccountService(self.ctx).enforce_retrieval_rate(ref.account_id, end - start + 1)
+        self.account.enforce_retrieval_rate(ref.account_id, end - start + 1)
         now = self.ctx.clock.now_ms()
         return Job(
             id=new_job_id(),
