@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +14,9 @@ from icevault.store.metadata.sql import SqlMetadataStore, sqlite_url
 from tests.postgres import PostgresServer
 
 METADATA_BACKENDS = ["sqlite", "postgres"]
-BLOB_BACKENDS = ["local"]
+# "local" writes with direct I/O on the test disk; "local-buffered" through the page cache;
+# "local-tmpfs" on a memory file system (direct I/O there only since Linux 6.6).
+BLOB_BACKENDS = ["local", "local-buffered", "local-tmpfs"]
 
 
 @pytest.fixture(scope="session")
@@ -37,4 +41,12 @@ def meta(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlMetadata
 def blobs(request: pytest.FixtureRequest, tmp_path: Path) -> LocalBlobStore:
     if request.param == "local":
         return LocalBlobStore(tmp_path / "blobs")
+    if request.param == "local-buffered":
+        return LocalBlobStore(tmp_path / "blobs", direct_io=False)
+    if request.param == "local-tmpfs":
+        shm = Path("/dev/shm")
+        assert shm.is_dir(), "this suite expects a tmpfs at /dev/shm"
+        root = Path(tempfile.mkdtemp(prefix="icevault-blobs-", dir=shm))
+        request.addfinalizer(lambda: shutil.rmtree(root, ignore_errors=True))
+        return LocalBlobStore(root)
     raise AssertionError(request.param)  # pragma: no cover

@@ -6,6 +6,7 @@ Layout under the root::
     staging/<k>          sparse files of multipart uploads, parts written at their offsets
     tmp/<random>         single writes in flight; renamed into blobs/ on commit
 
+Archive bytes are written with direct I/O where the file system allows it (``diskio``).
 A write goes to ``tmp/``, is fsynced, renamed into place, and the directory is fsynced, so a
 key is either absent or complete. A multipart upload is completed by hard-linking its staging
 file into ``blobs/`` after truncating and fsyncing it: the archive is assembled without
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from icevault.core.ids import new_blob_key
+from icevault.diskio import SequentialWriter, open_for_write
 from icevault.store.blobs.base import BlobNotFoundError
 
 
@@ -33,33 +35,26 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _write_all(fd: int, data: bytes | bytearray | memoryview, offset: int | None) -> int:
-    view = memoryview(data).cast("B")
-    written = 0
-    while written < len(view):
-        if offset is None:
-            n = os.write(fd, view[written:])
-        else:
-            n = os.pwrite(fd, view[written:], offset + written)
-        written += n
-    return written
-
-
 class _LocalWriter:
     def __init__(self, store: LocalBlobStore) -> None:
         self._store = store
         self._tmp = store.root / "tmp" / f"{secrets.token_hex(12)}.part"
-        self._fd: int | None = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        fd, direct = open_for_write(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0,
+                                    store.direct_io)
+        self._fd: int | None = fd
+        self._out = SequentialWriter(fd, 0, direct)
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         assert self._fd is not None, "writer is closed"
-        _write_all(self._fd, data, None)
+        self._out.write(data)
 
     def commit(self) -> str:
         assert self._fd is not None, "writer is closed"
         try:
+            self._out.finish()
             os.fsync(self._fd)
         finally:
+            self._out.close()
             os.close(self._fd)
             self._fd = None
         key = new_blob_key()
@@ -69,6 +64,7 @@ class _LocalWriter:
         return key
 
     def abort(self) -> None:
+        self._out.close()
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
@@ -76,24 +72,26 @@ class _LocalWriter:
 
 
 class _PartWriter:
-    def __init__(self, path: Path, offset: int, staging_key: str) -> None:
+    def __init__(self, path: Path, offset: int, staging_key: str, direct_io: bool) -> None:
         try:
-            self._fd: int | None = os.open(path, os.O_WRONLY)
+            fd, direct = open_for_write(path, os.O_WRONLY, offset, direct_io)
         except FileNotFoundError:
             raise BlobNotFoundError(f"no staging area {staging_key}") from None
-        self._offset = offset
-        self._pos = 0
+        self._fd: int | None = fd
+        self._out = SequentialWriter(fd, offset, direct)
         self._key = staging_key
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         assert self._fd is not None, "writer is closed"
-        self._pos += _write_all(self._fd, data, self._offset + self._pos)
+        self._out.write(data)
 
     def commit(self) -> str:
         assert self._fd is not None, "writer is closed"
         try:
+            self._out.finish()
             os.fdatasync(self._fd)
         finally:
+            self._out.close()
             os.close(self._fd)
             self._fd = None
         return self._key
@@ -101,6 +99,7 @@ class _PartWriter:
     def abort(self) -> None:
         # Bytes already written stay in the sparse file; they are either overwritten by a
         # retried part or never referenced, since only acknowledged parts count.
+        self._out.close()
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
@@ -140,8 +139,10 @@ class _LocalReader:
 class LocalBlobStore:
     """The embedded blob store: files under one directory, fsynced on commit."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, direct_io: bool = True) -> None:
         self.root = root
+        # Archive bytes bypass the page cache where the file system allows (see diskio).
+        self.direct_io = direct_io
         for sub in ("blobs", "staging", "tmp"):
             (root / sub).mkdir(parents=True, exist_ok=True)
         blobs = root / "blobs"
@@ -188,7 +189,7 @@ class LocalBlobStore:
         return key
 
     def open_part(self, staging_key: str, offset: int) -> _PartWriter:
-        return _PartWriter(self._staging_path(staging_key), offset, staging_key)
+        return _PartWriter(self._staging_path(staging_key), offset, staging_key, self.direct_io)
 
     def promote_staging(self, staging_key: str, size: int) -> str:
         path = self._staging_path(staging_key)

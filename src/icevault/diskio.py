@@ -1,0 +1,158 @@
+"""Writing large files without the page cache, where the file system allows it.
+
+Archives are cold data: written once, read rarely. Buffered writes copy every byte into
+freshly allocated page-cache pages that the kernel must later write back and evict; on
+virtual machines whose idle memory is handed back to the host, allocating those pages is the
+dominant cost of an upload (measured on this project's 2-core VMs: 0.2-4 s of system CPU per
+GiB buffered, 0.05 s with ``O_DIRECT``). :class:`SequentialWriter` gathers the stream into a
+reused, page-aligned buffer and writes it with ``O_DIRECT`` in 1 MiB blocks. Where direct I/O
+is not available (tmpfs, macOS, an unaligned start) it writes through the page cache instead;
+the bytes on disk are the same either way, and callers still fsync for durability.
+"""
+
+from __future__ import annotations
+
+import errno
+import mmap
+import os
+import threading
+from pathlib import Path
+
+ALIGN = 4096  # covers 512-byte and 4 KiB logical blocks
+BLOCK = 1024 * 1024
+O_DIRECT: int = getattr(os, "O_DIRECT", 0)
+
+
+class _BufferPool:
+    """Page-aligned 1 MiB buffers, reused so their memory stays resident and warm."""
+
+    def __init__(self, keep: int) -> None:
+        self._free: list[mmap.mmap] = []
+        self._keep = keep
+        self._lock = threading.Lock()
+
+    def take(self) -> mmap.mmap:
+        with self._lock:
+            if self._free:
+                return self._free.pop()
+        return mmap.mmap(-1, BLOCK)
+
+    def give(self, buffer: mmap.mmap) -> None:
+        with self._lock:
+            if len(self._free) < self._keep:
+                self._free.append(buffer)
+                return
+        buffer.close()
+
+
+_POOL = _BufferPool(keep=32)
+
+
+def _pwrite_all(fd: int, view: memoryview, offset: int) -> None:
+    written = 0
+    while written < len(view):
+        written += os.pwrite(fd, view[written:], offset + written)
+
+
+def open_for_write(path: Path, flags: int, offset: int, direct: bool = True) -> tuple[int, bool]:
+    """Open ``path`` for writing from ``offset``; direct I/O when possible. Returns the file
+    descriptor and whether it bypasses the page cache."""
+    if direct and O_DIRECT and offset % ALIGN == 0:
+        try:
+            return os.open(path, flags | O_DIRECT, 0o600), True
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:  # EINVAL: this file system has no direct I/O
+                raise
+    return os.open(path, flags, 0o600), False
+
+
+class SequentialWriter:
+    """Writes a stream of bytes to ``fd`` from ``offset`` onwards.
+
+    With direct I/O the stream is cut into aligned 1 MiB blocks; call :meth:`finish` to write
+    the rest. Exactly the bytes given are written, at their offsets. The descriptor stays owned
+    by the caller.
+    """
+
+    def __init__(self, fd: int, offset: int, direct: bool) -> None:
+        self._fd = fd
+        self._offset = offset  # where the buffer's first byte goes
+        self._direct = direct
+        self._buffer: mmap.mmap | None = _POOL.take() if direct else None
+        self._fill = 0
+        self.written = 0
+
+    @property
+    def direct(self) -> bool:
+        return self._direct
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        view = memoryview(data).cast("B")
+        self.written += len(view)
+        if self._buffer is None:
+            _pwrite_all(self._fd, view, self._offset)
+            self._offset += len(view)
+            return
+        buffer = self._buffer
+        while view:
+            n = min(len(view), BLOCK - self._fill)
+            buffer[self._fill:self._fill + n] = view[:n]
+            self._fill += n
+            view = view[n:]
+            if self._fill == BLOCK:
+                self._flush(BLOCK)
+
+    def _flush(self, length: int) -> None:
+        assert self._buffer is not None
+        block = memoryview(self._buffer)[:length]
+        try:
+            try:
+                _pwrite_all(self._fd, block, self._offset)
+            except OSError as exc:
+                if exc.errno != errno.EINVAL:
+                    raise
+                # The file system accepted O_DIRECT at open but not this write: go on buffered.
+                self._fall_back()
+                _pwrite_all(self._fd, block, self._offset)
+        finally:
+            block.release()
+        self._offset += length
+        self._fill = 0
+
+    def _fall_back(self) -> None:
+        import fcntl
+
+        flags = fcntl.fcntl(self._fd, fcntl.F_GETFL)
+        fcntl.fcntl(self._fd, fcntl.F_SETFL, flags & ~O_DIRECT)
+        self._direct = False
+
+    def finish(self) -> None:
+        """Write what is still buffered and release the buffer. A tail shorter than the
+        alignment is written through the page cache (its page starts where the direct writes
+        end, so the two never share a page)."""
+        if self._buffer is None:
+            return
+        try:
+            aligned = self._fill // ALIGN * ALIGN
+            tail = self._fill - aligned
+            if aligned:
+                self._flush(aligned)
+                self._fill = tail
+            if tail:
+                if self._direct:
+                    self._fall_back()
+                rest = memoryview(self._buffer)[aligned:aligned + tail]
+                try:
+                    _pwrite_all(self._fd, rest, self._offset)
+                finally:
+                    rest.release()
+                self._offset += tail
+                self._fill = 0
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Release the buffer without writing (after an error or an abort)."""
+        if self._buffer is not None:
+            _POOL.give(self._buffer)
+            self._buffer = None

@@ -1,0 +1,128 @@
+"""Direct I/O writes: exact bytes at exact offsets, on disks that have it and tmpfs that lacks it."""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from icevault.diskio import ALIGN, BLOCK, O_DIRECT, SequentialWriter, open_for_write
+
+
+def fs_type(path: Path) -> str:
+    """The file system type of the mount holding ``path`` (longest mount point prefix)."""
+    best, kind = "", ""
+    resolved = str(path.resolve())
+    with open("/proc/mounts") as mounts:
+        for line in mounts:
+            _dev, mount_point, fstype, *_ = line.split()
+            if (resolved == mount_point or resolved.startswith(mount_point.rstrip("/") + "/")) \
+                    and len(mount_point) > len(best):
+                best, kind = mount_point, fstype
+    return kind
+
+
+@pytest.fixture
+def shm_dir() -> Iterator[Path]:
+    root = Path(tempfile.mkdtemp(dir="/dev/shm"))
+    yield root
+    shutil.rmtree(root)
+
+
+def write_stream(path: Path, offset: int, data: bytes, sizes: list[int], direct: bool = True) -> bool:
+    fd, is_direct = open_for_write(path, os.O_WRONLY | os.O_CREAT, offset, direct)
+    try:
+        out = SequentialWriter(fd, offset, is_direct)
+        pos, i = 0, 0
+        while pos < len(data):
+            n = sizes[i % len(sizes)]
+            out.write(data[pos:pos + n])
+            pos, i = pos + n, i + 1
+        out.finish()
+        assert out.written == len(data)
+    finally:
+        os.close(fd)
+    return is_direct
+
+
+@pytest.mark.skipif(not O_DIRECT, reason="no O_DIRECT on this platform")
+def test_direct_on_a_disk_file_system(tmp_path: Path) -> None:
+    kind = fs_type(tmp_path)
+    if kind not in {"ext4", "xfs", "btrfs"}:
+        pytest.skip(f"{tmp_path} is on {kind}, not a block-device file system")
+    data = os.urandom(2 * BLOCK + ALIGN + 17)
+    path = tmp_path / "f"
+    assert write_stream(path, 0, data, [65536, 5, BLOCK + 3]) is True
+    assert path.read_bytes() == data
+
+
+def test_tmpfs_bytes_exact(shm_dir: Path) -> None:
+    # tmpfs has accepted O_DIRECT since Linux 6.6 and refuses it before; either way the bytes
+    # must come out exact.
+    assert fs_type(shm_dir) == "tmpfs"
+    data = os.urandom(BLOCK + 99)
+    write_stream(shm_dir / "f", 0, data, [1000, BLOCK])
+    assert (shm_dir / "f").read_bytes() == data
+
+
+def test_open_without_direct_io_support_falls_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real_open = os.open
+
+    def no_direct(path: object, flags: int, mode: int = 0o777) -> int:
+        if flags & O_DIRECT:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_open(path, flags, mode)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "open", no_direct)
+    data = os.urandom(BLOCK + 99)
+    assert write_stream(tmp_path / "f", 0, data, [BLOCK]) is False
+    assert (tmp_path / "f").read_bytes() == data
+
+
+@pytest.mark.skipif(not O_DIRECT, reason="no O_DIRECT on this platform")
+def test_write_refused_after_open_falls_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Some file systems accept O_DIRECT at open and refuse the writes (EINVAL).
+    real_pwrite = os.pwrite
+
+    def refuse_direct(fd: int, data: memoryview, offset: int) -> int:
+        if fcntl.fcntl(fd, fcntl.F_GETFL) & O_DIRECT:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_pwrite(fd, data, offset)
+
+    monkeypatch.setattr(os, "pwrite", refuse_direct)
+    data = os.urandom(2 * BLOCK + 5)
+    path = tmp_path / "f"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | O_DIRECT, 0o600)
+    try:
+        out = SequentialWriter(fd, 0, True)
+        out.write(data)
+        out.finish()
+        assert out.direct is False
+    finally:
+        os.close(fd)
+    assert path.read_bytes() == data
+
+
+@pytest.mark.parametrize("direct", [True, False])
+def test_writes_at_offsets_leave_neighbours_alone(tmp_path: Path, direct: bool) -> None:
+    path = tmp_path / "f"
+    before = os.urandom(3 * BLOCK + 100)
+    path.write_bytes(before)
+    middle = os.urandom(BLOCK + ALIGN + 1)  # ends mid-page, inside the old bytes
+    write_stream(path, BLOCK, middle, [7, 70_000], direct)
+    expected = before[:BLOCK] + middle + before[BLOCK + len(middle):]
+    assert path.read_bytes() == expected
+
+
+def test_unaligned_start_is_buffered(tmp_path: Path) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(b"a" * 10)
+    data = os.urandom(BLOCK + 5)
+    assert write_stream(path, 10, data, [BLOCK]) is False
+    assert path.read_bytes() == b"a" * 10 + data
