@@ -16,6 +16,7 @@ import errno
 import mmap
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 ALIGN = 4096  # covers 512-byte and 4 KiB logical blocks
@@ -42,7 +43,10 @@ class _BufferPool:
             if len(self._free) < self._keep:
                 self._free.append(buffer)
                 return
-        buffer.close()
+        try:
+            buffer.close()
+        except BufferError:
+            pass  # a caller still holds a view; the buffer is freed with it
 
 
 _POOL = _BufferPool(keep=32)
@@ -78,7 +82,7 @@ class SequentialWriter:
         self._fd = fd
         self._offset = offset  # where the buffer's first byte goes
         self._direct = direct
-        self._buffer: mmap.mmap | None = _POOL.take() if direct else None
+        self._buffer: mmap.mmap | None = _POOL.take()
         self._fill = 0
         self.written = 0
 
@@ -89,11 +93,12 @@ class SequentialWriter:
     def write(self, data: bytes | bytearray | memoryview) -> None:
         view = memoryview(data).cast("B")
         self.written += len(view)
-        if self._buffer is None:
+        if not self._direct:
             _pwrite_all(self._fd, view, self._offset)
             self._offset += len(view)
             return
         buffer = self._buffer
+        assert buffer is not None, "writer is finished"
         while view:
             n = min(len(view), BLOCK - self._fill)
             buffer[self._fill:self._fill + n] = view[:n]
@@ -101,6 +106,29 @@ class SequentialWriter:
             view = view[n:]
             if self._fill == BLOCK:
                 self._flush(BLOCK)
+
+    def read_from(self, readinto: Callable[[memoryview], int], limit: int) -> memoryview:
+        """Read at most ``limit`` bytes with ``readinto`` straight into the block buffer (no
+        copy) and write them. Returns a view of the bytes read, empty at the end of the
+        stream; it is valid until the next call, and the caller releases it."""
+        buffer = self._buffer
+        assert buffer is not None, "writer is finished"
+        start = self._fill if self._direct else 0
+        room = memoryview(buffer)[start:start + min(BLOCK - start, limit)]
+        try:
+            n = readinto(room)
+        finally:
+            room.release()
+        fresh = memoryview(buffer)[start:start + n]
+        self.written += n
+        if not self._direct:
+            _pwrite_all(self._fd, fresh, self._offset)
+            self._offset += n
+        else:
+            self._fill += n
+            if self._fill == BLOCK:
+                self._flush(BLOCK)
+        return fresh
 
     def _flush(self, length: int) -> None:
         assert self._buffer is not None

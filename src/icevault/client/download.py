@@ -37,6 +37,7 @@ from icevault.client.files import tree_hash_region
 from icevault.client.journal import Journal, JournalState
 from icevault.client.progress import Subscriber
 from icevault.core.treehash import MIB, TreeHasher, combine_hex
+from icevault.diskio import SequentialWriter, open_for_write
 
 PART_SUFFIX = ".icevault-part"
 JOURNAL_SUFFIX = ".icevault-journal"
@@ -178,6 +179,11 @@ class _Checkpoints:
             self.journal.record_many(batch)
 
 
+def _copy_into(room: memoryview, data: bytes) -> int:
+    room[:len(data)] = data
+    return len(data)
+
+
 class _Fetcher:
     def __init__(
         self,
@@ -186,7 +192,7 @@ class _Fetcher:
         job_id: str,
         account_id: str,
         job: _Job,
-        fd: int,
+        part_path: Path,
         checkpoints: _Checkpoints,
         config: DownloadConfig,
         subscribers: Sequence[Subscriber],
@@ -198,7 +204,7 @@ class _Fetcher:
         self.job_id = job_id
         self.account_id = account_id
         self.job = job
-        self.fd = fd
+        self.part_path = part_path
         self.checkpoints = checkpoints
         self.config = config
         self.subscribers = subscribers
@@ -265,34 +271,34 @@ class _Fetcher:
                 )
             hasher = TreeHasher()
             position = chunk.start
-            # Read straight into one reusable buffer when the stream allows it (urllib3 does):
-            # botocore's read() would allocate and copy every block.
+            # Read straight into the writer's aligned block buffer when the stream allows it
+            # (urllib3 does); botocore's read() would allocate every block once more.
             raw = getattr(body, "_raw_stream", None)
-            readinto = getattr(raw, "readinto", None)
-            buffer = bytearray(self.config.read_block)
-            view = memoryview(buffer)
-            while True:
-                if self.stop.is_set():
-                    raise ClientError("download stopped")
-                if readinto is not None:
-                    n = readinto(buffer)
-                    data = view[:n]
-                else:
-                    data = memoryview(body.read(self.config.read_block))
-                    n = len(data)
-                if not n:
-                    break
-                if position + n > chunk.end + 1:
-                    raise _ChunkProblem("long-body", f"more than {chunk.size} bytes for {chunk.range_header()}")
-                if self.limiter is not None:
-                    self.limiter.consume(n)
-                hasher.update(data)
-                written = 0
-                while written < n:
-                    written += os.pwrite(self.fd, data[written:], position + written)
-                position += n
-                reported += n
-                self._progress(n)
+            readinto: Callable[[memoryview], int] = getattr(raw, "readinto", None) or (
+                lambda room: _copy_into(room, body.read(len(room)))
+            )
+            fd, direct = open_for_write(self.part_path, os.O_WRONLY, chunk.start)
+            out = SequentialWriter(fd, chunk.start, direct)
+            try:
+                while position <= chunk.end:
+                    if self.stop.is_set():
+                        raise ClientError("download stopped")
+                    with out.read_from(readinto, min(self.config.read_block, chunk.end + 1 - position)) as data:
+                        n = len(data)
+                        if not n:
+                            break
+                        hasher.update(data)
+                    if self.limiter is not None:
+                        self.limiter.consume(n)
+                    position += n
+                    reported += n
+                    self._progress(n)
+                out.finish()
+            finally:
+                out.close()
+                os.close(fd)
+            if position == chunk.end + 1 and readinto(memoryview(bytearray(1))):
+                raise _ChunkProblem("long-body", f"more than {chunk.size} bytes for {chunk.range_header()}")
             if position != chunk.end + 1:
                 raise _ChunkProblem(
                     "short-body", f"{position - chunk.start} of {chunk.size} bytes for {chunk.range_header()}"
@@ -377,7 +383,7 @@ def download_job_output(
         )
         stop = threading.Event()
         checkpoints = _Checkpoints(fd, journal, cfg.clock)
-        fetcher = _Fetcher(glacier, vault, job_id, account_id, job, fd, checkpoints, cfg, subs,
+        fetcher = _Fetcher(glacier, vault, job_id, account_id, job, part_path, checkpoints, cfg, subs,
                            limiter, stop)
         hashes = dict(resumed)
         if pending:
