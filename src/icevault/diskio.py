@@ -25,23 +25,25 @@ O_DIRECT: int = getattr(os, "O_DIRECT", 0)
 
 
 class _BufferPool:
-    """Page-aligned 1 MiB buffers, reused so their memory stays resident and warm."""
+    """Page-aligned buffers, reused so their memory stays resident and warm."""
 
     def __init__(self, keep: int) -> None:
-        self._free: list[mmap.mmap] = []
+        self._free: dict[int, list[mmap.mmap]] = {}
         self._keep = keep
         self._lock = threading.Lock()
 
-    def take(self) -> mmap.mmap:
+    def take(self, size: int) -> mmap.mmap:
         with self._lock:
-            if self._free:
-                return self._free.pop()
-        return mmap.mmap(-1, BLOCK)
+            free = self._free.get(size)
+            if free:
+                return free.pop()
+        return mmap.mmap(-1, size)
 
     def give(self, buffer: mmap.mmap) -> None:
         with self._lock:
-            if len(self._free) < self._keep:
-                self._free.append(buffer)
+            free = self._free.setdefault(len(buffer), [])
+            if len(free) < self._keep:
+                free.append(buffer)
                 return
         try:
             buffer.close()
@@ -78,11 +80,13 @@ class SequentialWriter:
     by the caller.
     """
 
-    def __init__(self, fd: int, offset: int, direct: bool) -> None:
+    def __init__(self, fd: int, offset: int, direct: bool, block: int = BLOCK) -> None:
+        assert block % ALIGN == 0
         self._fd = fd
         self._offset = offset  # where the buffer's first byte goes
         self._direct = direct
-        self._buffer: mmap.mmap | None = _POOL.take()
+        self._block = block
+        self._buffer: mmap.mmap | None = _POOL.take(block)
         self._fill = 0
         self.written = 0
 
@@ -100,12 +104,12 @@ class SequentialWriter:
         buffer = self._buffer
         assert buffer is not None, "writer is finished"
         while view:
-            n = min(len(view), BLOCK - self._fill)
+            n = min(len(view), self._block - self._fill)
             buffer[self._fill:self._fill + n] = view[:n]
             self._fill += n
             view = view[n:]
-            if self._fill == BLOCK:
-                self._flush(BLOCK)
+            if self._fill == self._block:
+                self._flush(self._block)
 
     def read_from(self, readinto: Callable[[memoryview], int], limit: int) -> memoryview:
         """Read at most ``limit`` bytes with ``readinto`` straight into the block buffer (no
@@ -114,7 +118,7 @@ class SequentialWriter:
         buffer = self._buffer
         assert buffer is not None, "writer is finished"
         start = self._fill if self._direct else 0
-        room = memoryview(buffer)[start:start + min(BLOCK - start, limit)]
+        room = memoryview(buffer)[start:start + min(self._block - start, limit)]
         try:
             n = readinto(room)
         finally:
@@ -126,8 +130,8 @@ class SequentialWriter:
             self._offset += n
         else:
             self._fill += n
-            if self._fill == BLOCK:
-                self._flush(BLOCK)
+            if self._fill == self._block:
+                self._flush(self._block)
         return fresh
 
     def _flush(self, length: int) -> None:

@@ -59,6 +59,7 @@ class DownloadConfig:
     backoff_base_s: float = 0.25
     backoff_cap_s: float = 20.0
     read_block: int = MIB
+    write_block: int = 4 * MIB  # direct writes this large keep a virtual disk busy
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.monotonic
     rng: random.Random = field(default_factory=random.Random)
@@ -144,7 +145,9 @@ def _describe(client: Any, vault: str, job_id: str, account_id: str, hint: str |
 class _Checkpoints:
     """Records verified chunks in the journal, in groups: one fdatasync covers every chunk
     of a group before the journal names them, so a crash never "verifies" unwritten bytes,
-    while the disk is not forced to flush after every chunk."""
+    while the disk is not forced to flush after every chunk. The syncs run in a thread of
+    their own: a journal fsync can wait hundreds of milliseconds for the file system's
+    commit, and no download worker should stand idle meanwhile."""
 
     def __init__(self, fd: int, journal: Journal, clock: Callable[[], float],
                  every_bytes: int = 256 * MIB, every_s: float = 2.0) -> None:
@@ -158,14 +161,25 @@ class _Checkpoints:
         self.last = clock()
         self.lock = threading.Lock()
         self.flush_lock = threading.Lock()
+        self.syncer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="icevault-journal")
+        self.failure: BaseException | None = None
 
     def add(self, chunk: Chunk, tree_hash: str) -> None:
         with self.lock:
             self.pending[chunk.index] = tree_hash
             self.pending_bytes += chunk.size
             due = self.pending_bytes >= self.every_bytes or self.clock() - self.last >= self.every_s
+            if due:
+                self.pending_bytes = 0
+                self.last = self.clock()
         if due:
+            self.syncer.submit(self._flush_in_background)
+
+    def _flush_in_background(self) -> None:
+        try:
             self.flush()
+        except BaseException as exc:  # noqa: BLE001 - reported by close()
+            self.failure = exc
 
     def flush(self) -> None:
         with self.flush_lock:
@@ -178,10 +192,48 @@ class _Checkpoints:
             os.fdatasync(self.fd)
             self.journal.record_many(batch)
 
+    def close(self) -> None:
+        """Wait for the syncs in flight (they use the file descriptor); raise what failed."""
+        self.syncer.shutdown(wait=True)
+        if self.failure is not None:
+            raise self.failure
 
-def _copy_into(room: memoryview, data: bytes) -> int:
-    room[:len(data)] = data
-    return len(data)
+
+def _body_reader(body: Any, response: dict[str, Any], chunk: Chunk) -> tuple[
+        Callable[[memoryview], int], Callable[[], None]]:
+    """How to read a chunk's body into our own buffer, and how to hand the connection back
+    after the last byte.
+
+    urllib3's ``readinto`` reads into a fresh buffer and copies; http.client's, under it,
+    receives straight into ours. That path is taken only when the body is a plain
+    Content-Length body of exactly the chunk's size: http.client then stops at its end, and
+    the connection goes back to the pool once it is read.
+    """
+    raw: Any = getattr(body, "_raw_stream", None)  # urllib3.HTTPResponse
+    headers = response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+    length = headers.get("content-length")
+    if length is not None and int(length) != chunk.size:
+        kind = "long-body" if int(length) > chunk.size else "short-body"
+        raise _ChunkProblem(kind, f"Content-Length {length} for the {chunk.size} bytes of "
+                                  f"{chunk.range_header()}")
+    fp: Any = getattr(raw, "_fp", None)  # http.client.HTTPResponse
+    if (length is not None and "content-encoding" not in headers
+            and "transfer-encoding" not in headers and callable(getattr(fp, "readinto", None))
+            and callable(getattr(raw, "release_conn", None))):
+        def release() -> None:
+            if fp.isclosed():  # every byte read: the connection is clean for the next request
+                raw.release_conn()
+        return fp.readinto, release
+    readinto = getattr(raw, "readinto", None)
+    if callable(readinto):
+        return readinto, lambda: None
+
+    def copy_into(room: memoryview) -> int:
+        data = body.read(len(room))
+        room[:len(data)] = data
+        return len(data)
+
+    return copy_into, lambda: None
 
 
 class _Fetcher:
@@ -271,14 +323,9 @@ class _Fetcher:
                 )
             hasher = TreeHasher()
             position = chunk.start
-            # Read straight into the writer's aligned block buffer when the stream allows it
-            # (urllib3 does); botocore's read() would allocate every block once more.
-            raw = getattr(body, "_raw_stream", None)
-            readinto: Callable[[memoryview], int] = getattr(raw, "readinto", None) or (
-                lambda room: _copy_into(room, body.read(len(room)))
-            )
+            readinto, release = _body_reader(body, response, chunk)
             fd, direct = open_for_write(self.part_path, os.O_WRONLY, chunk.start)
-            out = SequentialWriter(fd, chunk.start, direct)
+            out = SequentialWriter(fd, chunk.start, direct, self.config.write_block)
             try:
                 while position <= chunk.end:
                     if self.stop.is_set():
@@ -297,8 +344,10 @@ class _Fetcher:
             finally:
                 out.close()
                 os.close(fd)
-            if position == chunk.end + 1 and readinto(memoryview(bytearray(1))):
-                raise _ChunkProblem("long-body", f"more than {chunk.size} bytes for {chunk.range_header()}")
+            if position == chunk.end + 1:
+                if readinto(memoryview(bytearray(1))):
+                    raise _ChunkProblem("long-body", f"more than {chunk.size} bytes for {chunk.range_header()}")
+                release()
             if position != chunk.end + 1:
                 raise _ChunkProblem(
                     "short-body", f"{position - chunk.start} of {chunk.size} bytes for {chunk.range_header()}"
@@ -359,6 +408,7 @@ def download_job_output(
         archive_size=job.archive_size, expected_tree_hash=job.expected_tree_hash,
     )
     fd = os.open(part_path, os.O_RDWR | os.O_CREAT, 0o644)
+    checkpoints: _Checkpoints | None = None
     try:
         resumed: dict[int, str] = {}
         if previous is not None and previous.same_plan(state) and part_path.exists():
@@ -405,6 +455,7 @@ def download_job_output(
                     raise
                 for future, chunk in futures.items():
                     hashes[chunk.index] = future.result()
+        checkpoints.close()
         ordered = [hashes[c.index] for c in chunks]
         whole = combine_hex(ordered) if job.checksummed and ordered else None
         if os.fstat(fd).st_size != job.output_size:
@@ -422,6 +473,8 @@ def download_job_output(
             )
         os.fsync(fd)
     finally:
+        if checkpoints is not None:
+            checkpoints.syncer.shutdown(wait=True)  # its syncs use fd
         os.close(fd)
     os.replace(part_path, target)
     dir_fd = os.open(target.parent if str(target.parent) else ".", os.O_RDONLY)
