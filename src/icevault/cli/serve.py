@@ -11,6 +11,12 @@ import click
 from icevault.config import ServerSettings, parse_duration, parse_tier_delays
 
 
+# How much of a request body aiohttp buffers before it stops reading the socket. Its 64 KiB
+# default pauses and resumes reading (an epoll change each time) dozens of times per MiB of
+# an upload; bodies are handed on in blocks of call.BLOCK anyway.
+READ_BUFFER = 1024 * 1024
+
+
 def _duration(_ctx: click.Context, _param: click.Parameter, value: str) -> float:
     try:
         return parse_duration(value)
@@ -132,4 +138,5 @@ def serve(
     click.echo(f"icevault serving the Glacier API on {scheme}://{host}:{port} (data in {data_dir})",
                err=True)
     web.run_app(app, host=host, port=port, print=None, access_log=None, shutdown_timeout=10.0,
-                handle_signals=True, ssl_context=ssl_context)
+                handle_signals=True, ssl_context=ssl_context,
+                handler_args={"read_bufsize": READ_BUFFER})
