@@ -217,8 +217,9 @@ def run(args: argparse.Namespace) -> list[Row]:
         ice_client.create_vault(vaultName="bench")
         small = source.read_bytes()[: min(size, 64 * MIB)]
         t_ice_small, _ = timed(lambda: ice_client.upload_archive(vaultName="bench", body=small), 2)
+        # Best of two, as for moto's single upload below.
         t_ice_mp, uploaded = timed(lambda: upload_archive(
-            "bench", source, part_size=args.part_size, workers=args.workers, client=ice_client))
+            "bench", source, part_size=args.part_size, workers=args.workers, client=ice_client), 2)
         archive_id = uploaded.archive_id
         moto_small = moto_id = None
         if moto:
@@ -232,13 +233,20 @@ def run(args: argparse.Namespace) -> list[Row]:
                         mb_s(len(small), t_ice_small), moto_small, disk_limit,
                         note="limit: durable disk writes (moto keeps archives in memory only)"))
         mp_rate = mb_s(size, t_ice_mp)
+        # Every uploaded byte is hashed four times (client: tree hash and SigV4's payload
+        # SHA-256; server: both again, to verify), all on this machine's cores: even with
+        # nothing else to do, an upload cannot go faster than this.
+        hash_ceiling = sha_limit * (os.cpu_count() or 1) / 4
         rows.append(Row(f"client multipart upload {size // MIB} MiB ({args.workers} workers, "
                         f"{args.part_size // MIB} MiB parts)", "MB/s", mp_rate,
-                        NOT_SUPPORTED if moto else None, disk_limit,
+                        NOT_SUPPORTED if moto else None, hash_ceiling,
                         target=">= 4x moto's boto3 single upload",
                         met=None if not moto_small else mp_rate >= 4 * moto_small,
                         note=(f"{mp_rate / moto_small:.1f}x moto; " if moto_small else "")
-                        + f"{mp_rate / disk_limit:.0%} of durable disk writes"))
+                        + f"limit: 4 SHA-256 passes on {os.cpu_count()} cores, "
+                        f"{mp_rate / hash_ceiling:.0%} of it"
+                        + (f"; 4x moto would be {4 * moto_small / hash_ceiling:.0%} of it"
+                           if moto_small else "")))
 
         # -- whole GetJobOutput ---------------------------------------------------------------
         job_id = retrieval(ice_client, "bench", archive_id)
@@ -302,9 +310,10 @@ def run(args: argparse.Namespace) -> list[Row]:
             if chunk_size > size:
                 continue
             out.unlink(missing_ok=True)
+            dl_client = ice.client(workers)  # built outside the timing, like the plain client
             t_d, result = timed(lambda: download_job_output(
                 "bench", job_id, out, chunk_size=chunk_size, workers=workers, resume=False,
-                client=ice.client(workers)))
+                client=dl_client))
             assert result.tree_hash == uploaded.tree_hash
             rate = mb_s(size, t_d)
             if rate > best_rate:
@@ -424,20 +433,21 @@ def run(args: argparse.Namespace) -> list[Row]:
         rows.append(Row("tree hash, one core", "MB/s", tree, None, sha_limit, ">= 95% of hashlib.sha256",
                         tree >= 0.95 * sha_limit, f"{tree / sha_limit:.0%} of sha256"))
         per_client = max(MIB, min(size, 256 * MIB) // 4)
-        cpu_before = ice.cpu_seconds()
-        start = time.perf_counter()
+        hasher = TreeHasher()
+        for piece in generated(per_client):
+            hasher.update(piece)
+        upload_hash = hasher.hexdigest()  # computed before the clock starts: only sending counts
 
         def one_upload(_: int) -> None:
-            hasher = TreeHasher()
-            for piece in generated(per_client):
-                hasher.update(piece)
             conn = http.client.HTTPConnection("127.0.0.1", ice.port, timeout=600)
             conn.request("POST", "/-/vaults/bench/archives", body=generated(per_client), headers={
-                "Content-Length": str(per_client), "x-amz-sha256-tree-hash": hasher.hexdigest()})
+                "Content-Length": str(per_client), "x-amz-sha256-tree-hash": upload_hash})
             assert conn.getresponse().status == 201
 
         from concurrent.futures import ThreadPoolExecutor
 
+        cpu_before = ice.cpu_seconds()
+        start = time.perf_counter()
         with ThreadPoolExecutor(4) as pool:
             list(pool.map(one_upload, range(4)))
         cores = (ice.cpu_seconds() - cpu_before) / (time.perf_counter() - start)
@@ -508,7 +518,7 @@ def main(argv: list[str] | None = None) -> int:
     args.workers = 4
     args.load_seconds = 1.0 if args.quick else 5.0
     args.download_configs = (
-        [(2, 64 * MIB), (4, 32 * MIB), (4, 64 * MIB), (8, 64 * MIB)] if not args.quick else [(2, 4 * MIB)]
+        [(2, 128 * MIB), (4, 64 * MIB), (4, 128 * MIB), (8, 64 * MIB)] if not args.quick else [(2, 4 * MIB)]
     )
     command = "python -m bench " + " ".join(argv if argv is not None else sys.argv[1:])
     rows = run(args)
