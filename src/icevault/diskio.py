@@ -17,6 +17,7 @@ import mmap
 import os
 import threading
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
 
 ALIGN = 4096  # covers 512-byte and 4 KiB logical blocks
@@ -80,19 +81,24 @@ class SequentialWriter:
     by the caller.
     """
 
-    def __init__(self, fd: int, offset: int, direct: bool, block: int = BLOCK) -> None:
+    def __init__(self, fd: int, offset: int, direct: bool, block: int = BLOCK,
+                 write_behind: bool = False) -> None:
         assert block % ALIGN == 0
         self._fd = fd
         self._offset = offset  # where the buffer's first byte goes
-        self._direct = direct
+        self._direct = direct  # the mode: gather aligned blocks (never changes)
+        self._fell_back = False  # the file system refused a direct write: fd is buffered now
         self._block = block
         self._buffer: mmap.mmap | None = _POOL.take(block)
         self._fill = 0
         self.written = 0
+        # Write-behind: a full block is written by a disk thread while the next one fills.
+        self._spare: mmap.mmap | None = _POOL.take(block) if write_behind and direct else None
+        self._in_flight: Future[None] | None = None
 
     @property
     def direct(self) -> bool:
-        return self._direct
+        return self._direct and not self._fell_back
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         view = memoryview(data).cast("B")
@@ -136,27 +142,41 @@ class SequentialWriter:
 
     def _flush(self, length: int) -> None:
         assert self._buffer is not None
-        block = memoryview(self._buffer)[:length]
+        if self._spare is not None and length == self._block:
+            self._wait_in_flight()  # the spare is free once its write is done
+            full, self._buffer, self._spare = self._buffer, self._spare, None
+            self._in_flight = _disk_threads().submit(self._write_block, full, length, self._offset)
+            self._spare = full
+        else:
+            self._write_block(self._buffer, length, self._offset)
+        self._offset += length
+        self._fill = 0
+
+    def _write_block(self, buffer: mmap.mmap, length: int, offset: int) -> None:
+        block = memoryview(buffer)[:length]
         try:
             try:
-                _pwrite_all(self._fd, block, self._offset)
+                _pwrite_all(self._fd, block, offset)
             except OSError as exc:
                 if exc.errno != errno.EINVAL:
                     raise
                 # The file system accepted O_DIRECT at open but not this write: go on buffered.
                 self._fall_back()
-                _pwrite_all(self._fd, block, self._offset)
+                _pwrite_all(self._fd, block, offset)
         finally:
             block.release()
-        self._offset += length
-        self._fill = 0
+
+    def _wait_in_flight(self) -> None:
+        pending, self._in_flight = self._in_flight, None
+        if pending is not None:
+            pending.result()
 
     def _fall_back(self) -> None:
-        import fcntl
+        import fcntl  # POSIX only, like O_DIRECT itself
 
         flags = fcntl.fcntl(self._fd, fcntl.F_GETFL)
         fcntl.fcntl(self._fd, fcntl.F_SETFL, flags & ~O_DIRECT)
-        self._direct = False
+        self._fell_back = True
 
     def finish(self) -> None:
         """Write what is still buffered and release the buffer. A tail shorter than the
@@ -165,6 +185,7 @@ class SequentialWriter:
         if self._buffer is None:
             return
         try:
+            self._wait_in_flight()
             aligned = self._fill // ALIGN * ALIGN
             tail = self._fill - aligned
             if aligned:
@@ -184,7 +205,23 @@ class SequentialWriter:
             self.close()
 
     def close(self) -> None:
-        """Release the buffer without writing (after an error or an abort)."""
-        if self._buffer is not None:
-            _POOL.give(self._buffer)
-            self._buffer = None
+        """Release the buffers without writing more (after an error or an abort)."""
+        pending, self._in_flight = self._in_flight, None
+        if pending is not None:
+            wait([pending])  # its buffer must not go back to the pool while it is written
+        for buffer in (self._buffer, self._spare):
+            if buffer is not None:
+                _POOL.give(buffer)
+        self._buffer = self._spare = None
+
+
+_DISK_THREADS: ThreadPoolExecutor | None = None
+_DISK_THREADS_LOCK = threading.Lock()
+
+
+def _disk_threads() -> ThreadPoolExecutor:
+    global _DISK_THREADS
+    with _DISK_THREADS_LOCK:
+        if _DISK_THREADS is None:
+            _DISK_THREADS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="icevault-disk")
+        return _DISK_THREADS

@@ -314,7 +314,7 @@ def test_one_gib_download_keeps_client_memory_bounded(tmp_path: Path) -> None:
         got = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
         assert json.loads(got.stdout)["checksum"] == uploaded["checksum"]
         assert os.path.getsize(tmp_path / "out.bin") == 1024**3
-        # Bounded by workers x one read block plus the interpreter and boto3, not by the 1 GiB.
+        # Bounded by workers x two write blocks plus the interpreter and boto3, not by the 1 GiB.
         assert peak < 200 * MIB, f"client peak RSS {peak / MIB:.0f} MiB"
         print(f"client peak RSS during a 1 GiB download: {peak / MIB:.0f} MiB")
     finally:

@@ -7,7 +7,7 @@ import fcntl
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -126,3 +126,66 @@ def test_unaligned_start_is_buffered(tmp_path: Path) -> None:
     data = os.urandom(BLOCK + 5)
     assert write_stream(path, 10, data, [BLOCK]) is False
     assert path.read_bytes() == b"a" * 10 + data
+
+
+def reader_of(data: bytes, step: int) -> Callable[[memoryview], int]:
+    """A readinto over ``data`` that returns at most ``step`` bytes per call, like a socket."""
+    position = 0
+
+    def readinto(room: memoryview) -> int:
+        nonlocal position
+        n = min(len(room), step, len(data) - position)
+        room[:n] = data[position:position + n]
+        position += n
+        return n
+
+    return readinto
+
+
+@pytest.mark.parametrize("write_behind", [False, True])
+def test_read_from_and_write_behind_bytes_exact(tmp_path: Path, write_behind: bool) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(b"\xee" * (6 * BLOCK))
+    data = os.urandom(3 * BLOCK + ALIGN + 11)
+    fd, direct = open_for_write(path, os.O_WRONLY, BLOCK)
+    seen = bytearray()
+    try:
+        out = SequentialWriter(fd, BLOCK, direct, block=4 * ALIGN, write_behind=write_behind)
+        readinto = reader_of(data, 5000)
+        while True:
+            with out.read_from(readinto, 3 * ALIGN) as fresh:
+                if not len(fresh):
+                    break
+                seen += fresh  # what the caller hashes is exactly what arrived
+        out.finish()
+    finally:
+        os.close(fd)
+    assert bytes(seen) == data
+    on_disk = path.read_bytes()
+    assert on_disk[BLOCK:BLOCK + len(data)] == data
+    assert on_disk[:BLOCK] == b"\xee" * BLOCK and on_disk[BLOCK + len(data):] == b"\xee" * (
+        5 * BLOCK - len(data))
+
+
+def test_write_behind_failure_surfaces(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real_pwrite = os.pwrite
+    calls = 0
+
+    def failing(fd: int, data: memoryview, offset: int) -> int:
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            raise OSError(errno.EIO, "Input/output error")
+        return real_pwrite(fd, data, offset)
+
+    monkeypatch.setattr(os, "pwrite", failing)
+    fd, direct = open_for_write(tmp_path / "f", os.O_WRONLY | os.O_CREAT, 0)
+    try:
+        out = SequentialWriter(fd, 0, direct, block=4 * ALIGN, write_behind=True)
+        with pytest.raises(OSError, match="Input/output"):
+            for _ in range(10):
+                out.write(os.urandom(4 * ALIGN))
+            out.finish()
+        out.close()
+    finally:
+        os.close(fd)
