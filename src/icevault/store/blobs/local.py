@@ -24,6 +24,8 @@ from typing import BinaryIO
 
 from icevault.core.ids import new_blob_key
 from icevault.diskio import SequentialWriter, open_for_write
+
+WRITE_BLOCK = 4 * 1024 * 1024
 from icevault.store.blobs.base import BlobNotFoundError
 
 
@@ -42,7 +44,7 @@ class _LocalWriter:
         fd, direct = open_for_write(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0,
                                     store.direct_io)
         self._fd: int | None = fd
-        self._out = SequentialWriter(fd, 0, direct)
+        self._out = SequentialWriter(fd, 0, direct, WRITE_BLOCK, write_behind=True)
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         assert self._fd is not None, "writer is closed"
@@ -78,7 +80,7 @@ class _PartWriter:
         except FileNotFoundError:
             raise BlobNotFoundError(f"no staging area {staging_key}") from None
         self._fd: int | None = fd
-        self._out = SequentialWriter(fd, offset, direct)
+        self._out = SequentialWriter(fd, offset, direct, WRITE_BLOCK, write_behind=True)
         self._key = staging_key
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
