@@ -107,9 +107,9 @@ class SequentialWriter:
             _pwrite_all(self._fd, view, self._offset)
             self._offset += len(view)
             return
-        buffer = self._buffer
-        assert buffer is not None, "writer is finished"
         while view:
+            buffer = self._buffer  # again each time: a flush may have swapped it
+            assert buffer is not None, "writer is finished"
             n = min(len(view), self._block - self._fill)
             buffer[self._fill:self._fill + n] = view[:n]
             self._fill += n

@@ -105,11 +105,11 @@ def pieces(data: bytes, sizes: list[int]) -> list[bytes]:
     return out
 
 
-@pytest.mark.parametrize("size", [1, 4095, 4096, 4097, MIB - 1, MIB, 3 * MIB + 12345])
+@pytest.mark.parametrize("size", [1, 4095, 4096, 4097, MIB - 1, MIB, 3 * MIB + 12345, 11 * MIB + 7])
 def test_blob_bytes_exact_for_any_size(blobs: BlobStore, size: int) -> None:
     data = os.urandom(size)
     writer = blobs.create()
-    for piece in pieces(data, [65536, 1, 300_000, 4096, 777]):
+    for piece in pieces(data, [65536, 1, 300_000, 4096, 777, 5 * MIB + 3]):
         writer.write(piece)
     key = writer.commit()
     assert read_all(blobs, key, 0, size) == data
@@ -121,14 +121,14 @@ def test_blob_bytes_exact_for_any_size(blobs: BlobStore, size: int) -> None:
 
 
 def test_large_parts_with_a_short_last_part(blobs: BlobStore) -> None:
-    part_size = 2 * MIB
+    part_size = 8 * MIB
     data = os.urandom(3 * part_size + 5000)
     staging = blobs.create_staging()
     # The last part first, then the others in reverse; one part written twice.
     offsets = list(range(0, len(data), part_size))[::-1] + [part_size]
     for offset in offsets:
         part = blobs.open_part(staging, offset)
-        for piece in pieces(data[offset:offset + part_size], [100_000, 3, MIB]):
+        for piece in pieces(data[offset:offset + part_size], [100_000, 3, MIB, 5 * MIB + 1]):
             part.write(piece)
         part.commit()
     key = blobs.promote_staging(staging, len(data))

@@ -167,6 +167,26 @@ def test_read_from_and_write_behind_bytes_exact(tmp_path: Path, write_behind: bo
         5 * BLOCK - len(data))
 
 
+@pytest.mark.parametrize("write_behind", [False, True])
+def test_write_pieces_spanning_blocks_bytes_exact(tmp_path: Path, write_behind: bool) -> None:
+    # Pieces larger than a block and pieces straddling block ends, as a network delivers them.
+    data = os.urandom(37 * ALIGN + 5)
+    fd, direct = open_for_write(tmp_path / "f", os.O_WRONLY | os.O_CREAT, 0)
+    try:
+        out = SequentialWriter(fd, 0, direct, block=4 * ALIGN, write_behind=write_behind)
+        position, sizes = 0, [9 * ALIGN + 1, 3, 5 * ALIGN, ALIGN - 3]
+        for i in range(1000):
+            if position >= len(data):
+                break
+            piece = data[position:position + sizes[i % len(sizes)]]
+            out.write(piece)
+            position += len(piece)
+        out.finish()
+    finally:
+        os.close(fd)
+    assert (tmp_path / "f").read_bytes() == data
+
+
 def test_write_behind_failure_surfaces(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     real_pwrite = os.pwrite
     calls = 0
