@@ -20,7 +20,7 @@ T = TypeVar("T")
 
 # Request bodies are handed to the storage thread in blocks this large: one tree-hash leaf,
 # big enough that the thread hop costs nothing, small enough to keep memory flat.
-BLOCK = 4 * 1024 * 1024
+BLOCK = 1024 * 1024
 
 
 class BlockSink(Protocol):

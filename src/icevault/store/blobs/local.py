@@ -24,9 +24,11 @@ from typing import BinaryIO
 
 from icevault.core.ids import new_blob_key
 from icevault.diskio import SequentialWriter, open_for_write
-
-WRITE_BLOCK = 4 * 1024 * 1024
 from icevault.store.blobs.base import BlobNotFoundError
+
+# Direct writes of 1 MiB, each written by a disk thread while the next fills: per upload in
+# flight 2 MiB of buffers. Larger blocks measured no faster here and cost server memory.
+WRITE_BLOCK = 1024 * 1024
 
 
 def _fsync_dir(path: Path) -> None:
