@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
+import statistics
 import threading
 import time
 from pathlib import Path
@@ -36,10 +37,15 @@ def tree_hash_rate(size: int) -> float:
     return best
 
 
-def loopback_sendfile_rate(path: Path, size: int) -> float:
-    """sendfile(2) from a file to a recv_into loop over loopback, best of three."""
-    best = 0.0
-    for _ in range(3):
+def loopback_sendfile_rate(path: Path, size: int, runs: int = 5) -> float:
+    """sendfile(2) from a file to a recv_into loop over loopback: the median of ``runs``.
+
+    The median, not the best: on these shared machines single runs land up to 60% above the
+    typical rate (seen: 2.6 GB/s typical, 4.3 and 5.5 GB/s once each), and a ratio against
+    the best run would measure that luck. The whole-output reads it is compared with use the
+    same statistic."""
+    rates: list[float] = []
+    for _ in range(runs):
         server = socket.socket()
         server.bind(("127.0.0.1", 0))
         server.listen(1)
@@ -64,8 +70,8 @@ def loopback_sendfile_rate(path: Path, size: int) -> float:
         elapsed = time.perf_counter() - start
         server.close()
         assert received[0] == size
-        best = max(best, size / elapsed)
-    return best
+        rates.append(size / elapsed)
+    return statistics.median(rates)
 
 
 def durable_write_rate(directory: Path, size: int) -> float:
