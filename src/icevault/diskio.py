@@ -4,8 +4,9 @@ Archives are cold data: written once, read rarely. Buffered writes copy every by
 freshly allocated page-cache pages that the kernel must later write back and evict; on
 virtual machines whose idle memory is handed back to the host, allocating those pages is the
 dominant cost of an upload (measured on this project's 2-core VMs: 0.2-4 s of system CPU per
-GiB buffered, 0.05 s with ``O_DIRECT``). :class:`SequentialWriter` gathers the stream into a
-reused, page-aligned buffer and writes it with ``O_DIRECT`` in 1 MiB blocks. Where direct I/O
+GiB buffered, 0.05 s with ``O_DIRECT``). :class:`SequentialWriter` gathers the stream into
+reused, page-aligned buffers and writes them with ``O_DIRECT`` in blocks (1 MiB unless the
+caller picks another size), optionally one block while the next one fills. Where direct I/O
 is not available (tmpfs, macOS, an unaligned start) it writes through the page cache instead;
 the bytes on disk are the same either way, and callers still fsync for durability.
 """
