@@ -227,3 +227,17 @@ def test_listing_archives_for_inventory(meta: MetadataStore) -> None:
     assert [a.id for _, a in window] == [made[1].id, made[3].id]
     after = meta.list_archives(V, rows[1][0], None, None, 1)
     assert [a.id for _, a in after] == [made[3].id]
+
+
+def test_archive_leaves_whole_and_in_ranges(meta: MetadataStore) -> None:
+    assert meta.create_vault(V, 1, max_vaults=10)
+    leaves = bytes(range(256)) * 10  # 80 leaves of 32 bytes, every byte value present
+    a = archive(size=80 * 1024 * 1024)
+    assert meta.insert_archive(a, leaves)
+    assert meta.get_archive_leaves(a.id) == leaves
+    assert meta.get_archive_leaves(a.id, 0, 1) == leaves[:32]
+    assert meta.get_archive_leaves(a.id, 8, 16) == leaves[8 * 32:24 * 32]
+    assert meta.get_archive_leaves(a.id, 79, 1) == leaves[-32:]
+    assert meta.get_archive_leaves(a.id, 64) == leaves[64 * 32:]
+    assert meta.get_archive_leaves("no-such-archive", 0, 1) is None
+    assert meta.get_archive_leaves("no-such-archive") is None

@@ -327,11 +327,12 @@ class JobService:
             return job.range_tree_hash
         if not treehash.is_tree_hash_aligned(start, end, size):
             return None
-        packed = self.ctx.meta.get_archive_leaves(job.archive_id)
-        if packed is None:
+        # Only the leaves under the range: a tree node's leaves are contiguous.
+        first, stop = start // treehash.MIB, -(-(end + 1) // treehash.MIB)
+        packed = self.ctx.meta.get_archive_leaves(job.archive_id, first, stop - first)
+        if packed is None or len(packed) != (stop - first) * treehash.DIGEST_SIZE:
             return None
-        digest = treehash.range_tree_hash(treehash.unpack_leaves(packed), start, end, size)
-        return None if digest is None else digest.hex()
+        return treehash.combine(treehash.unpack_leaves(packed)).hex()
 
     # -- the worker's side ----------------------------------------------------------------
     def run_due(self, limit: int = 32) -> list[Job]:

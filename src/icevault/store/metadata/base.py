@@ -124,7 +124,13 @@ class MetadataStore(Protocol):
         """The archive, deleted or not (``deleted_at`` tells)."""
         ...
 
-    def get_archive_leaves(self, archive_id: str) -> bytes | None: ...
+    def get_archive_leaves(
+        self, archive_id: str, first: int = 0, count: int | None = None
+    ) -> bytes | None:
+        """The archive's packed 32-byte leaf hashes; with ``count``, only leaves ``first`` to
+        ``first + count - 1`` (a ranged GetJobOutput needs only those: a 40 TB archive has
+        40 million)."""
+        ...
 
     def delete_archive(self, ref: VaultRef, archive_id: str, now: int) -> DeleteArchiveOutcome: ...
 

@@ -21,6 +21,7 @@ from sqlalchemy import (
     Connection,
     bindparam,
     Engine,
+    Integer,
     and_,
     create_engine,
     delete,
@@ -51,6 +52,7 @@ from icevault.core.models import (
     Vault,
     VaultRef,
 )
+from icevault.core.treehash import DIGEST_SIZE
 from icevault.store.metadata import schema as t
 from icevault.store.metadata.base import (
     DeleteArchiveOutcome,
@@ -118,6 +120,34 @@ _GET_JOB = select(t.jobs).where(
     t.jobs.c.vault_name == bindparam("name"),
 )
 _GET_KEY = select(t.access_keys).where(t.access_keys.c.id == bindparam("key_id"))
+_ARCHIVE_COLUMNS = (
+    t.archives.c.seq,
+    t.archives.c.id,
+    t.archives.c.account_id,
+    t.archives.c.vault_name,
+    t.archives.c.description,
+    t.archives.c.size,
+    t.archives.c.tree_hash,
+    t.archives.c.blob_key,
+    t.archives.c.created_at,
+    t.archives.c.deleted_at,
+)
+# Every GetJobOutput request reads its archive (and, for a checksummed range, its leaves).
+_GET_ARCHIVE = select(*_ARCHIVE_COLUMNS).where(
+    t.archives.c.id == bindparam("archive_id"),
+    t.archives.c.account_id == bindparam("account"),
+    t.archives.c.vault_name == bindparam("name"),
+)
+_GET_ARCHIVE_LEAVES = select(t.archives.c.leaf_hashes).where(
+    t.archives.c.id == bindparam("archive_id")
+)
+# substr() on a blob counts bytes from 1, in SQLite and PostgreSQL alike.
+_GET_ARCHIVE_LEAF_RANGE = select(
+    func.substr(
+        t.archives.c.leaf_hashes, bindparam("from_byte", type_=Integer),
+        bindparam("byte_count", type_=Integer),
+    ).label("leaf_hashes")
+).where(t.archives.c.id == bindparam("archive_id"))
 _GET_VAULT_POLICIES = select(t.vault_policies).where(
     t.vault_policies.c.account_id == bindparam("account"),
     t.vault_policies.c.vault_name == bindparam("name"),
@@ -166,7 +196,9 @@ class SqlMetadataStore:
             name: _Prepared(statement, self._engine)
             for name, statement in (
                 ("vault", _GET_VAULT), ("job", _GET_JOB), ("key", _GET_KEY),
-                ("vault_policies", _GET_VAULT_POLICIES),
+                ("vault_policies", _GET_VAULT_POLICIES), ("archive", _GET_ARCHIVE),
+                ("archive_leaves", _GET_ARCHIVE_LEAVES),
+                ("archive_leaf_range", _GET_ARCHIVE_LEAF_RANGE),
             )
         }
 
@@ -461,19 +493,6 @@ class SqlMetadataStore:
             return True
 
     # -- archives -------------------------------------------------------------------------
-    _ARCHIVE_COLUMNS = (
-        t.archives.c.seq,
-        t.archives.c.id,
-        t.archives.c.account_id,
-        t.archives.c.vault_name,
-        t.archives.c.description,
-        t.archives.c.size,
-        t.archives.c.tree_hash,
-        t.archives.c.blob_key,
-        t.archives.c.created_at,
-        t.archives.c.deleted_at,
-    )
-
     @staticmethod
     def _row_to_archive(row: Any) -> Archive:
         return Archive(
@@ -519,22 +538,22 @@ class SqlMetadataStore:
             return True
 
     def get_archive(self, ref: VaultRef, archive_id: str) -> Archive | None:
-        with self._tx() as conn:
-            row = conn.execute(
-                select(*self._ARCHIVE_COLUMNS).where(
-                    t.archives.c.id == archive_id,
-                    t.archives.c.account_id == ref.account_id,
-                    t.archives.c.vault_name == ref.name,
-                )
-            ).first()
-        return None if row is None else self._row_to_archive(row)
+        rows = self._fast_rows(
+            "archive", {"archive_id": archive_id, "account": ref.account_id, "name": ref.name}
+        )
+        return self._row_to_archive(rows[0]) if rows else None
 
-    def get_archive_leaves(self, archive_id: str) -> bytes | None:
-        with self._tx() as conn:
-            row = conn.execute(
-                select(t.archives.c.leaf_hashes).where(t.archives.c.id == archive_id)
-            ).first()
-        return None if row is None else bytes(row[0])
+    def get_archive_leaves(
+        self, archive_id: str, first: int = 0, count: int | None = None
+    ) -> bytes | None:
+        if count is None:
+            rows = self._fast_rows("archive_leaves", {"archive_id": archive_id})
+            return bytes(rows[0].leaf_hashes)[first * DIGEST_SIZE:] if rows else None
+        rows = self._fast_rows("archive_leaf_range", {
+            "archive_id": archive_id, "from_byte": first * DIGEST_SIZE + 1,
+            "byte_count": count * DIGEST_SIZE,
+        })
+        return bytes(rows[0].leaf_hashes) if rows else None
 
     def _release_archive_blob(self, conn: Connection, archive_id: str) -> None:
         """Reclaim a deleted archive's bytes once no finished retrieval still serves them."""
@@ -587,7 +606,7 @@ class SqlMetadataStore:
     def list_archives(
         self, ref: VaultRef, after_seq: int, start: int | None, end: int | None, limit: int
     ) -> list[tuple[int, Archive]]:
-        query = select(*self._ARCHIVE_COLUMNS).where(
+        query = select(*_ARCHIVE_COLUMNS).where(
             t.archives.c.account_id == ref.account_id,
             t.archives.c.vault_name == ref.name,
             t.archives.c.deleted_at.is_(None),
@@ -712,7 +731,7 @@ class SqlMetadataStore:
                 return None
             if row.state == UploadState.COMPLETED:
                 existing = conn.execute(
-                    select(*self._ARCHIVE_COLUMNS).where(t.archives.c.id == row.archive_id)
+                    select(*_ARCHIVE_COLUMNS).where(t.archives.c.id == row.archive_id)
                 ).first()
                 return None if existing is None else self._row_to_archive(existing)
             if row.state != UploadState.OPEN or not self._vault_exists(conn, upload.vault):
