@@ -82,7 +82,9 @@ async def list_jobs(call: Call) -> web.StreamResponse:
 async def get_job_output(call: Call) -> web.StreamResponse:
     range_header = call.header("Range")
     byte_range = None if range_header is None else ByteRange.parse(range_header)
-    output: JobOutput = await call.run(
+    # A few indexed reads (job, archive, the leaves under the range) and an open(): inline
+    # with the embedded store, like other single-row lookups.
+    output: JobOutput = await call.read(
         call.glacier.jobs.open_output, call.vault, _job_id(call), byte_range
     )
     try:
