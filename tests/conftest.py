@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 
+from tests.seaweed import SeaweedServer
+
 from tests.support import ServerProcess
 
 _names = itertools.count()
@@ -61,3 +63,11 @@ def vault_name(request: pytest.FixtureRequest) -> str:
 def vault(glacier: Any, vault_name: str) -> str:
     glacier.create_vault(vaultName=vault_name)
     return vault_name
+
+
+@pytest.fixture(scope="session")
+def seaweed() -> Iterator[SeaweedServer]:
+    """One SeaweedFS server (a real S3-compatible object store) for the whole test session."""
+    server = SeaweedServer().start()
+    yield server
+    server.stop()

@@ -62,6 +62,7 @@ class ServerSettings:
     read_timeout_s: float = 120.0
     maintenance_interval_s: float = 60.0
     metadata_url: str | None = None
+    blob_url: str | None = None  # s3://bucket/prefix?endpoint=...; None: files in data_dir
     notification_url: str | None = None
     tls_cert: Path | None = None
     tls_key: Path | None = None

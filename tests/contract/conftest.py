@@ -9,14 +9,18 @@ from pathlib import Path
 
 import pytest
 
+from icevault.store.blobs.base import BlobStore
 from icevault.store.blobs.local import LocalBlobStore
+from icevault.store.blobs.s3 import S3BlobStore, S3Location
 from icevault.store.metadata.sql import SqlMetadataStore, sqlite_url
 from tests.postgres import PostgresServer
+from tests.seaweed import SeaweedServer
 
 METADATA_BACKENDS = ["sqlite", "postgres"]
 # "local" writes with direct I/O on the test disk; "local-buffered" through the page cache;
 # "local-tmpfs" on a memory file system (direct I/O there only since Linux 6.6).
-BLOB_BACKENDS = ["local", "local-buffered", "local-tmpfs"]
+# "s3" on a real S3-compatible object store (SeaweedFS, started once per test session).
+BLOB_BACKENDS = ["local", "local-buffered", "local-tmpfs", "s3"]
 
 
 @pytest.fixture(scope="session")
@@ -38,7 +42,7 @@ def meta(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlMetadata
 
 
 @pytest.fixture(params=BLOB_BACKENDS)
-def blobs(request: pytest.FixtureRequest, tmp_path: Path) -> LocalBlobStore:
+def blobs(request: pytest.FixtureRequest, tmp_path: Path) -> BlobStore:
     if request.param == "local":
         return LocalBlobStore(tmp_path / "blobs")
     if request.param == "local-buffered":
@@ -49,4 +53,7 @@ def blobs(request: pytest.FixtureRequest, tmp_path: Path) -> LocalBlobStore:
         root = Path(tempfile.mkdtemp(prefix="icevault-blobs-", dir=shm))
         request.addfinalizer(lambda: shutil.rmtree(root, ignore_errors=True))
         return LocalBlobStore(root)
+    if request.param == "s3":
+        server: SeaweedServer = request.getfixturevalue("seaweed")
+        return S3BlobStore(S3Location.parse(server.new_store_url()), client=server.client())
     raise AssertionError(request.param)  # pragma: no cover

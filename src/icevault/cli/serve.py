@@ -65,6 +65,12 @@ def _duration(_ctx: click.Context, _param: click.Parameter, value: str) -> float
     help="SQLAlchemy URL of the metadata database (default: SQLite in the data directory).",
 )
 @click.option(
+    "--blob-url", default=None,
+    help="Keep archive bytes in an S3-compatible object store: "
+         "s3://BUCKET[/PREFIX][?endpoint=URL&region=NAME]; credentials come from the usual "
+         "AWS variables or profile (default: files in the data directory).",
+)
+@click.option(
     "--notification-url", default=None,
     help="Webhook that receives job-completion notifications (Glacier would publish to SNS).",
 )
@@ -85,6 +91,7 @@ def serve(
     job_expiry: float,
     upload_expiry: float,
     metadata_url: str | None,
+    blob_url: str | None,
     notification_url: str | None,
     tls_cert: Path | None,
     tls_key: Path | None,
@@ -115,6 +122,7 @@ def serve(
         job_expiry_s=job_expiry,
         upload_expiry_s=upload_expiry,
         metadata_url=metadata_url,
+        blob_url=blob_url,
         notification_url=notification_url,
         tls_cert=tls_cert,
         tls_key=tls_key,

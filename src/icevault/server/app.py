@@ -32,7 +32,9 @@ from icevault.service.access import AccessRequest
 from icevault.service.context import Context, Timing
 from icevault.service.glacier import Glacier
 from icevault.service.notifications import Notifier
+from icevault.store.blobs.base import BlobStore
 from icevault.store.blobs.local import LocalBlobStore
+from icevault.store.blobs.s3 import S3BlobStore, S3Location
 from icevault.store.metadata.sql import SqlMetadataStore, sqlite_url
 
 log = logging.getLogger("icevault.server")
@@ -96,7 +98,10 @@ def build_glacier(settings: ServerSettings) -> Glacier:
     data_dir = settings.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
     meta = SqlMetadataStore(settings.metadata_url or sqlite_url(data_dir / "metadata.sqlite3"))
-    blobs = LocalBlobStore(data_dir)
+    blobs: BlobStore = (
+        S3BlobStore(S3Location.parse(settings.blob_url)) if settings.blob_url
+        else LocalBlobStore(data_dir)
+    )
     timing = Timing(
         tier_delays_ms={
             tier: int(settings.tier_delays_s.get(tier, 0.0) * 1000) for tier in Tier

@@ -1,0 +1,350 @@
+"""Blobs in an S3-compatible object store (tested against SeaweedFS).
+
+Layout under ``s3://bucket/prefix``::
+
+    blobs/<key>                  committed blobs (archives, job outputs): plain objects
+    staging/<key>/.staging       marks a multipart upload's staging area as existing
+    staging/<key>/<offset hex>   one object per part, named by its offset
+
+Every blob is written as an S3 multipart upload that is started when the writer is created:
+the object appears only when the upload completes, so a key is either absent or complete,
+and a writer cut off by a crash stays listed as an incomplete upload, which
+:meth:`S3BlobStore.sweep_temporary` aborts. Completing a Glacier multipart upload assembles
+the parts into one object with server-side copies (UploadPartCopy) when every part but the
+last is at least S3's 5 MiB minimum; smaller parts are streamed through in 8 MiB pieces.
+Reads are ranged GETs, streamed.
+
+Not yet: several servers sharing one bucket. The start-up sweeps would abort another
+server's uploads in flight.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, BinaryIO
+from urllib.parse import parse_qs, urlparse
+
+import boto3
+import botocore.config
+from botocore.exceptions import ClientError
+
+from icevault.core.ids import new_blob_key
+from icevault.store.blobs.base import BlobNotFoundError
+
+S3_MIN_PART = 5 * 1024 * 1024
+PIECE = 8 * 1024 * 1024  # bytes buffered per writer before a part is sent
+STAGING_MARKER = ".staging"
+
+
+def _missing(error: ClientError) -> bool:
+    code = str(error.response.get("Error", {}).get("Code", ""))
+    return code in {"NoSuchKey", "404", "NotFound", "NoSuchUpload"}
+
+
+@dataclass(frozen=True)
+class S3Location:
+    bucket: str
+    prefix: str
+    endpoint_url: str | None
+    region: str
+
+    @classmethod
+    def parse(cls, url: str) -> S3Location:
+        """``s3://bucket/prefix?endpoint=http://host:port&region=us-east-1``"""
+        parsed = urlparse(url)
+        if parsed.scheme != "s3" or not parsed.netloc:
+            raise ValueError(f"not an s3://bucket[/prefix] URL: {url!r}")
+        query = parse_qs(parsed.query)
+        prefix = parsed.path.strip("/")
+        return cls(
+            bucket=parsed.netloc,
+            prefix=f"{prefix}/" if prefix else "",
+            endpoint_url=query.get("endpoint", [None])[0],
+            region=query.get("region", ["us-east-1"])[0],
+        )
+
+
+class _S3Writer:
+    """Streams one object as a multipart upload; ``on_commit`` gives the caller's key."""
+
+    def __init__(self, store: S3BlobStore, object_key: str, result: str) -> None:
+        self._store = store
+        self._object_key = object_key
+        self._result = result
+        s3 = store.client
+        self._upload_id: str | None = s3.create_multipart_upload(
+            Bucket=store.bucket, Key=object_key
+        )["UploadId"]
+        self._parts: list[dict[str, Any]] = []
+        self._pending = bytearray()
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        assert self._upload_id is not None, "writer is closed"
+        self._pending += data
+        if len(self._pending) >= PIECE:
+            self._send(bytes(self._pending))
+            self._pending.clear()
+
+    def _send(self, data: bytes) -> None:
+        number = len(self._parts) + 1
+        response = self._store.client.upload_part(
+            Bucket=self._store.bucket, Key=self._object_key, UploadId=self._upload_id,
+            PartNumber=number, Body=data,
+        )
+        self._parts.append({"PartNumber": number, "ETag": response["ETag"]})
+
+    def commit(self) -> str:
+        assert self._upload_id is not None, "writer is closed"
+        try:
+            if self._pending or not self._parts:
+                self._send(bytes(self._pending))  # the last part may be short (or empty)
+                self._pending.clear()
+            self._store.client.complete_multipart_upload(
+                Bucket=self._store.bucket, Key=self._object_key, UploadId=self._upload_id,
+                MultipartUpload={"Parts": self._parts},
+            )
+        except BaseException:
+            self.abort()
+            raise
+        self._upload_id = None
+        return self._result
+
+    def abort(self) -> None:
+        upload_id, self._upload_id = self._upload_id, None
+        self._pending.clear()
+        if upload_id is not None:
+            try:
+                self._store.client.abort_multipart_upload(
+                    Bucket=self._store.bucket, Key=self._object_key, UploadId=upload_id
+                )
+            except ClientError as exc:
+                if not _missing(exc):
+                    raise
+
+
+class _S3Reader:
+    def __init__(self, body: Any, length: int) -> None:
+        self._body = body
+        self._length = length
+        self._remaining = length
+
+    @property
+    def length(self) -> int:
+        return self._length
+
+    def file_segment(self) -> tuple[BinaryIO, int, int] | None:
+        return None  # no file to hand to sendfile(2): the bytes come over HTTP
+
+    def read(self, size: int) -> bytes:
+        if self._remaining <= 0 or self._body is None:
+            return b""
+        data: bytes = self._body.read(min(size, self._remaining))
+        if not data:
+            raise OSError(f"object ended {self._remaining} bytes early")
+        self._remaining -= len(data)
+        return data
+
+    def close(self) -> None:
+        if self._body is not None:
+            self._body.close()
+
+
+class S3BlobStore:
+    """The blob store on an S3-compatible object store."""
+
+    def __init__(self, location: S3Location, client: Any = None) -> None:
+        self.bucket = location.bucket
+        self.prefix = location.prefix
+        self.client = client or boto3.client(
+            "s3", endpoint_url=location.endpoint_url, region_name=location.region,
+            config=botocore.config.Config(
+                s3={"addressing_style": "path"}, max_pool_connections=64,
+                retries={"mode": "standard", "max_attempts": 5},
+            ),
+        )
+        self._lock = threading.Lock()
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except ClientError:
+            self.client.create_bucket(Bucket=self.bucket)
+
+    # -- keys -----------------------------------------------------------------------------
+    def _blob(self, key: str) -> str:
+        if not key or not all(c in "0123456789abcdef" for c in key):
+            raise BlobNotFoundError(f"invalid blob key {key!r}")
+        return f"{self.prefix}blobs/{key}"
+
+    def _staging(self, key: str) -> str:
+        if not key or not all(c in "0123456789abcdef" for c in key):
+            raise BlobNotFoundError(f"invalid staging key {key!r}")
+        return f"{self.prefix}staging/{key}/"
+
+    def _list(self, prefix: str) -> Iterator[dict[str, Any]]:
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+            yield from page.get("Contents", [])
+
+    # -- blobs ----------------------------------------------------------------------------
+    def create(self) -> _S3Writer:
+        key = new_blob_key()
+        return _S3Writer(self, self._blob(key), key)
+
+    def open_range(self, key: str, start: int, length: int) -> _S3Reader:
+        name = self._blob(key)
+        try:
+            if length == 0:
+                self.client.head_object(Bucket=self.bucket, Key=name)
+                return _S3Reader(None, 0)
+            response = self.client.get_object(
+                Bucket=self.bucket, Key=name, Range=f"bytes={start}-{start + length - 1}"
+            )
+        except ClientError as exc:
+            if _missing(exc):
+                raise BlobNotFoundError(f"no blob {key}") from None
+            raise
+        if int(response["ContentLength"]) != length:
+            response["Body"].close()
+            raise OSError(f"blob {key} has {response['ContentLength']} bytes at {start}, not {length}")
+        return _S3Reader(response["Body"], length)
+
+    def delete(self, key: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=self._blob(key))  # idempotent
+
+    def iter_keys(self) -> Iterator[str]:
+        base = f"{self.prefix}blobs/"
+        for item in self._list(base):
+            yield item["Key"][len(base):]
+
+    def sweep_temporary(self, older_than_s: float) -> int:
+        cutoff = datetime.now(UTC) - timedelta(seconds=older_than_s)
+        removed = 0
+        # Blobs and parts alike are written as multipart uploads: any left behind is garbage.
+        for page in self.client.get_paginator("list_multipart_uploads").paginate(
+            Bucket=self.bucket, Prefix=self.prefix
+        ):
+            for upload in page.get("Uploads", []):
+                if upload["Initiated"] <= cutoff:
+                    try:
+                        self.client.abort_multipart_upload(
+                            Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+                        )
+                    except ClientError as exc:
+                        if not _missing(exc):
+                            raise
+                        continue
+                    removed += 1
+        return removed
+
+    # -- multipart staging ----------------------------------------------------------------
+    def create_staging(self) -> str:
+        key = new_blob_key()
+        self.client.put_object(Bucket=self.bucket, Key=self._staging(key) + STAGING_MARKER, Body=b"")
+        return key
+
+    def _require_staging(self, key: str) -> str:
+        base = self._staging(key)
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=base + STAGING_MARKER)
+        except ClientError as exc:
+            if _missing(exc):
+                raise BlobNotFoundError(f"no staging area {key}") from None
+            raise
+        return base
+
+    def open_part(self, staging_key: str, offset: int) -> _S3Writer:
+        base = self._require_staging(staging_key)
+        return _S3Writer(self, f"{base}{offset:016x}", staging_key)
+
+    def _parts(self, base: str) -> list[tuple[int, int, str]]:
+        parts = []
+        for item in self._list(base):
+            name = item["Key"][len(base):]
+            if name != STAGING_MARKER:
+                parts.append((int(name, 16), int(item["Size"]), item["Key"]))
+        return sorted(parts)
+
+    def promote_staging(self, staging_key: str, size: int) -> str:
+        base = self._require_staging(staging_key)
+        # The parts, by offset, must tile [0, size); a stray write past the end is ignored.
+        pieces: list[tuple[int, int, str]] = []
+        position = 0
+        for offset, length, name in self._parts(base):
+            if offset >= size:
+                break
+            if offset != position:
+                raise BlobNotFoundError(f"staging area {staging_key} has no bytes at {position}")
+            take = min(length, size - position)
+            pieces.append((offset, take, name))
+            position += take
+        if position != size:
+            raise BlobNotFoundError(f"staging area {staging_key} has {position} of {size} bytes")
+        key = new_blob_key()
+        target = self._blob(key)
+        upload_id = self.client.create_multipart_upload(Bucket=self.bucket, Key=target)["UploadId"]
+        try:
+            parts = self._assemble(target, upload_id, pieces)
+            self.client.complete_multipart_upload(
+                Bucket=self.bucket, Key=target, UploadId=upload_id,
+                MultipartUpload={"Parts": parts},
+            )
+        except BaseException:
+            self.client.abort_multipart_upload(Bucket=self.bucket, Key=target, UploadId=upload_id)
+            raise
+        return key
+
+    def _assemble(self, target: str, upload_id: str,
+                  pieces: list[tuple[int, int, str]]) -> list[dict[str, Any]]:
+        parts: list[dict[str, Any]] = []
+        copyable = all(length >= S3_MIN_PART for _, length, _ in pieces[:-1])
+        if copyable:  # server-side: no byte passes through this process
+            for number, (_, length, name) in enumerate(pieces, start=1):
+                response = self.client.upload_part_copy(
+                    Bucket=self.bucket, Key=target, UploadId=upload_id, PartNumber=number,
+                    CopySource={"Bucket": self.bucket, "Key": name},
+                    CopySourceRange=f"bytes=0-{length - 1}",
+                )
+                parts.append({"PartNumber": number, "ETag": response["CopyPartResult"]["ETag"]})
+            return parts
+        pending = bytearray()
+
+        def send(data: bytes) -> None:
+            number = len(parts) + 1
+            response = self.client.upload_part(
+                Bucket=self.bucket, Key=target, UploadId=upload_id, PartNumber=number, Body=data
+            )
+            parts.append({"PartNumber": number, "ETag": response["ETag"]})
+
+        for _, length, name in pieces:
+            body = self.client.get_object(
+                Bucket=self.bucket, Key=name, Range=f"bytes=0-{length - 1}"
+            )["Body"]
+            try:
+                while chunk := body.read(1024 * 1024):
+                    pending += chunk
+                    if len(pending) >= PIECE:
+                        send(bytes(pending))
+                        pending.clear()
+            finally:
+                body.close()
+        if pending or not parts:
+            send(bytes(pending))
+        return parts
+
+    def delete_staging(self, staging_key: str) -> None:
+        base = self._staging(staging_key)
+        names = [item["Key"] for item in self._list(base)]
+        # The marker goes last: a half-deleted area is still listed and swept again.
+        names.sort(key=lambda name: name.endswith(STAGING_MARKER))
+        for name in names:
+            self.client.delete_object(Bucket=self.bucket, Key=name)
+
+    def iter_staging_keys(self) -> Iterator[str]:
+        # By their markers: some stores keep an emptied "directory" listed as a prefix.
+        base = f"{self.prefix}staging/"
+        suffix = "/" + STAGING_MARKER
+        for item in self._list(base):
+            if item["Key"].endswith(suffix):
+                yield item["Key"][len(base):-len(suffix)]

