@@ -83,8 +83,9 @@ async def get_job_output(call: Call) -> web.StreamResponse:
     range_header = call.header("Range")
     byte_range = None if range_header is None else ByteRange.parse(range_header)
     # A few indexed reads (job, archive, the leaves under the range) and an open(): inline
-    # with the embedded store, like other single-row lookups.
-    output: JobOutput = await call.read(
+    # with the embedded stores, like other single-row lookups; an object store's GET is not.
+    opener = call.read if call.glacier.ctx.blobs.opens_are_local else call.run
+    output: JobOutput = await opener(
         call.glacier.jobs.open_output, call.vault, _job_id(call), byte_range
     )
     try:

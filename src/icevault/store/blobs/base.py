@@ -54,6 +54,10 @@ class BlobReader(Protocol):
 
 
 class BlobStore(Protocol):
+    # Whether opening a range is a local file operation (cheap enough for the event loop)
+    # rather than a network request.
+    opens_are_local: bool
+
     def create(self) -> BlobWriter:
         """Start writing a new blob; its key is known only after commit."""
         ...

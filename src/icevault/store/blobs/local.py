@@ -143,6 +143,8 @@ class _LocalReader:
 class LocalBlobStore:
     """The embedded blob store: files under one directory, fsynced on commit."""
 
+    opens_are_local = True
+
     def __init__(self, root: Path, direct_io: bool = True) -> None:
         self.root = root
         # Archive bytes bypass the page cache where the file system allows (see diskio).

@@ -155,6 +155,8 @@ class _S3Reader:
 class S3BlobStore:
     """The blob store on an S3-compatible object store."""
 
+    opens_are_local = False  # every open is a GET
+
     def __init__(self, location: S3Location, client: Any = None) -> None:
         self.bucket = location.bucket
         self.prefix = location.prefix
