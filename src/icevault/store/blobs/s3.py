@@ -85,10 +85,11 @@ class _S3Writer:
         assert self._upload_id is not None, "writer is closed"
         self._pending += data
         if len(self._pending) >= PIECE:
-            self._send(bytes(self._pending))
-            self._pending.clear()
+            self._send(self._pending)
+            self._pending = bytearray()
 
-    def _send(self, data: bytes) -> None:
+    def _send(self, data: bytes | bytearray) -> None:
+        # The buffer itself is the body (no copy); the caller starts a new one afterwards.
         number = len(self._parts) + 1
         response = self._store.client.upload_part(
             Bucket=self._store.bucket, Key=self._object_key, UploadId=self._upload_id,
@@ -100,8 +101,8 @@ class _S3Writer:
         assert self._upload_id is not None, "writer is closed"
         try:
             if self._pending or not self._parts:
-                self._send(bytes(self._pending))  # the last part may be short (or empty)
-                self._pending.clear()
+                self._send(self._pending)  # the last part may be short (or empty)
+                self._pending = bytearray()
             self._store.client.complete_multipart_upload(
                 Bucket=self._store.bucket, Key=self._object_key, UploadId=self._upload_id,
                 MultipartUpload={"Parts": self._parts},
@@ -312,7 +313,7 @@ class S3BlobStore:
             return parts
         pending = bytearray()
 
-        def send(data: bytes) -> None:
+        def send(data: bytearray) -> None:
             number = len(parts) + 1
             response = self.client.upload_part(
                 Bucket=self.bucket, Key=target, UploadId=upload_id, PartNumber=number, Body=data
@@ -327,12 +328,12 @@ class S3BlobStore:
                 while chunk := body.read(1024 * 1024):
                     pending += chunk
                     if len(pending) >= PIECE:
-                        send(bytes(pending))
-                        pending.clear()
+                        send(pending)
+                        pending = bytearray()
             finally:
                 body.close()
         if pending or not parts:
-            send(bytes(pending))
+            send(pending)
         return parts
 
     def delete_staging(self, staging_key: str) -> None:
