@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -11,17 +12,15 @@ from tests.seaweed import SeaweedServer
 from tests.support import ServerProcess, pattern, wait_for_job
 
 
-def multipart(glacier: object, vault: str, data: bytes, part_size: int) -> str:
-    g: object = glacier
-    upload_id = g.initiate_multipart_upload(  # type: ignore[attr-defined]
-        vaultName=vault, partSize=str(part_size))["uploadId"]
+def multipart(glacier: Any, vault: str, data: bytes, part_size: int) -> str:
+    upload_id = glacier.initiate_multipart_upload(vaultName=vault, partSize=str(part_size))["uploadId"]
     starts = list(range(0, len(data), part_size))
     for start in reversed(starts):  # any order
-        g.upload_multipart_part(  # type: ignore[attr-defined]
+        glacier.upload_multipart_part(
             vaultName=vault, uploadId=upload_id,
             range=f"bytes {start}-{min(start + part_size, len(data)) - 1}/*",
             body=data[start:start + part_size])
-    done = g.complete_multipart_upload(  # type: ignore[attr-defined]
+    done = glacier.complete_multipart_upload(
         vaultName=vault, uploadId=upload_id, archiveSize=str(len(data)), checksum=tree_hash(data))
     assert done["checksum"] == tree_hash(data)
     return str(done["archiveId"])

@@ -20,7 +20,6 @@ server's uploads in flight.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -168,7 +167,6 @@ class S3BlobStore:
                 retries={"mode": "standard", "max_attempts": 5},
             ),
         )
-        self._lock = threading.Lock()
         try:
             self.client.head_bucket(Bucket=self.bucket)
         except ClientError:
