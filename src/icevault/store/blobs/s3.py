@@ -96,6 +96,17 @@ class _S3Writer:
         )
         self._parts.append({"PartNumber": number, "ETag": response["ETag"]})
 
+    def copy(self, source_key: str, length: int) -> None:
+        """Append the first ``length`` bytes of another object as a part, copied by the store."""
+        assert self._upload_id is not None and not self._pending, "copy only whole parts"
+        number = len(self._parts) + 1
+        response = self._store.client.upload_part_copy(
+            Bucket=self._store.bucket, Key=self._object_key, UploadId=self._upload_id,
+            PartNumber=number, CopySource={"Bucket": self._store.bucket, "Key": source_key},
+            CopySourceRange=f"bytes=0-{length - 1}",
+        )
+        self._parts.append({"PartNumber": number, "ETag": response["CopyPartResult"]["ETag"]})
+
     def commit(self) -> str:
         assert self._upload_id is not None, "writer is closed"
         try:
@@ -283,56 +294,25 @@ class S3BlobStore:
         if position != size:
             raise BlobNotFoundError(f"staging area {staging_key} has {position} of {size} bytes")
         key = new_blob_key()
-        target = self._blob(key)
-        upload_id = self.client.create_multipart_upload(Bucket=self.bucket, Key=target)["UploadId"]
+        writer = _S3Writer(self, self._blob(key), key)
         try:
-            parts = self._assemble(target, upload_id, pieces)
-            self.client.complete_multipart_upload(
-                Bucket=self.bucket, Key=target, UploadId=upload_id,
-                MultipartUpload={"Parts": parts},
-            )
+            if all(length >= S3_MIN_PART for _, length, _ in pieces[:-1]):
+                for _, length, name in pieces:  # server-side: no byte passes through here
+                    writer.copy(name, length)
+            else:  # parts under S3's minimum part size: stream them into bigger ones
+                for _, length, name in pieces:
+                    body = self.client.get_object(
+                        Bucket=self.bucket, Key=name, Range=f"bytes=0-{length - 1}"
+                    )["Body"]
+                    try:
+                        while chunk := body.read(1024 * 1024):
+                            writer.write(chunk)
+                    finally:
+                        body.close()
         except BaseException:
-            self.client.abort_multipart_upload(Bucket=self.bucket, Key=target, UploadId=upload_id)
+            writer.abort()
             raise
-        return key
-
-    def _assemble(self, target: str, upload_id: str,
-                  pieces: list[tuple[int, int, str]]) -> list[dict[str, Any]]:
-        parts: list[dict[str, Any]] = []
-        copyable = all(length >= S3_MIN_PART for _, length, _ in pieces[:-1])
-        if copyable:  # server-side: no byte passes through this process
-            for number, (_, length, name) in enumerate(pieces, start=1):
-                response = self.client.upload_part_copy(
-                    Bucket=self.bucket, Key=target, UploadId=upload_id, PartNumber=number,
-                    CopySource={"Bucket": self.bucket, "Key": name},
-                    CopySourceRange=f"bytes=0-{length - 1}",
-                )
-                parts.append({"PartNumber": number, "ETag": response["CopyPartResult"]["ETag"]})
-            return parts
-        pending = bytearray()
-
-        def send(data: bytearray) -> None:
-            number = len(parts) + 1
-            response = self.client.upload_part(
-                Bucket=self.bucket, Key=target, UploadId=upload_id, PartNumber=number, Body=data
-            )
-            parts.append({"PartNumber": number, "ETag": response["ETag"]})
-
-        for _, length, name in pieces:
-            body = self.client.get_object(
-                Bucket=self.bucket, Key=name, Range=f"bytes=0-{length - 1}"
-            )["Body"]
-            try:
-                while chunk := body.read(1024 * 1024):
-                    pending += chunk
-                    if len(pending) >= PIECE:
-                        send(pending)
-                        pending = bytearray()
-            finally:
-                body.close()
-        if pending or not parts:
-            send(pending)
-        return parts
+        return writer.commit()
 
     def delete_staging(self, staging_key: str) -> None:
         base = self._staging(staging_key)
