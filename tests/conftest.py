@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -71,3 +71,26 @@ def seaweed() -> Iterator[SeaweedServer]:
     server = SeaweedServer().start()
     yield server
     server.stop()
+
+
+@pytest.fixture()
+def tmpfs() -> Iterator[Callable[[Path, str], Path]]:
+    """Mount a small tmpfs of the test's own (a full disk, a read-only file system).
+    Needs root, as CI has; mounts are undone at teardown."""
+    import os
+    import subprocess
+
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root (CI runs as root)")
+    mounted: list[Path] = []
+
+    def mount(path: Path, size: str) -> Path:
+        path.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs",
+                        str(path)], check=True)
+        mounted.append(path)
+        return path
+
+    yield mount
+    for path in reversed(mounted):
+        subprocess.run(["umount", "-l", str(path)], check=False)

@@ -11,6 +11,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import boto3
@@ -36,6 +37,7 @@ class ServerProcess:
     port: int = 0
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
+    preexec: Callable[[], None] | None = None  # runs in the child before exec (limits, umask)
 
     @property
     def url(self) -> str:
@@ -54,6 +56,7 @@ class ServerProcess:
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
+            preexec_fn=self.preexec,
         )
         log.close()
         deadline = time.monotonic() + timeout

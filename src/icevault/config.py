@@ -59,7 +59,11 @@ class ServerSettings:
     inventory_delay_s: float = 0.0
     job_expiry_s: float = 24 * 3600.0
     upload_expiry_s: float = 24 * 3600.0
-    read_timeout_s: float = 120.0
+    # Connections and transfers (see icevault.server.transfer and icevault.server.listener).
+    io_timeout_s: float = 30.0
+    min_rate: int = 64 * 1024
+    idle_timeout_s: float = 15.0
+    max_connections: int | None = None  # None: derived from the open-file limit
     maintenance_interval_s: float = 60.0
     metadata_url: str | None = None
     blob_url: str | None = None  # s3://bucket/prefix?endpoint=...; None: files in data_dir

@@ -2,19 +2,48 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
-from icevault.config import ServerSettings, parse_duration, parse_tier_delays
+from icevault.config import ServerSettings, parse_duration, parse_size, parse_tier_delays
 
 
-# How much of a request body aiohttp buffers before it stops reading the socket. Its 64 KiB
-# default pauses and resumes reading (an epoll change each time) dozens of times per MiB of
-# an upload; bodies are handed on in blocks of call.BLOCK anyway.
-READ_BUFFER = 1024 * 1024
+class StartupError(click.ClickException):
+    exit_code = 2
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"icevault serve: {self.format_message()}", err=True)
+
+
+class _OneLineUsageError(click.UsageError):
+    def show(self, file: Any = None) -> None:
+        click.echo(f"icevault serve: {self.format_message()} (see icevault serve --help)",
+                   err=True)
+
+
+class ServeCommand(click.Command):
+    """Usage errors in one line: a service manager's log should say what is wrong, plainly."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:
+            raise _OneLineUsageError(exc.format_message(), ctx) from None
+
+
+def _size(_ctx: click.Context, _param: click.Parameter, value: str) -> int:
+    try:
+        size = parse_size(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    if size < 1:
+        raise click.BadParameter("must be at least 1")
+    return size
 
 
 def _duration(_ctx: click.Context, _param: click.Parameter, value: str) -> float:
@@ -24,7 +53,7 @@ def _duration(_ctx: click.Context, _param: click.Parameter, value: str) -> float
         raise click.BadParameter(str(exc)) from None
 
 
-@click.command()
+@click.command(cls=ServeCommand)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=9099, show_default=True, type=int, help="Port to listen on.")
 @click.option(
@@ -80,6 +109,24 @@ def _duration(_ctx: click.Context, _param: click.Parameter, value: str) -> float
               help="The certificate's PEM private key.")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
+@click.option(
+    "--io-timeout", default="30s", show_default=True, callback=_duration,
+    help="Longest a request body may stall; with --min-rate, how long a body may take per "
+         "4 MiB in either direction.",
+)
+@click.option(
+    "--min-rate", default="64KiB", show_default=True, callback=_size,
+    help="Slowest transfer rate (bytes per second, per 4 MiB step) a body may keep.",
+)
+@click.option(
+    "--idle-timeout", default="15s", show_default=True, callback=_duration,
+    help="How long a connection may stay idle, or take to send a request's headers.",
+)
+@click.option(
+    "--max-connections", default=None, type=click.IntRange(min=1),
+    help="Connections served at once; more are answered 503 and closed "
+         "[default: from the open-file limit, at most 10000].",
+)
 def serve(
     host: str,
     port: int,
@@ -96,21 +143,32 @@ def serve(
     tls_cert: Path | None,
     tls_key: Path | None,
     log_level: str,
+    io_timeout: float,
+    min_rate: int,
+    idle_timeout: float,
+    max_connections: int | None,
 ) -> None:
     """Run the Glacier-compatible server."""
-    from aiohttp import web
-
+    from icevault.server import redact
     from icevault.server.app import create_app
+    from icevault.server.listener import (
+        ListenerSettings,
+        default_max_connections,
+        raise_open_file_limit,
+    )
+    from icevault.server.listener import serve as serve_app
 
     logging.basicConfig(
         level=getattr(logging, log_level.upper()),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    for handler in logging.getLogger().handlers:
+        redact.install(handler)
     try:
         delays = parse_tier_delays(tier_delays)
     except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--tier-delays") from None
+        raise StartupError(f"invalid --tier-delays: {exc}") from None
     settings = ServerSettings(
         host=host,
         port=port,
@@ -126,25 +184,55 @@ def serve(
         notification_url=notification_url,
         tls_cert=tls_cert,
         tls_key=tls_key,
+        io_timeout_s=io_timeout,
+        min_rate=min_rate,
+        idle_timeout_s=idle_timeout,
+        max_connections=max_connections,
     )
     ssl_context = None
     if (tls_cert is None) != (tls_key is None):
-        raise click.BadParameter("--tls-cert and --tls-key go together", param_hint="--tls-cert")
+        raise StartupError("--tls-cert and --tls-key go together")
     if tls_cert is not None and tls_key is not None:
         import ssl
 
         ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        ssl_context.load_cert_chain(tls_cert, tls_key)
+        try:
+            ssl_context.load_cert_chain(tls_cert, tls_key)
+        except (OSError, ssl.SSLError) as exc:
+            raise StartupError(f"cannot load --tls-cert/--tls-key: {exc}") from None
     if auth == "off":
         click.echo(
             "WARNING: --auth off: requests are not authenticated; anyone who can reach "
             f"{host}:{port} can read and delete every archive. Use it for local testing only.",
             err=True,
         )
-    app = create_app(settings)
-    scheme = "https" if ssl_context else "http"
-    click.echo(f"icevault serving the Glacier API on {scheme}://{host}:{port} (data in {data_dir})",
-               err=True)
-    web.run_app(app, host=host, port=port, print=None, access_log=None, shutdown_timeout=10.0,
-                handle_signals=True, ssl_context=ssl_context,
-                handler_args={"read_bufsize": READ_BUFFER})
+    started = False
+
+    def announce() -> None:
+        nonlocal started
+        started = True
+        scheme = "https" if ssl_context else "http"
+        click.echo(f"icevault serving the Glacier API on {scheme}://{host}:{port} "
+                   f"(data in {data_dir})", err=True)
+
+    try:
+        open_files = raise_open_file_limit()
+        listener = ListenerSettings(
+            host=host, port=port, idle_timeout_s=idle_timeout,
+            max_connections=max_connections or default_max_connections(open_files),
+            ssl_context=ssl_context,
+        )
+        asyncio.run(serve_app(create_app(settings), listener, ready=announce))
+    except Exception as exc:
+        if started:
+            raise
+        # A start-up failure is the operator's to fix: one line, not a traceback.
+        raise StartupError(f"cannot start: {_describe(exc)}") from None
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f" ({exc.filename})" if exc.filename else ""
+        return f"{exc.strerror}{where}"
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]

@@ -20,6 +20,8 @@ AWS error ``code``, the fault ``type`` ("Client" or "Server") and the HTTP ``sta
     ├── ExpiredTokenError                403  ExpiredTokenException
     ├── ThrottlingError                  400  ThrottlingException
     └── ServiceUnavailableError          500  ServiceUnavailableException (type Server)
+        └── StorageUnavailableError      503  ServiceUnavailableException (disk full,
+                                              read-only storage; retry later)
 """
 
 from __future__ import annotations
@@ -114,3 +116,13 @@ class ServiceUnavailableError(GlacierError):
     code = "ServiceUnavailableException"
     status = 500
     type = "Server"
+
+
+class StorageUnavailableError(ServiceUnavailableError):
+    """Storage cannot take writes now (full, read-only); reads go on. 503 with Retry-After,
+    which every SDK retries."""
+
+    status = 503
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, headers={"Retry-After": "30"})

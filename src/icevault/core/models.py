@@ -6,7 +6,7 @@ import enum
 import re
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from icevault.core.errors import InvalidParameterValueError
@@ -26,9 +26,19 @@ class SystemClock:
         return time.time_ns() // 1_000_000
 
 
+# The dates icevault stores and shows: from the epoch to the last millisecond of year 9999.
+MIN_MS = 0
+MAX_MS = 253_402_300_799_999
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def iso8601(ms: int) -> str:
-    """Glacier's date format: ISO-8601 UTC with milliseconds and ``Z``."""
-    moment = datetime.fromtimestamp(ms / 1000, tz=UTC)
+    """Glacier's date format: ISO-8601 UTC with milliseconds and ``Z``.
+
+    Total: a stored value outside the supported range is shown at its nearest end rather
+    than failing, so that one bad record cannot break a listing."""
+    ms = min(max(ms, MIN_MS), MAX_MS)
+    moment = datetime.fromtimestamp(ms // 1000, tz=UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
 
 
@@ -43,7 +53,17 @@ def parse_iso8601(text: str) -> int:
         raise InvalidParameterValueError(f"Invalid date: {text}") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp() * 1000)
+    try:
+        # Exact: float seconds times 1000 loses a millisecond now and then.
+        ms = (moment - _EPOCH) // timedelta(milliseconds=1)
+    except OverflowError:
+        ms = -1
+    if not MIN_MS <= ms <= MAX_MS:
+        raise InvalidParameterValueError(
+            f"Invalid date: {text[:64]}. Dates are from 1970-01-01T00:00:00Z to "
+            "9999-12-31T23:59:59Z"
+        )
+    return ms
 
 
 def validate_vault_name(name: str) -> str:

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import enum
 import ipaddress
-import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from icevault.core.errors import InvalidParameterValueError
+from icevault.core.errors import InvalidParameterValueError, SerializationError
+from icevault.core.parsing import load_json
 
 MAX_POLICY_BYTES = 20 * 1024
 
@@ -104,9 +104,9 @@ def parse_policy(text: str, *, resource_policy: bool) -> Policy:
     if len(text.encode()) > MAX_POLICY_BYTES:
         raise InvalidParameterValueError("Policy is too large: the limit is 20 KB")
     try:
-        document = json.loads(text)
-    except ValueError:
-        raise _malformed("not valid JSON") from None
+        document = load_json(text, "policy")
+    except SerializationError as exc:
+        raise _malformed(exc.message) from None
     if not isinstance(document, dict) or "Statement" not in document:
         raise _malformed("a policy is an object with a Statement")
     raw = document["Statement"]

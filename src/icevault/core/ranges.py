@@ -7,7 +7,10 @@ from dataclasses import dataclass
 
 from icevault.core.errors import InvalidParameterValueError
 
-_RANGE_RE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$", re.IGNORECASE)
+# ASCII digits only, at most 19 (a Java long, as Glacier's sizes are).
+_RANGE_RE = re.compile(
+    r"^\s*bytes\s*=\s*([0-9]{0,19})\s*-\s*([0-9]{0,19})\s*$", re.IGNORECASE | re.ASCII
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,9 +26,9 @@ class ByteRange:
     @classmethod
     def parse(cls, header: str) -> ByteRange:
         """Parse a ``Range`` header value; a malformed one is InvalidParameterValue."""
-        match = _RANGE_RE.match(header)
+        match = _RANGE_RE.match(header[:128])
         if not match or (not match.group(1) and not match.group(2)):
-            raise InvalidParameterValueError(f"Invalid range header: {header}")
+            raise InvalidParameterValueError(f"Invalid range header: {header[:64]}")
         first = int(match.group(1)) if match.group(1) else None
         last = int(match.group(2)) if match.group(2) else None
         if first is not None and last is not None and last < first:
@@ -52,14 +55,14 @@ class ByteRange:
         return f"The requested range is not satisfiable: {text} (output size {size})"
 
 
-_RETRIEVAL_RE = re.compile(r"^(\d+)-(\d+)$")
+_RETRIEVAL_RE = re.compile(r"^([0-9]{1,19})-([0-9]{1,19})$", re.ASCII)
 
 
 def parse_retrieval_range(text: str) -> tuple[int, int]:
     """Parse a job's ``RetrievalByteRange`` ("start-end", inclusive)."""
-    match = _RETRIEVAL_RE.match(text.strip())
+    match = _RETRIEVAL_RE.match(text.strip()[:64])
     if not match:
-        raise InvalidParameterValueError(f"Invalid RetrievalByteRange: {text}")
+        raise InvalidParameterValueError(f"Invalid RetrievalByteRange: {text[:64]}")
     start, end = int(match.group(1)), int(match.group(2))
     if end < start:
         raise InvalidParameterValueError(f"Invalid RetrievalByteRange: {text}")

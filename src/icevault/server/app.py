@@ -27,7 +27,8 @@ from icevault.server.call import Call
 from icevault.server.errors import error_middleware
 from icevault.server.handlers import account, archives, jobs, policies, uploads, vaults
 from icevault.server.routes import Op
-from icevault.server.wire import job_json
+from icevault.server.transfer import TransferLimits
+from icevault.server.wire import job_json, read_small_body
 from icevault.service.access import AccessRequest
 from icevault.service.context import Context, Timing
 from icevault.service.glacier import Glacier
@@ -36,6 +37,7 @@ from icevault.store.blobs.base import BlobStore
 from icevault.store.blobs.local import LocalBlobStore
 from icevault.store.blobs.s3 import S3BlobStore, S3Location
 from icevault.store.metadata.sql import SqlMetadataStore, sqlite_url
+from icevault.store.paths import make_private_dir
 
 log = logging.getLogger("icevault.server")
 
@@ -89,6 +91,7 @@ class Runtime:
     executor: ThreadPoolExecutor
     job_event: asyncio.Event
     notifier: Notifier
+    limits: TransferLimits
 
 
 RUNTIME = web.AppKey("runtime", Runtime)
@@ -96,7 +99,7 @@ RUNTIME = web.AppKey("runtime", Runtime)
 
 def build_glacier(settings: ServerSettings) -> Glacier:
     data_dir = settings.data_dir
-    data_dir.mkdir(parents=True, exist_ok=True)
+    make_private_dir(data_dir)
     meta = SqlMetadataStore(settings.metadata_url or sqlite_url(data_dir / "metadata.sqlite3"))
     blobs: BlobStore = (
         S3BlobStore(S3Location.parse(settings.blob_url)) if settings.blob_url
@@ -133,7 +136,7 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
             f"Invalid x-amz-glacier-version: {version}. This service speaks {GLACIER_VERSION}"
         )
     route = routes.match(request.method, request.raw_path, dict(request.query))
-    principal = await authenticate(runtime, request, route)
+    principal, body = await authenticate(runtime, request, route)
     account = resolve_account(route.account, principal.account_id)
     if route.vault is not None:
         validate_vault_name(route.vault)
@@ -159,8 +162,9 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         account=account,
         glacier=runtime.glacier,
         executor=runtime.executor,
-        read_timeout_s=runtime.settings.read_timeout_s,
+        limits=runtime.limits,
         wake_jobs=runtime.job_event.set,
+        body=body,
     )
     return await handler(call)
 
@@ -170,10 +174,19 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
 _STREAMED = frozenset({Op.UPLOAD_ARCHIVE, Op.UPLOAD_MULTIPART_PART})
 
 
-async def authenticate(runtime: Runtime, request: web.Request, route: routes.Route) -> Principal:
+async def authenticate(
+    runtime: Runtime, request: web.Request, route: routes.Route
+) -> tuple[Principal, bytes]:
+    """Who is calling, and the body of a JSON operation (streamed bodies are read later).
+
+    Everything the signature covers is checked before a body is read; a body is then
+    bound to the signature by its SHA-256 (the signed ``x-amz-content-sha256``)."""
     glacier = runtime.glacier
+    streamed = route.op in _STREAMED
+    timeout = runtime.limits.io_timeout_s
     if runtime.settings.auth == "off":
-        return Principal(glacier.ctx.meta.default_account(), None, None)
+        body = b"" if streamed else await read_small_body(request, timeout)
+        return Principal(glacier.ctx.meta.default_account(), None, None), body
     signed = sigv4.SignedRequest(
         method=request.method,
         raw_path=request.raw_path.split("?", 1)[0],
@@ -185,27 +198,34 @@ async def authenticate(runtime: Runtime, request: web.Request, route: routes.Rou
     key = await loop.run_in_executor(
         runtime.executor, glacier.identity.lookup_key, creds.access_key_id
     )
-    body_sha256 = None
+    key = sigv4.check_key(key)
     declared = signed.header("x-amz-content-sha256")
-    if route.op in _STREAMED:
+    now = datetime.now(UTC)
+    region = glacier.ctx.region
+    body = b""
+    if streamed:
         if declared is None:
             raise MissingParameterValueError(
                 "Required parameter missing: x-amz-content-sha256 (needed to sign an upload)"
             )
         # The upload path hashes the body as it streams and refuses it on a mismatch.
-    else:
-        body_sha256 = hashlib.sha256(await request.read()).hexdigest()
-        if declared is not None and declared.lower() != body_sha256:
+        sigv4.verify(signed, creds, key, region=region, now=now, body_sha256=None)
+    elif declared is not None:
+        sigv4.verify(signed, creds, key, region=region, now=now, body_sha256=None)
+        body = await read_small_body(request, timeout)
+        computed = hashlib.sha256(body).hexdigest()
+        if declared.strip().lower() != computed:
             # The signature covers the declared hash, so the body itself must match it.
             raise InvalidSignatureError(
                 "The provided x-amz-content-sha256 header does not match what was computed: "
-                f"declared {declared}, body {body_sha256}"
+                f"declared {declared[:64]}, body {computed}"
             )
-    key = sigv4.verify(
-        signed, creds, key, region=glacier.ctx.region, now=datetime.now(UTC),
-        body_sha256=body_sha256,
-    )
-    return Principal(key.account_id, key.user, key.id)
+    else:
+        # Without a declared hash the signature covers the body itself; it is capped and timed.
+        body = await read_small_body(request, timeout)
+        sigv4.verify(signed, creds, key, region=region, now=now,
+                     body_sha256=hashlib.sha256(body).hexdigest())
+    return Principal(key.account_id, key.user, key.id), body
 
 
 def _header_lists(request: web.Request) -> dict[str, list[str]]:
@@ -276,6 +296,7 @@ def create_app(settings: ServerSettings, glacier: Glacier | None = None) -> web.
         notifier=Notifier(
             built.ctx, lambda job: job_json(job, settings.region), settings.notification_url
         ),
+        limits=TransferLimits(settings.io_timeout_s, settings.min_rate),
     )
     app[RUNTIME] = runtime
     app.router.add_route("*", "/{tail:.*}", dispatch)

@@ -11,9 +11,9 @@ from typing import Any, Protocol, TypeVar
 
 from aiohttp import web
 
-from icevault.core.errors import RequestTimeoutError
 from icevault.core.models import VaultRef
 from icevault.server.routes import Route
+from icevault.server.transfer import StepClock, TransferLimits
 from icevault.service.glacier import Glacier
 
 T = TypeVar("T")
@@ -39,8 +39,9 @@ class Call:
     account: str
     glacier: Glacier
     executor: Executor
-    read_timeout_s: float
+    limits: TransferLimits
     wake_jobs: Callable[[], None]
+    body: bytes = b""  # a JSON operation's body, read and checked at the edge
 
     @property
     def vault(self) -> VaultRef:
@@ -69,6 +70,7 @@ class Call:
         """Feed the request body to ``sink`` in blocks, reading the next block from the
         network while the previous one is hashed and written in a worker thread."""
         content = self.request.content
+        clock = StepClock(self.limits, "request body")
         pending: asyncio.Future[None] | None = None
         pieces: list[bytes] = []
         gathered = 0
@@ -76,12 +78,11 @@ class Call:
         try:
             while True:
                 try:
-                    async with asyncio.timeout(self.read_timeout_s):
+                    async with asyncio.timeout(clock.remaining_s()):
                         data = await content.readany()
                 except TimeoutError:
-                    raise RequestTimeoutError(
-                        f"The request body was not received within {self.read_timeout_s:g} s"
-                    ) from None
+                    raise clock.too_slow() from None
+                clock.advance(len(data))
                 if data:
                     pieces.append(data)
                     gathered += len(data)

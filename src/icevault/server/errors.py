@@ -7,6 +7,7 @@ traceback and answered as a 500 ServiceUnavailableException, never shown to the 
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 
@@ -18,6 +19,7 @@ from icevault.core.errors import (
     InvalidParameterValueError,
     RequestTimeoutError,
     ServiceUnavailableError,
+    StorageUnavailableError,
 )
 
 log = logging.getLogger("icevault.server")
@@ -42,6 +44,29 @@ def _from_http_exception(exc: web.HTTPException) -> GlacierError:
     return ServiceUnavailableError("The service is unavailable; try again")
 
 
+def storage_error(exc: OSError) -> GlacierError | None:
+    """The Glacier error for a storage failure a client can act on, if it is one."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return StorageUnavailableError("The store is out of space; the request changed nothing")
+    if exc.errno == errno.EROFS:
+        return StorageUnavailableError("The store is read-only now; the request changed nothing")
+    if exc.errno == errno.EFBIG:
+        return InvalidParameterValueError(
+            "The archive would be larger than this store's file system allows for one file "
+            "(ext4: 16 TiB). Use an S3-compatible blob store (--blob-url) for larger archives."
+        )
+    return None
+
+
+def _refusal(request: web.Request, error: GlacierError) -> web.Response:
+    response = error_response(error)
+    if not request.content.at_eof():
+        # A body we refused is not read on: closing the connection frees what aiohttp
+        # buffered of it at once, instead of draining (or waiting for) the rest.
+        response.force_close()
+    return response
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
@@ -51,11 +76,22 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             log.warning("%s %s -> %s: %s", request.method, request.path, error.code, error.message)
         else:
             log.info("%s %s -> %s: %s", request.method, request.path, error.code, error.message)
-        return error_response(error)
+        return _refusal(request, error)
     except web.HTTPException as exc:
-        return error_response(_from_http_exception(exc))
+        return _refusal(request, _from_http_exception(exc))
     except (ConnectionResetError, ConnectionError):
         raise
+    except OSError as exc:
+        failure = storage_error(exc)
+        if failure is None:
+            log.exception("internal error in %s %s", request.method, request.path)
+            failure = ServiceUnavailableError(
+                "The service encountered an internal error; try again"
+            )
+        else:
+            log.warning("%s %s -> %s: %s", request.method, request.path, failure.code,
+                        failure.message)
+        return _refusal(request, failure)
     except Exception:
         log.exception("internal error in %s %s", request.method, request.path)
         return error_response(

@@ -130,6 +130,12 @@ def match(method: str, raw_path: str, query: dict[str, str]) -> Route:
     if raw_segments[-1] == "" and len(raw_segments) > 3:
         raw_segments = raw_segments[:-1]  # tolerate one trailing slash
     segments = [unquote(s) for s in raw_segments[1:]]
+    if any(segment in (".", "..") for segment in segments):
+        # SigV4 signs the path with dot segments removed; routing the raw path would let a
+        # signature made for one resource act on another. No Glacier path has them.
+        raise InvalidParameterValueError(
+            f"Invalid path {path[:200]}: a '.' or '..' segment is not allowed"
+        )
     account, rest = segments[0], segments[1:]
     if not rest:
         raise ResourceNotFoundError(f"No Glacier resource at {path}")

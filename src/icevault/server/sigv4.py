@@ -22,10 +22,12 @@ from icevault.core.errors import (
     UnrecognizedClientError,
 )
 from icevault.core.identity import AccessKey, KeyStatus
+from icevault.core.parsing import is_decimal
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 SERVICE = "glacier"
 MAX_SKEW_S = 15 * 60
+MAX_PRESIGNED_S = 7 * 24 * 3600  # AWS's limit on a presigned URL's lifetime
 
 _AUTH_RE = re.compile(
     r"^AWS4-HMAC-SHA256\s+Credential=([^,\s]+)\s*,\s*SignedHeaders=([^,\s]+)\s*,\s*"
@@ -138,9 +140,15 @@ def parse_credentials(request: SignedRequest) -> Credentials:
             signed = query["X-Amz-SignedHeaders"]
             signature = query["X-Amz-Signature"]
             amz_date = query["X-Amz-Date"]
-            expires = int(query.get("X-Amz-Expires", "3600"))
-        except (KeyError, ValueError):
+            expires_text = query.get("X-Amz-Expires", "3600")
+        except KeyError:
             raise IncompleteSignatureError("Incomplete presigned query parameters") from None
+        if not is_decimal(expires_text) or not 1 <= int(expires_text) <= MAX_PRESIGNED_S:
+            raise IncompleteSignatureError(
+                "X-Amz-Expires must be a number of seconds from 1 to "
+                f"{MAX_PRESIGNED_S} (7 days)"
+            )
+        expires = int(expires_text)
         presigned = True
     parts = credential.split("/")
     if len(parts) != 5 or parts[4] != "aws4_request":
@@ -160,6 +168,13 @@ def parse_credentials(request: SignedRequest) -> Credentials:
     )
 
 
+def check_key(key: AccessKey | None) -> AccessKey:
+    """The key a request names, if it exists and is active."""
+    if key is None or key.status is not KeyStatus.ACTIVE:
+        raise UnrecognizedClientError("The security token included in the request is invalid.")
+    return key
+
+
 def verify(
     request: SignedRequest,
     creds: Credentials,
@@ -174,8 +189,7 @@ def verify(
     ``body_sha256`` is the hex SHA-256 of the body, needed only when the client did not send
     ``x-amz-content-sha256`` (whose agreement with the body the upload path checks).
     """
-    if key is None or key.status is not KeyStatus.ACTIVE:
-        raise UnrecognizedClientError("The security token included in the request is invalid.")
+    key = check_key(key)
     try:
         signed_at = datetime.strptime(creds.amz_date, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
     except ValueError:
@@ -221,7 +235,8 @@ def verify(
             ALGORITHM,
             creds.amz_date,
             f"{creds.date}/{creds.region}/{creds.service}/aws4_request",
-            hashlib.sha256(canonical.encode()).hexdigest(),
+            # Header bytes that are not UTF-8 reach us as surrogates; they were signed as bytes.
+            hashlib.sha256(canonical.encode("utf-8", "surrogateescape")).hexdigest(),
         ]
     )
     expected = hmac.new(

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
 from aiohttp import web
 
-from icevault.core.errors import SerializationError
+from icevault.core.errors import (
+    InvalidParameterValueError,
+    RequestTimeoutError,
+    SerializationError,
+)
 from icevault.core.models import Job, JobAction, JobStatus, Part, Upload, Vault, iso8601
+from icevault.core.parsing import load_json
 
 JSON_TYPE = "application/json"
 
@@ -26,15 +32,43 @@ def empty_response(status: int, headers: dict[str, str] | None = None) -> web.Re
     return web.Response(status=status, headers=headers)
 
 
-async def read_json_object(request: web.Request) -> dict[str, Any]:
+# JSON bodies are small: the largest is a 20 KiB policy, escaped inside a JSON string.
+MAX_JSON_BODY = 64 * 1024
+
+
+async def read_small_body(request: web.Request, timeout_s: float) -> bytes:
+    """Read a JSON operation's body: at most MAX_JSON_BODY bytes, all within ``timeout_s``."""
+    declared = request.content_length
+    if declared is not None and declared > MAX_JSON_BODY:
+        raise InvalidParameterValueError(
+            f"The request body is {declared} bytes; this operation takes at most "
+            f"{MAX_JSON_BODY} bytes"
+        )
+    if declared == 0 or not request.body_exists:
+        return b""
+    pieces: list[bytes] = []
+    size = 0
+    try:
+        async with asyncio.timeout(timeout_s):
+            while data := await request.content.readany():
+                size += len(data)
+                if size > MAX_JSON_BODY:
+                    raise InvalidParameterValueError(
+                        f"The request body is larger than {MAX_JSON_BODY} bytes"
+                    )
+                pieces.append(data)
+    except TimeoutError:
+        raise RequestTimeoutError(
+            f"The request body was not received within {timeout_s:g} s"
+        ) from None
+    return b"".join(pieces)
+
+
+def read_json_object(raw: bytes) -> dict[str, Any]:
     """The request body as a JSON object; anything else is a SerializationException."""
-    raw = await request.read()
     if not raw.strip():
         return {}
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise SerializationError(f"The request body is not valid JSON: {exc}") from None
+    body = load_json(raw)
     if not isinstance(body, dict):
         raise SerializationError("The request body must be a JSON object")
     return body

@@ -15,6 +15,7 @@ from icevault.core.errors import (
 )
 from icevault.core.ids import new_lock_id
 from icevault.core.models import CapacityUnit
+from icevault.core.parsing import MAX_LONG
 from icevault.service.context import HOUR_MS, Context
 
 RETRIEVAL_POLICY_KEY = "data_retrieval_policy"
@@ -44,9 +45,13 @@ def check_retrieval_policy(policy: Any) -> dict[str, Any]:
         )
     per_hour = rule.get("BytesPerHour")
     if strategy == "BytesPerHour":
-        if not isinstance(per_hour, int) or isinstance(per_hour, bool) or per_hour < 1:
+        if (
+            not isinstance(per_hour, int) or isinstance(per_hour, bool)
+            or not 1 <= per_hour <= MAX_LONG
+        ):
             raise InvalidParameterValueError(
-                "BytesPerHour is required, as a positive integer, with the BytesPerHour strategy"
+                "BytesPerHour is required with the BytesPerHour strategy, as an integer from 1 "
+                f"to {MAX_LONG}"
             )
         return {"Rules": [{"Strategy": strategy, "BytesPerHour": per_hour}]}
     if per_hour is not None:

@@ -101,10 +101,10 @@ class ArchiveUpload:
             if self.received == 0:
                 raise InvalidParameterValueError("Invalid Content-Length: 0. An archive is 1 byte or more.")
             tree_hash, leaves = self._hasher.check(self._tree_hash, self._request.content_sha256)
+            blob_key = writer.commit()
         except BaseException:
-            writer.abort()
+            writer.abort()  # a failed commit (a full disk) leaves no temporary file behind
             raise
-        blob_key = writer.commit()
         archive = Archive(
             id=new_archive_id(),
             vault=self._request.vault,

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from icevault.core.errors import InvalidParameterValueError
 from icevault.core.models import Archive, InventoryFormat, InventoryParams, VaultRef, iso8601
+from icevault.core.parsing import is_decimal
 from icevault.store.blobs.base import BlobWriter
 from icevault.store.metadata.base import MetadataStore
 
@@ -27,11 +28,11 @@ def decode_marker(marker: str) -> int:
     try:
         text = base64.urlsafe_b64decode(marker + "=" * (-len(marker) % 4)).decode()
         prefix, _, seq = text.partition(":")
-        if prefix != "icevault-inventory" or not seq.isdigit():
+        if prefix != "icevault-inventory" or not is_decimal(seq):
             raise ValueError(marker)
         return int(seq)
     except ValueError:
-        raise InvalidParameterValueError(f"Invalid inventory marker: {marker}") from None
+        raise InvalidParameterValueError(f"Invalid inventory marker: {marker[:64]}") from None
 
 
 def csv_field(value: str) -> str:

@@ -28,6 +28,7 @@ from icevault.core.models import (
     validate_description,
     validate_vault_name,
 )
+from icevault.core.parsing import parse_decimal
 from icevault.core.ranges import ByteRange, parse_retrieval_range
 from icevault.service.account import AccountService
 from icevault.service.context import Context
@@ -196,11 +197,11 @@ class JobService:
         if inv is not None:
             limit = None
             if inv.limit is not None:
-                if not inv.limit.strip().isdigit() or int(inv.limit) < 1:
+                limit = parse_decimal(inv.limit, "InventoryRetrievalParameters.Limit")
+                if limit < 1:
                     raise InvalidParameterValueError(
                         f"Invalid InventoryRetrievalParameters.Limit: {inv.limit}"
                     )
-                limit = int(inv.limit)
             start = None if inv.start_date is None else parse_iso8601(inv.start_date)
             end = None if inv.end_date is None else parse_iso8601(inv.end_date)
             if start is not None and end is not None and end <= start:
@@ -357,10 +358,10 @@ class JobService:
             result = write_inventory(
                 self.ctx.meta, job.vault, job.vault.arn(self.ctx.region), job.inventory, now, writer
             )
+            key = writer.commit()
         except BaseException:
             writer.abort()
             raise
-        key = writer.commit()
         return self.ctx.meta.finish_job(
             job.id,
             JobCompletion(
@@ -381,6 +382,7 @@ def parse_limit(text: str | None, *, default: int, maximum: int) -> int:
     """A list operation's ``limit``: a positive integer, capped at ``maximum``."""
     if text is None or text == "":
         return default
-    if not text.strip().isdigit() or int(text) < 1:
+    value = parse_decimal(text, "limit")
+    if value < 1:
         raise InvalidParameterValueError(f"Invalid limit: {text}. The limit is a positive integer")
-    return min(int(text), maximum)
+    return min(value, maximum)

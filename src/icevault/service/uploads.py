@@ -30,6 +30,7 @@ from icevault.core.models import (
     validate_description,
     validate_vault_name,
 )
+from icevault.core.parsing import is_decimal, parse_decimal
 from icevault.service.archives import StreamHasher, check_hex_hash
 from icevault.service.context import Context
 from icevault.service.vaults import require_vault, vault_not_found
@@ -37,7 +38,7 @@ from icevault.store.blobs.base import BlobWriter
 
 MIN_PART = treehash.MIB
 MAX_PART = 4 * 1024**3
-_CONTENT_RANGE_RE = re.compile(r"^bytes (\d+)-(\d+)/\*$")
+_CONTENT_RANGE_RE = re.compile(r"^bytes ([0-9]{1,19})-([0-9]{1,19})/\*$", re.ASCII)
 
 
 class _SharedExclusiveLock:
@@ -189,11 +190,8 @@ class UploadService:
         validate_vault_name(ref.name)
         if part_size is None:
             raise MissingParameterValueError("Required parameter missing: x-amz-part-size")
-        try:
-            size = int(part_size)
-        except ValueError:
-            size = -1
-        if size < MIN_PART or size > MAX_PART or size & (size - 1) or str(size) != part_size.strip():
+        size = int(part_size) if is_decimal(part_size) else -1
+        if size < MIN_PART or size > MAX_PART or size & (size - 1):
             raise InvalidParameterValueError(
                 f"Invalid part size: {part_size}. The part size must be a megabyte (1024 KB) "
                 "multiplied by a power of 2, from 1048576 (1 MB) to 4294967296 (4 GB)."
@@ -229,10 +227,11 @@ class UploadService:
         )
         if request.content_range is None:
             raise MissingParameterValueError("Required parameter missing: Content-Range")
-        match = _CONTENT_RANGE_RE.match(request.content_range.strip())
+        match = _CONTENT_RANGE_RE.match(request.content_range.strip()[:64])
         if not match:
             raise InvalidParameterValueError(
-                f"Invalid Content-Range: {request.content_range}. Expected 'bytes first-last/*'"
+                f"Invalid Content-Range: {request.content_range[:64]}. "
+                "Expected 'bytes first-last/*'"
             )
         first, last = int(match.group(1)), int(match.group(2))
         if last < first:
@@ -285,9 +284,7 @@ class UploadService:
         upload = self._open_upload(ref, upload_id)
         start = 0
         if marker:
-            if not marker.isdigit():
-                raise InvalidParameterValueError(f"Invalid marker: {marker}")
-            start = int(marker)
+            start = parse_decimal(marker, "marker")
         rows = self.ctx.meta.list_parts(upload_id, start, limit + 1)
         next_marker = str(rows[limit].start) if len(rows) > limit else None
         return PartPage(upload, rows[:limit], next_marker)
@@ -300,9 +297,7 @@ class UploadService:
             raise MissingParameterValueError("Required parameter missing: x-amz-archive-size")
         if tree_hash is None:
             raise MissingParameterValueError("Required parameter missing: x-amz-sha256-tree-hash")
-        if not archive_size.strip().isdigit():
-            raise InvalidParameterValueError(f"Invalid x-amz-archive-size: {archive_size}")
-        size = int(archive_size)
+        size = parse_decimal(archive_size, "x-amz-archive-size")
         expected_hash = tree_hash.strip().lower()
         upload = self.ctx.meta.get_upload(ref, upload_id)
         if upload is None or upload.state is UploadState.ABORTED:

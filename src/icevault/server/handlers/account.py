@@ -15,7 +15,7 @@ async def get_data_retrieval_policy(call: Call) -> web.StreamResponse:
 
 
 async def set_data_retrieval_policy(call: Call) -> web.StreamResponse:
-    body = await read_json_object(call.request)
+    body = read_json_object(call.body)
     await call.run(call.glacier.account.set_retrieval_policy, call.account, body.get("Policy"))
     return empty_response(204)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 from aiohttp import web
@@ -10,11 +11,20 @@ from aiohttp import web
 from icevault.core.errors import SerializationError
 from icevault.core.ranges import ByteRange
 from icevault.server.call import Call
-from icevault.server.wire import empty_response, job_json, json_response, optional_str, read_json_object
+from icevault.server.transfer import STEP
+from icevault.server.wire import (
+    empty_response,
+    job_json,
+    json_response,
+    optional_str,
+    read_json_object,
+)
 from icevault.service.jobs import InventoryRequest, JobOutput, JobRequest
 
 # Reads for the non-sendfile path (e.g. an object store) go through a thread in blocks.
 READ_BLOCK = 1024 * 1024
+
+log = logging.getLogger("icevault.server")
 
 
 def _job_id(call: Call) -> str:
@@ -50,7 +60,7 @@ def parse_job_request(body: dict[str, Any]) -> JobRequest:
 
 
 async def initiate_job(call: Call) -> web.StreamResponse:
-    request = parse_job_request(await read_json_object(call.request))
+    request = parse_job_request(read_json_object(call.body))
     job = await call.run(call.glacier.jobs.initiate, call.vault, request)
     call.wake_jobs()
     return empty_response(
@@ -113,14 +123,29 @@ async def _send_body(call: Call, response: web.StreamResponse, output: JobOutput
     transport = call.request.transport
     if transport is None:
         raise ConnectionResetError("Connection lost")
-    if segment is not None:
-        file, offset, count = segment
-        # Zero-copy: the kernel moves the bytes from the page cache to the socket. Where the
-        # transport cannot (TLS), asyncio falls back to reading the file in its executor.
-        await asyncio.get_running_loop().sendfile(transport, file, offset, count, fallback=True)
-        return
-    while True:
-        data = await call.run(output.reader.read, READ_BLOCK)
-        if not data:
-            break
-        await response.write(data)
+    deadline = call.limits.step_deadline_s()
+    try:
+        if segment is not None:
+            file, offset, count = segment
+            loop = asyncio.get_running_loop()
+            end = offset + count
+            # Zero-copy: the kernel moves the bytes from the page cache to the socket (where
+            # the transport cannot, as with TLS, asyncio reads the file in its executor). One
+            # step at a time, so a reader that stops reading is dropped.
+            while offset < end:
+                step = min(STEP, end - offset)
+                async with asyncio.timeout(deadline):
+                    await loop.sendfile(transport, file, offset, step, fallback=True)
+                offset += step
+            return
+        while True:
+            data = await call.run(output.reader.read, READ_BLOCK)
+            if not data:
+                break
+            async with asyncio.timeout(deadline):
+                await response.write(data)
+    except TimeoutError:
+        log.info("dropping a GetJobOutput reader that took more than %.0f s for %d bytes",
+                 deadline, STEP)
+        transport.abort()
+        raise ConnectionResetError("the reader stopped reading") from None

@@ -17,7 +17,7 @@ def _policy_text(body: dict[str, Any]) -> str | None:
 
 
 async def set_vault_access_policy(call: Call) -> web.StreamResponse:
-    body = await read_json_object(call.request)
+    body = read_json_object(call.body)
     await call.run(call.glacier.policies.set_access_policy, call.vault, _policy_text(body))
     return empty_response(204)
 
@@ -33,7 +33,7 @@ async def delete_vault_access_policy(call: Call) -> web.StreamResponse:
 
 
 async def initiate_vault_lock(call: Call) -> web.StreamResponse:
-    body = await read_json_object(call.request)
+    body = read_json_object(call.body)
     lock = await call.run(call.glacier.policies.initiate_lock, call.vault, _policy_text(body))
     return empty_response(201, {"x-amz-lock-id": lock.lock_id})
 
@@ -62,7 +62,7 @@ async def get_vault_lock(call: Call) -> web.StreamResponse:
 
 
 async def set_vault_notifications(call: Call) -> web.StreamResponse:
-    body = await read_json_object(call.request)
+    body = read_json_object(call.body)
     events = body.get("Events")
     if events is not None and (
         not isinstance(events, list) or not all(isinstance(e, str) for e in events)

@@ -6,7 +6,11 @@ from typing import Any
 
 from aiohttp import web
 
-from icevault.core.errors import InvalidParameterValueError, MissingParameterValueError, SerializationError
+from icevault.core.errors import (
+    InvalidParameterValueError,
+    MissingParameterValueError,
+    SerializationError,
+)
 from icevault.server.call import Call
 from icevault.server.wire import empty_response, json_response, read_json_object, vault_json
 from icevault.service.jobs import parse_limit
@@ -50,7 +54,7 @@ def _string_map(value: Any) -> dict[str, str]:
 
 
 async def add_tags(call: Call) -> web.StreamResponse:
-    body = await read_json_object(call.request)
+    body = read_json_object(call.body)
     if "Tags" not in body or body["Tags"] is None:
         raise MissingParameterValueError("Required parameter missing: Tags")
     tags = _string_map(body["Tags"])
@@ -59,7 +63,7 @@ async def add_tags(call: Call) -> web.StreamResponse:
 
 
 async def remove_tags(call: Call) -> web.StreamResponse:
-    body = await read_json_object(call.request)
+    body = read_json_object(call.body)
     keys = body.get("TagKeys")
     if keys is None:
         raise MissingParameterValueError("Required parameter missing: TagKeys")

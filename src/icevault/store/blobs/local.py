@@ -25,6 +25,7 @@ from typing import BinaryIO
 from icevault.core.ids import new_blob_key
 from icevault.diskio import SequentialWriter, open_for_write
 from icevault.store.blobs.base import BlobNotFoundError
+from icevault.store.paths import ensure_private_dir, make_private_dir
 
 # Direct writes of 1 MiB, each written by a disk thread while the next fills: per upload in
 # flight 2 MiB of buffers. Larger blocks measured no faster here and cost server memory.
@@ -149,15 +150,13 @@ class LocalBlobStore:
         self.root = root
         # Archive bytes bypass the page cache where the file system allows (see diskio).
         self.direct_io = direct_io
+        make_private_dir(root)
         for sub in ("blobs", "staging", "tmp"):
-            (root / sub).mkdir(parents=True, exist_ok=True)
+            ensure_private_dir(root / sub)
         blobs = root / "blobs"
         created = False
         for i in range(256):
-            fan = blobs / f"{i:02x}"
-            if not fan.exists():
-                fan.mkdir()
-                created = True
+            created = ensure_private_dir(blobs / f"{i:02x}") or created
         if created:
             _fsync_dir(blobs)
             _fsync_dir(root)

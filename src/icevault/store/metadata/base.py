@@ -22,13 +22,13 @@ from icevault.core.identity import AccessKey, KeyStatus
 from icevault.core.models import (
     Archive,
     CapacityUnit,
-    NotificationConfig,
-    VaultLock,
     Job,
     JobStatus,
+    NotificationConfig,
     Part,
     Upload,
     Vault,
+    VaultLock,
     VaultRef,
 )
 

@@ -16,13 +16,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy import (
     Connection,
-    bindparam,
     Engine,
     Integer,
     and_,
+    bindparam,
     create_engine,
     delete,
     event,
@@ -31,25 +30,27 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.exc import IntegrityError, OperationalError
 
+from icevault.core.errors import StorageUnavailableError
 from icevault.core.identity import AccessKey, KeyStatus
 from icevault.core.ids import new_account_id
 from icevault.core.models import (
     Archive,
     CapacityUnit,
-    LockState,
-    NotificationConfig,
-    VaultLock,
     InventoryFormat,
     InventoryParams,
     Job,
     JobAction,
     JobStatus,
+    LockState,
+    NotificationConfig,
     Part,
     Tier,
     Upload,
     UploadState,
     Vault,
+    VaultLock,
     VaultRef,
 )
 from icevault.core.treehash import DIGEST_SIZE
@@ -63,6 +64,8 @@ from icevault.store.metadata.base import (
 )
 
 _WRITE = "icevault_write"
+# What SQLite and PostgreSQL say when their storage is full or read-only.
+_STORAGE_FULL_OR_READ_ONLY = ("disk is full", "readonly", "read-only", "no space left")
 
 
 def sqlite_url(path: Path) -> str:
@@ -227,11 +230,19 @@ class SqlMetadataStore:
     # -- plumbing -------------------------------------------------------------------------
     @contextmanager
     def _tx(self, write: bool = False) -> Iterator[Connection]:
-        with self._engine.connect() as conn:
-            if write:
-                conn.execution_options(**{_WRITE: True})
-            with conn.begin():
-                yield conn
+        try:
+            with self._engine.connect() as conn:
+                if write:
+                    conn.execution_options(**{_WRITE: True})
+                with conn.begin():
+                    yield conn
+        except OperationalError as exc:
+            text = str(exc.orig).lower()
+            if any(word in text for word in _STORAGE_FULL_OR_READ_ONLY):
+                raise StorageUnavailableError(
+                    f"The metadata store cannot take writes: {exc.orig}"
+                ) from exc
+            raise
 
     def _migrate(self) -> None:
         with self._tx(write=True) as conn:

@@ -1,0 +1,248 @@
+"""The listening socket: connection limits, idle and header timeouts, and what a peer that
+does not speak HTTP properly gets.
+
+aiohttp's own ``run_app`` is not used because a server exposed to hostile peers needs three
+things it does not offer: a cap on concurrent connections (past it, a new connection gets a
+503 in Glacier's JSON and is closed, instead of the process running out of file
+descriptors), Glacier's JSON error for malformed HTTP (aiohttp answers in plain text and logs
+a traceback per request), and ``accept()`` failures logged once per interval (asyncio logs
+each one with a traceback, thousands a second when descriptors run out).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import resource
+import signal
+import socket
+import ssl
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
+
+from icevault.core.errors import GlacierError, InvalidParameterValueError, ServiceUnavailableError
+from icevault.server.errors import error_response
+
+log = logging.getLogger("icevault.server")
+
+# aiohttp buffers up to twice this much of a request body before it stops reading the
+# socket. Per connection, so it bounds what a peer that sends and stalls can make us hold.
+READ_BUFFER = 64 * 1024
+# Descriptors kept back from the connection cap for files, the database and the log.
+RESERVED_FDS = 128
+MAX_DEFAULT_CONNECTIONS = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class ListenerSettings:
+    host: str
+    port: int
+    idle_timeout_s: float  # idle keep-alive, and the time to send a request's headers
+    max_connections: int
+    ssl_context: ssl.SSLContext | None = None
+    shutdown_timeout_s: float = 10.0
+
+
+class IntervalLog:
+    """Logs a recurring event at most once per interval, with how often it happened."""
+
+    def __init__(self, message: str, interval_s: float = 10.0) -> None:
+        self._message = message
+        self._interval = interval_s
+        self._last = -interval_s
+        self._count = 0
+
+    def note(self, detail: str = "") -> None:
+        self._count += 1
+        now = time.monotonic()
+        if now - self._last >= self._interval:
+            log.warning("%s (%d times in the last %.0f s)%s", self._message, self._count,
+                        min(now - self._last, self._interval), f": {detail}" if detail else "")
+            self._last = now
+            self._count = 0
+
+
+def raise_open_file_limit() -> int:
+    """Raise the soft limit on open files to the hard limit; return the limit in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    if soft != target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError) as exc:
+            log.warning("could not raise the open-file limit from %d to %d: %s", soft, target, exc)
+    return soft
+
+
+def default_max_connections(open_files: int) -> int:
+    # A connection can hold two descriptors: its socket and the file it is sending.
+    return max(16, min(MAX_DEFAULT_CONNECTIONS, (open_files - RESERVED_FDS) // 2))
+
+
+def _request_id() -> str:
+    return os.urandom(16).hex()
+
+
+def _refusal_bytes(request_id: str) -> bytes:
+    body = json.dumps({
+        "code": "ServiceUnavailableException",
+        "message": "The server is at its connection limit; retry shortly",
+        "type": "Server",
+    }).encode()
+    head = (
+        "HTTP/1.1 503 Service Unavailable\r\n"
+        "Content-Type: application/json\r\n"
+        "x-amzn-ErrorType: ServiceUnavailableException\r\n"
+        "Retry-After: 1\r\n"
+        f"x-amzn-RequestId: {request_id}\r\n"
+        "Connection: close\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+class _Refusal(asyncio.Protocol):
+    """A connection past the cap: answered 503 at once and closed."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.WriteTransport)
+        transport.write(_refusal_bytes(_request_id()))
+        transport.close()
+
+
+class GlacierRequestHandler(RequestHandler):
+    """aiohttp's connection handler, answering malformed HTTP with Glacier's JSON error and
+    counting itself against the connection cap."""
+
+    def __init__(self, listener: Listener, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._listener = listener
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._listener.release()
+        super().connection_lost(exc)
+
+    def handle_error(
+        self,
+        request: BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        if request.writer.output_size > 0:
+            raise ConnectionError("a response was already started")
+        error: GlacierError
+        if 400 <= status < 500:
+            text = (message or "Malformed HTTP request").splitlines()[0][:200]
+            log.info("malformed HTTP from %s: %s", request.remote, text)
+            error = InvalidParameterValueError(f"Malformed HTTP request: {text}")
+        else:
+            log.error("internal error before routing a request from %s", request.remote,
+                      exc_info=exc)
+            error = ServiceUnavailableError("The service encountered an internal error; try again")
+        response = error_response(error)
+        response.headers["x-amzn-RequestId"] = _request_id()
+        response.force_close()
+        return response
+
+
+class Listener:
+    """The protocol factory given to ``loop.create_server``."""
+
+    def __init__(self, server: web.Server, settings: ListenerSettings,
+                 loop: asyncio.AbstractEventLoop) -> None:
+        self._server = server
+        self._settings = settings
+        self._loop = loop
+        self.open = 0
+        self._refusals = IntervalLog(
+            f"refusing connections: {settings.max_connections} are open (--max-connections)"
+        )
+
+    def release(self) -> None:
+        self.open -= 1
+
+    def __call__(self) -> asyncio.Protocol:
+        if self.open >= self._settings.max_connections:
+            self._refusals.note()
+            return _Refusal()
+        self.open += 1
+        return GlacierRequestHandler(
+            self,
+            manager=self._server,
+            loop=self._loop,
+            keepalive_timeout=self._settings.idle_timeout_s,
+            read_bufsize=READ_BUFFER,
+            access_log=None,
+        )
+
+
+def _exception_handler(accept_failures: IntervalLog) -> Callable[
+    [asyncio.AbstractEventLoop, dict[str, Any]], None
+]:
+    def handle(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        message = str(context.get("message", ""))
+        if message.startswith("socket.accept() out of system resource"):
+            accept_failures.note(str(context.get("exception", "")))
+            return
+        loop.default_exception_handler(context)
+
+    return handle
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    except socket.gaierror as exc:
+        raise OSError(exc.errno, f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        raise OSError(exc.errno, f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.setblocking(False)
+    return sock
+
+
+async def serve(app: web.Application, settings: ListenerSettings,
+                ready: Callable[[], Awaitable[None] | None] | None = None) -> None:
+    """Serve ``app`` until SIGTERM or SIGINT, then stop gracefully."""
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(_exception_handler(
+        IntervalLog("accept() is failing for lack of file descriptors or memory")
+    ))
+    # Bound before the application starts, so that a port in use fails before anything is
+    # written to the data directory.
+    sock = _bind(settings.host, settings.port)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None,
+                           shutdown_timeout=settings.shutdown_timeout_s)
+    try:
+        await runner.setup()
+        assert runner.server is not None
+        listener = Listener(runner.server, settings, loop)
+        # Listening starts only now: a client that can connect finds the server ready.
+        server = await loop.create_server(listener, sock=sock, ssl=settings.ssl_context,
+                                          backlog=1024)
+        stop = asyncio.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        if ready is not None:
+            result = ready()
+            if result is not None:
+                await result
+        await stop.wait()
+        server.close()
+    finally:
+        await runner.cleanup()
