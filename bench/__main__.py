@@ -2,6 +2,8 @@
 
 Prints one table and writes it as JSON and Markdown (``bench/RESULTS.md`` by default).
 ``--quick`` is a smoke run of seconds; ``--size`` and ``--big-size`` scale it up.
+
+``python -m bench crash|fuzz|soak ...`` run the hardening harnesses (``--help`` on each).
 """
 
 from __future__ import annotations
@@ -514,7 +516,16 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+HARNESSES = ("crash", "fuzz", "soak")
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in HARNESSES:
+        import importlib
+
+        harness = importlib.import_module(f"bench.{argv[0]}")
+        return int(harness.main(argv[1:]))
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="a smoke run of seconds")
     parser.add_argument("--size", default=None, help="archive size for transfers (default 1GiB)")

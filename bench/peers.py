@@ -71,6 +71,11 @@ class Peer:
         times = psutil.Process(self.proc.pid).cpu_times()
         return float(times.user + times.system)
 
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.terminate()
@@ -84,12 +89,23 @@ class Peer:
 def start_icevault(work: Path, auth: str = "off") -> Peer:
     data = work / f"icevault-{auth}"
     shutil.rmtree(data, ignore_errors=True)
-    port = free_port()
+    return launch_icevault(data, auth)
+
+
+def launch_icevault(data: Path, auth: str = "off", extra: list[str] | None = None,
+                    log: Path | None = None, port: int | None = None,
+                    preexec: Any = None) -> Peer:
+    """``icevault serve`` on ``data`` as it is (a restart keeps what is there)."""
+    port = port or free_port()
+    out = open(log, "ab") if log is not None else subprocess.DEVNULL  # noqa: SIM115
     proc = subprocess.Popen(
         [sys.executable, "-m", "icevault", "serve", "--port", str(port), "--data-dir", str(data),
-         "--auth", auth, "--log-level", "warning"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+         "--auth", auth, "--log-level", "warning" if log is None else "info", *(extra or [])],
+        stdout=out, stderr=subprocess.STDOUT if log is not None else subprocess.DEVNULL,
+        preexec_fn=preexec,
     )
+    if log is not None:
+        out.close()  # type: ignore[union-attr]
     _wait_port(port, proc)
     key, secret = "AKIDBENCH", "bench"
     if auth == "sigv4":

@@ -8,7 +8,6 @@ from typing import Any
 import pytest
 
 from tests.seaweed import SeaweedServer
-
 from tests.support import ServerProcess
 
 _names = itertools.count()

@@ -12,7 +12,6 @@ import json
 import threading
 from collections import deque
 
-
 import aiohttp
 from aiohttp import web
 

@@ -56,7 +56,8 @@ def new_user(server: ServerProcess, name: str) -> dict[str, str]:
 
 
 def all_operations(vault: str, archive_id: str, job_id: str, upload_id: str) -> dict[str, Callable[[Any], Any]]:
-    """One call per Glacier operation, with arguments that would succeed for the root."""
+    """One call per Glacier operation, with well-formed arguments (a refused caller is refused
+    before they are checked)."""
     policy = json.dumps({"Version": "2012-10-17", "Statement": [{
         "Effect": "Allow", "Principal": "*", "Action": "glacier:ListJobs", "Resource": "*"}]})
     return {
@@ -204,6 +205,42 @@ def test_cross_account_only_through_vault_policy(secured: ServerProcess) -> None
     assert error_of(exc)[:2] == ("ResourceNotFoundException", 404)
     with pytest.raises(ClientError) as exc:
         other_root.describe_vault(accountId=owner, vaultName="shared")
+    assert error_of(exc)[:2] == ("AccessDeniedException", 403)
+
+
+def test_vault_policy_naming_the_account_delegates_to_its_users_policies(
+        secured: ServerProcess) -> None:
+    """AWS: a resource policy naming an account delegates to that account; its users still
+    need an identity Allow. Naming the user itself (or everyone) grants directly."""
+    root = secured.client()
+    owner = root.create_vault(vaultName="delegated")["location"].split("/")[1]
+    carol = client_for(secured, new_user(secured, "carol"))
+
+    def allow(principal: Any) -> None:
+        root.set_vault_access_policy(vaultName="delegated", policy={"Policy": json.dumps({
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Principal": principal,
+                           "Action": "glacier:DescribeVault",
+                           "Resource": f"arn:aws:glacier:us-east-1:{owner}:vaults/delegated"}]})})
+
+    for principal in ({"AWS": f"arn:aws:iam::{owner}:root"}, {"AWS": owner}):
+        allow(principal)
+        with pytest.raises(ClientError) as exc:
+            carol.describe_vault(vaultName="delegated")
+        assert error_of(exc)[:2] == ("AccessDeniedException", 403), principal
+    for principal in ({"AWS": f"arn:aws:iam::{owner}:user/carol"}, "*"):
+        allow(principal)
+        assert carol.describe_vault(vaultName="delegated")["VaultName"] == "delegated"
+    # and a Deny naming the account still binds its users
+    root.set_vault_access_policy(vaultName="delegated", policy={"Policy": json.dumps({
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Principal": "*", "Action": "glacier:DescribeVault",
+             "Resource": "*"},
+            {"Effect": "Deny", "Principal": {"AWS": owner}, "Action": "glacier:DescribeVault",
+             "Resource": "*"}]})})
+    with pytest.raises(ClientError) as exc:
+        carol.describe_vault(vaultName="delegated")
     assert error_of(exc)[:2] == ("AccessDeniedException", 403)
 
 
@@ -373,11 +410,12 @@ def test_presigned_url(secured: ServerProcess) -> None:
 
 
 class _Hook(BaseHTTPRequestHandler):
-    received: list[tuple[str, dict[str, Any]]] = []
+    received: list[tuple[str, str, dict[str, Any]]] = []
 
     def do_POST(self) -> None:  # noqa: N802
         length = int(self.headers["Content-Length"])
-        _Hook.received.append((self.headers["x-icevault-topic"], json.loads(self.rfile.read(length))))
+        _Hook.received.append(
+            (self.path, self.headers["x-icevault-topic"], json.loads(self.rfile.read(length))))
         self.send_response(204)
         self.end_headers()
 
@@ -385,37 +423,65 @@ class _Hook(BaseHTTPRequestHandler):
         pass
 
 
-def test_notifications_are_delivered_to_the_webhook(tmp_path: Any) -> None:
+def test_notifications_go_only_to_registered_topics(tmp_path: Any) -> None:
     hook = HTTPServer(("127.0.0.1", 0), _Hook)
     threading.Thread(target=hook.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{hook.server_port}"
     server = ServerProcess(tmp_path / "data", auth="sigv4",
-                           extra_args=["--notification-url", f"http://127.0.0.1:{hook.server_port}/hook"]).start()
+                           extra_args=["--notification-url", f"{base}/operator"]).start()
     try:
         root = server.client()
         root.create_vault(vaultName="notify")
         with pytest.raises(ClientError) as exc:
             root.get_vault_notifications(vaultName="notify")
         assert error_of(exc)[:2] == ("ResourceNotFoundException", 404)
-        topic = "arn:aws:sns:us-east-1:123456789012:archive-ready"
+        account = root.describe_vault(vaultName="notify")["VaultARN"].split(":")[4]
+        archive_id = root.upload_archive(vaultName="notify", body=b"ping")["archiveId"]
+        # a caller cannot make the server call an address of its choosing
+        for topic in (f"{base}/attacker", "http://169.254.169.254/latest/meta-data",
+                      f"arn:aws:sns:us-east-1:{account}:not-registered",
+                      "arn:aws:sns:us-east-1:123456789012:archive-ready"):
+            with pytest.raises(ClientError) as exc:
+                root.set_vault_notifications(vaultName="notify", vaultNotificationConfig={
+                    "SNSTopic": topic, "Events": ["ArchiveRetrievalCompleted"]})
+            assert error_of(exc)[:2] == ("InvalidParameterValueException", 400)
+            assert "Topic does not exist" in error_of(exc)[2]
+            with pytest.raises(ClientError) as exc:
+                root.initiate_job(vaultName="notify", jobParameters={
+                    "Type": "archive-retrieval", "ArchiveId": archive_id, "SNSTopic": topic})
+            assert error_of(exc)[:2] == ("InvalidParameterValueException", 400)
+        created = admin(server, "create-topic", "archive-ready", "--url", f"{base}/ready")
+        topic = created["TopicArn"]
+        assert topic == f"arn:aws:sns:us-east-1:{account}:archive-ready"
+        job_topic = admin(server, "create-topic", "mine", "--url", f"{base}/mine")["TopicArn"]
+        assert [t["TopicArn"] for t in admin(server, "list-topics")["Topics"]] == [
+            topic, job_topic]
         root.set_vault_notifications(vaultName="notify", vaultNotificationConfig={
             "SNSTopic": topic, "Events": ["ArchiveRetrievalCompleted"]})
         assert root.get_vault_notifications(vaultName="notify")["vaultNotificationConfig"] == {
             "SNSTopic": topic, "Events": ["ArchiveRetrievalCompleted"]}
-        archive_id = root.upload_archive(vaultName="notify", body=b"ping")["archiveId"]
-        job_id = root.initiate_job(vaultName="notify", jobParameters={
-            "Type": "archive-retrieval", "ArchiveId": archive_id})["jobId"]
-        inventory_id = root.initiate_job(vaultName="notify", jobParameters={"Type": "inventory-retrieval"})["jobId"]
-        wait_for_job(root, "notify", job_id)
+        inventory_id = root.initiate_job(vaultName="notify", jobParameters={
+            "Type": "inventory-retrieval"})["jobId"]
         wait_for_job(root, "notify", inventory_id)
+        job_id = root.initiate_job(vaultName="notify", jobParameters={
+            "Type": "archive-retrieval", "ArchiveId": archive_id, "SNSTopic": job_topic})["jobId"]
+        wait_for_job(root, "notify", job_id)
+        # the job's own topic and the vault's, each to its URL and to the operator's hook
+        expected = {("/mine", job_topic, job_id), ("/operator", job_topic, job_id),
+                    ("/ready", topic, job_id), ("/operator", topic, job_id)}
         deadline = time.monotonic() + 10
-        while not _Hook.received and time.monotonic() < deadline:
+        while len(_Hook.received) < len(expected) and time.monotonic() < deadline:
             time.sleep(0.05)
-        time.sleep(0.3)
-        assert [(t, m["JobId"], m["StatusCode"]) for t, m in _Hook.received] == [(topic, job_id, "Succeeded")]
+        got = {(path, t, m["JobId"]) for path, t, m in _Hook.received}
+        assert got == expected
+        assert all(m["StatusCode"] == "Succeeded" for _, _, m in _Hook.received)
+        assert len(_Hook.received) == 4  # the inventory job matched no configured event
         root.delete_vault_notifications(vaultName="notify")
         with pytest.raises(ClientError) as exc:
             root.get_vault_notifications(vaultName="notify")
         assert error_of(exc)[:2] == ("ResourceNotFoundException", 404)
+        admin(server, "delete-topic", "mine")
+        assert [t["TopicArn"] for t in admin(server, "list-topics")["Topics"]] == [topic]
     finally:
         server.stop()
         hook.shutdown()

@@ -14,8 +14,8 @@ from botocore.exceptions import ClientError
 from botocore.utils import calculate_tree_hash
 
 from icevault.core.treehash import MIB, tree_hash
-from tests.support import ServerProcess, pattern, raw_request, wait_for_job
 from tests.e2e.test_vaults import error_of
+from tests.support import ServerProcess, pattern, raw_request, wait_for_job
 
 
 def retrieve(glacier: Any, vault: str, archive_id: str) -> bytes:

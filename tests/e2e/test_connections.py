@@ -171,23 +171,23 @@ def test_running_out_of_descriptors_is_logged_once_per_interval(tmp_path: Path) 
     # A cap above what the descriptors allow: accept() itself fails with EMFILE.
     server = ServerProcess(tmp_path / "data", extra_args=["--max-connections", "5000"],
                            preexec=_limit_files(160, 160)).start()
-    held: list[socket.socket] = []
     try:
-        for _ in range(300):
-            try:
-                held.append(socket.create_connection(("127.0.0.1", server.port), timeout=1))
-            except OSError:
-                break
-        time.sleep(3)
-        log = server.log()
-        assert "Traceback" not in log
-        assert log.count("accept() is failing") <= 2
-        assert len(log) < 20_000
-    finally:
-        for sock in held:
-            sock.close()
-    time.sleep(0.5)
-    try:
+        held: list[socket.socket] = []
+        try:
+            for _ in range(300):
+                try:
+                    held.append(socket.create_connection(("127.0.0.1", server.port), timeout=1))
+                except OSError:
+                    break
+            time.sleep(3)
+            log = server.log()
+            assert "Traceback" not in log
+            assert 1 <= log.count("accept() is failing") <= 2, log[-2000:]
+            assert len(log) < 20_000
+        finally:
+            for sock in held:
+                sock.close()
+        time.sleep(0.5)
         assert server.client().list_vaults()["ResponseMetadata"]["HTTPStatusCode"] == 200
     finally:
         server.stop()
@@ -196,27 +196,27 @@ def test_running_out_of_descriptors_is_logged_once_per_interval(tmp_path: Path) 
 def test_default_cap_keeps_descriptors_for_the_server(tmp_path: Path) -> None:
     # 200 descriptors: the default cap is (200 - 128) / 2 = 36 connections.
     server = ServerProcess(tmp_path / "data", preexec=_limit_files(200, 200)).start()
-    held: list[socket.socket] = []
     try:
-        for _ in range(150):
-            held.append(socket.create_connection(("127.0.0.1", server.port), timeout=1))
+        held: list[socket.socket] = []
+        try:
+            for _ in range(150):
+                held.append(socket.create_connection(("127.0.0.1", server.port), timeout=1))
+            time.sleep(0.5)
+            refused = 0
+            for sock in held:
+                sock.setblocking(False)
+                try:
+                    data = sock.recv(65536)
+                except BlockingIOError:
+                    continue  # being served: idle, so nothing to read
+                assert data.startswith(b"HTTP/1.1 503 "), data[:100]
+                assert b'"ServiceUnavailableException"' in data
+                refused += 1
+            assert 150 - 36 <= refused <= 150 - 35
+        finally:
+            for sock in held:
+                sock.close()
         time.sleep(0.5)
-        refused = 0
-        for sock in held:
-            sock.setblocking(False)
-            try:
-                data = sock.recv(65536)
-            except BlockingIOError:
-                continue  # being served: idle, so nothing to read
-            assert data.startswith(b"HTTP/1.1 503 "), data[:100]
-            assert b'"ServiceUnavailableException"' in data
-            refused += 1
-        assert 150 - 36 <= refused <= 150 - 35
-    finally:
-        for sock in held:
-            sock.close()
-    time.sleep(0.5)
-    try:
         assert server.client().list_vaults()["ResponseMetadata"]["HTTPStatusCode"] == 200
         assert "Traceback" not in server.log()
         assert "Too many open files" not in server.log()
@@ -250,6 +250,7 @@ def test_start_up_failures_are_one_line_and_exit_2(tmp_path: Path) -> None:
         port = busy.getsockname()[1]
         line = _one_line_failure(_serve("--data-dir", str(tmp_path / "d2"), "--port", str(port)))
         assert "address" in line.lower()
+        assert not (tmp_path / "d2").exists()  # nothing was written before the failure
 
 
 def test_read_only_data_directory_is_one_line(tmp_path: Path, tmpfs: Callable[..., Path]) -> None:

@@ -24,8 +24,8 @@ from icevault.client import (
     plan_chunks,
     wait_for_job,
 )
-from icevault.client.bandwidth import BandwidthLimiter
 from icevault.core.treehash import MIB, combine_hex, is_tree_hash_aligned, tree_hash
+from icevault.pacing import BandwidthLimiter
 
 
 @settings(max_examples=150, deadline=None)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -15,24 +16,54 @@ import click
 
 from icevault.core.errors import GlacierError
 from icevault.core.identity import AccessKey, KeyStatus
+from icevault.core.models import Archive, VaultRef
 from icevault.service.context import Context
 from icevault.service.identity import IdentityService
+from icevault.service.scrub import Scrubber
+from icevault.service.topics import TopicService, topic_arn
+from icevault.store.blobs.base import BlobStore
 from icevault.store.blobs.local import LocalBlobStore
+from icevault.store.blobs.s3 import S3BlobStore, S3Location
 from icevault.store.metadata.sql import SqlMetadataStore, sqlite_url
 
 
 class Admin:
-    def __init__(self, data_dir: Path, metadata_url: str | None) -> None:
-        if metadata_url is None and not (data_dir / "metadata.sqlite3").exists():
+    """The stores behind the admin commands, opened on first use (so that --help needs none)."""
+
+    def __init__(self, data_dir: Path, metadata_url: str | None, blob_url: str | None,
+                 region: str) -> None:
+        self.data_dir = data_dir
+        self.region = region
+        self.metadata_url = metadata_url
+        self.blob_url = blob_url
+
+    @cached_property
+    def meta(self) -> SqlMetadataStore:
+        if self.metadata_url is None and not (self.data_dir / "metadata.sqlite3").exists():
             raise click.ClickException(
-                f"{data_dir} holds no icevault data; start `icevault serve --data-dir {data_dir}` "
-                "once, or pass the right --data-dir"
+                f"{self.data_dir} holds no icevault data; start `icevault serve --data-dir "
+                f"{self.data_dir}` once, or pass the right --data-dir"
             )
-        self.meta = SqlMetadataStore(metadata_url or sqlite_url(data_dir / "metadata.sqlite3"))
-        self.identity = IdentityService(Context(meta=self.meta, blobs=LocalBlobStore(data_dir)))
+        return SqlMetadataStore(self.metadata_url or sqlite_url(self.data_dir / "metadata.sqlite3"))
+
+    @cached_property
+    def ctx(self) -> Context:
+        blobs: BlobStore = (
+            S3BlobStore(S3Location.parse(self.blob_url)) if self.blob_url
+            else LocalBlobStore(self.data_dir)
+        )
+        return Context(meta=self.meta, blobs=blobs, region=self.region)
+
+    @cached_property
+    def identity(self) -> IdentityService:
+        return IdentityService(self.ctx)
 
     def account(self, account_id: str | None) -> str:
         return account_id or self.meta.default_account()
+
+    def close(self) -> None:
+        if "meta" in self.__dict__:
+            self.meta.close()
 
 
 def _emit(value: Any) -> None:
@@ -55,11 +86,17 @@ def _key_json(key: AccessKey, *, secret: bool) -> dict[str, Any]:
 @click.option("--data-dir", default="./icevault-data", show_default=True,
               type=click.Path(file_okay=False, path_type=Path))
 @click.option("--metadata-url", default=None, help="Metadata database URL, if not SQLite.")
+@click.option("--blob-url", default=None,
+              help="The server's --blob-url, if archive bytes are in an object store.")
+@click.option("--region", default="us-east-1", show_default=True,
+              help="The server's --region (it appears in topic ARNs).")
 @click.pass_context
-def admin(ctx: click.Context, data_dir: Path, metadata_url: str | None) -> None:
-    """Manage accounts, users, access keys and identity policies."""
-    ctx.obj = Admin(data_dir, metadata_url)
-    ctx.call_on_close(ctx.obj.meta.close)
+def admin(ctx: click.Context, data_dir: Path, metadata_url: str | None,
+          blob_url: str | None, region: str) -> None:
+    """Manage accounts, users, access keys, identity policies and topics; check stored
+    archives."""
+    ctx.obj = Admin(data_dir, metadata_url, blob_url, region)
+    ctx.call_on_close(ctx.obj.close)
 
 
 def _run(fn: Any, *args: Any) -> Any:
@@ -181,3 +218,75 @@ def delete_user_policy(obj: Admin, account_id: str | None, user: str, policy_nam
 def list_user_policies(obj: Admin, account_id: str | None, user: str) -> None:
     policies = obj.meta.user_policies(obj.account(account_id), user)
     _emit({"Policies": [{"PolicyName": n, "PolicyDocument": json.loads(d)} for n, d in policies]})
+
+
+# -- topics ------------------------------------------------------------------------------------
+
+@admin.command("create-topic")
+@account_option
+@click.argument("name")
+@click.option("--url", required=True, help="The http(s) URL that receives the notifications.")
+@click.pass_obj
+def create_topic(obj: Admin, account_id: str | None, name: str, url: str) -> None:
+    """Register an SNS topic name: jobs and vault notification configurations may name it
+    by its ARN, and its notifications are POSTed to URL."""
+    arn = _run(TopicService(obj.ctx).create, obj.account(account_id), name, url)
+    _emit({"TopicArn": arn, "Url": url})
+
+
+@admin.command("list-topics")
+@account_option
+@click.pass_obj
+def list_topics(obj: Admin, account_id: str | None) -> None:
+    account = obj.account(account_id)
+    region = obj.ctx.region
+    _emit({"Topics": [{"TopicArn": topic_arn(region, account, name), "Url": url}
+                      for name, url in obj.meta.list_topics(account)]})
+
+
+@admin.command("delete-topic")
+@account_option
+@click.argument("name")
+@click.pass_obj
+def delete_topic(obj: Admin, account_id: str | None, name: str) -> None:
+    _run(TopicService(obj.ctx).delete, obj.account(account_id), name)
+
+
+# -- integrity ---------------------------------------------------------------------------------
+
+@admin.command("scrub")
+@account_option
+@click.option("--vault", default=None, help="Only this vault (default: every archive stored).")
+@click.option("--rate", default=None, type=click.FloatRange(min=0.001),
+              help="Read at most this many MB/s (default: as fast as the disk goes).")
+@click.pass_obj
+def scrub(obj: Admin, account_id: str | None, vault: str | None, rate: float | None) -> None:
+    """Re-read stored archives and check every byte against their tree-hash leaves.
+
+    \b
+    A corrupt archive is reported and marked: it is never served again. Interrupted, the
+    scrub resumes where it stopped. Exit codes: 0 all good, 3 corruption found, 130
+    interrupted."""
+    ref = None if vault is None else VaultRef(obj.account(account_id), vault)
+
+    def report(archive: Archive, reason: str | None) -> None:
+        if reason is not None:
+            click.echo(f"CORRUPT {archive.vault.account_id}/{archive.vault.name} "
+                       f"{archive.id}: {reason}", err=True)
+
+    scrubber = Scrubber(obj.ctx)
+    try:
+        result = scrubber.run(ref, bytes_per_second=None if rate is None else rate * 1e6,
+                              on_archive=report)
+    except KeyboardInterrupt:
+        click.echo("interrupted: run the same command to resume", err=True)
+        sys.exit(130)
+    _emit({
+        "Checked": result.checked,
+        "BytesRead": result.bytes_read,
+        "ResumedAfterPosition": result.resumed_after,
+        "Corrupt": [{"AccountId": a.vault.account_id, "VaultName": a.vault.name,
+                     "ArchiveId": a.id, "Reason": reason} for a, reason in result.corrupt],
+    })
+    if result.corrupt:
+        sys.exit(3)

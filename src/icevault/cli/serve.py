@@ -153,6 +153,7 @@ def serve(
     from icevault.server.app import create_app
     from icevault.server.listener import (
         ListenerSettings,
+        bind,
         default_max_connections,
         raise_open_file_limit,
     )
@@ -165,6 +166,8 @@ def serve(
     )
     for handler in logging.getLogger().handlers:
         redact.install(handler)
+    # Alembic narrates every migration step at INFO; a server's log needs none of it.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         delays = parse_tier_delays(tier_delays)
     except ValueError as exc:
@@ -222,7 +225,9 @@ def serve(
             max_connections=max_connections or default_max_connections(open_files),
             ssl_context=ssl_context,
         )
-        asyncio.run(serve_app(create_app(settings), listener, ready=announce))
+        # Bound first: a port in use fails before anything is written to the data directory.
+        sock = bind(host, port)
+        asyncio.run(serve_app(create_app(settings), listener, sock, ready=announce))
     except Exception as exc:
         if started:
             raise

@@ -24,7 +24,6 @@ from botocore.exceptions import BotoCoreError
 from botocore.exceptions import ClientError as BotoClientError
 
 from icevault.client.api import make_glacier_client
-from icevault.client.bandwidth import BandwidthLimiter
 from icevault.client.chunks import Chunk, check_chunk_size, plan_chunks
 from icevault.client.exceptions import (
     ChecksumMismatchError,
@@ -38,6 +37,7 @@ from icevault.client.journal import Journal, JournalState
 from icevault.client.progress import Subscriber
 from icevault.core.treehash import MIB, TreeHasher, combine_hex
 from icevault.diskio import SequentialWriter, open_for_write
+from icevault.pacing import BandwidthLimiter
 
 PART_SUFFIX = ".icevault-part"
 JOURNAL_SUFFIX = ".icevault-journal"
@@ -285,7 +285,7 @@ class _Fetcher:
                 if attempt >= config.max_attempts:
                     raise RetriesExceededError(
                         f"chunk {chunk.range_header()} failed {attempt} times; last: {kind}: {error}",
-                        error,
+                        error, verification=kind == "checksum-mismatch",
                     ) from error
                 with self.rng_lock:
                     jitter = config.rng.random()
@@ -294,7 +294,7 @@ class _Fetcher:
                     raise RetriesExceededError(
                         f"chunk {chunk.range_header()} still failing after "
                         f"{config.retry_deadline_s:g} s; last: {kind}: {error}",
-                        error,
+                        error, verification=kind == "checksum-mismatch",
                     ) from error
                 for subscriber in self.subscribers:
                     subscriber.on_retry(chunk=chunk, attempt=attempt, error=error, kind=kind, delay=delay)

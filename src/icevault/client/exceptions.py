@@ -2,7 +2,8 @@
 
     ClientError                      1  anything that stops a transfer
     ├── ChecksumMismatchError        3  bytes that do not match their tree hash or size
-    ├── RetriesExceededError         1  a chunk failed every attempt (keeps the last error)
+    ├── RetriesExceededError       1/3  a chunk failed every attempt (keeps the last error;
+    │                                   3 when that was a checksum mismatch)
     ├── JobNotReadyError             4  the job is in progress or failed
     └── JobExpiredError              4  the job is gone (expired or never existed)
 """
@@ -19,9 +20,15 @@ class ChecksumMismatchError(ClientError):
 
 
 class RetriesExceededError(ClientError):
-    def __init__(self, message: str, last_exception: BaseException | None) -> None:
+    def __init__(
+        self, message: str, last_exception: BaseException | None, *, verification: bool = False
+    ) -> None:
         super().__init__(message)
         self.last_exception = last_exception
+        # Bytes that kept failing their checksum are a verification failure, not a network
+        # one: the documented exit code says so.
+        if verification:
+            self.exit_code = ChecksumMismatchError.exit_code
 
 
 class JobNotReadyError(ClientError):

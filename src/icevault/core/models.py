@@ -115,6 +115,8 @@ class Archive:
     created_at: int
     blob_key: str | None
     deleted_at: int | None = None
+    corrupt_at: int | None = None  # when its bytes failed verification; never served after
+    corrupt_reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -55,6 +55,10 @@ class Request:
     principal_arn: str
     principal_account: str
     context: Callable[[str], Sequence[str] | None] = field(default=lambda _key: None)
+    # A resource policy's Allow that names only the caller's account delegates to that
+    # account's own policies; it grants a user of the account nothing by itself. Set for
+    # such users, so that only statements naming them (or everyone) allow.
+    direct_allows_only: bool = False
 
 
 def _malformed(reason: str) -> InvalidParameterValueError:
@@ -155,12 +159,14 @@ def wildcard_match(pattern: str, value: str, *, ignore_case: bool = False) -> bo
     return _wildcard(pattern, ignore_case).match(value) is not None
 
 
-def _principal_matches(principals: tuple[str, ...], request: Request) -> bool:
+def _principal_matches(principals: tuple[str, ...], request: Request, *, allow: bool) -> bool:
     for principal in principals:
         if principal == "*":
             return True
         if principal in (request.principal_account, f"arn:aws:iam::{request.principal_account}:root"):
-            return True
+            if not (allow and request.direct_allows_only):
+                return True
+            continue
         if wildcard_match(principal, request.principal_arn):
             return True
     return False
@@ -234,7 +240,9 @@ def statement_applies(statement: Statement, request: Request) -> bool:
             return False
     elif any(wildcard_match(r, request.resource) for r in statement.not_resources):
         return False
-    if statement.principals is not None and not _principal_matches(statement.principals, request):
+    if statement.principals is not None and not _principal_matches(
+        statement.principals, request, allow=statement.effect is Decision.ALLOW
+    ):
         return False
     return all(_condition_holds(op, key, values, request) for op, key, values in statement.conditions)
 

@@ -199,7 +199,9 @@ def _exception_handler(accept_failures: IntervalLog) -> Callable[
     return handle
 
 
-def _bind(host: str, port: int) -> socket.socket:
+def bind(host: str, port: int) -> socket.socket:
+    """The listening socket, bound but not yet listening (clients are refused until the
+    server is ready)."""
     try:
         family, kind, proto, _, address = socket.getaddrinfo(
             host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
@@ -216,16 +218,14 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-async def serve(app: web.Application, settings: ListenerSettings,
+async def serve(app: web.Application, settings: ListenerSettings, sock: socket.socket,
                 ready: Callable[[], Awaitable[None] | None] | None = None) -> None:
-    """Serve ``app`` until SIGTERM or SIGINT, then stop gracefully."""
+    """Serve ``app`` on ``sock`` (from :func:`bind`) until SIGTERM or SIGINT, then stop
+    gracefully."""
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(_exception_handler(
         IntervalLog("accept() is failing for lack of file descriptors or memory")
     ))
-    # Bound before the application starts, so that a port in use fails before anything is
-    # written to the data directory.
-    sock = _bind(settings.host, settings.port)
     runner = web.AppRunner(app, handle_signals=False, access_log=None,
                            shutdown_timeout=settings.shutdown_timeout_s)
     try:

@@ -5,7 +5,9 @@
   that is what makes a completed vault lock binding.
 * Otherwise the account's root may do everything in its own account.
 * A user of the account needs an Allow from its identity policies, or from a vault access
-  policy statement naming it.
+  policy statement naming that user (or everyone). A statement naming only the account
+  delegates to the account's own policies, as in AWS's evaluation logic: it allows the user
+  nothing by itself.
 * Another account needs an Allow from the vault's access policy (and, for one of its users,
   from that user's identity policies too). Nothing else is allowed.
 """
@@ -15,7 +17,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from icevault.core.errors import AccessDeniedError
@@ -134,7 +136,9 @@ class AccessService:
         identity = self._parsed_user_policies(principal) if principal.user is not None else []
         vault_policies = [] if vault_ref is None else self._vault_policy_documents(vault_ref)
         identity_decisions = [evaluate(p, request) for p in identity]
-        vault_decisions = [evaluate(p, request) for p in vault_policies]
+        same_account_user = principal.user is not None and principal.account_id == access.account_id
+        vault_request = replace(request, direct_allows_only=same_account_user)
+        vault_decisions = [evaluate(p, vault_request) for p in vault_policies]
         if Decision.DENY in identity_decisions or Decision.DENY in vault_decisions:
             raise self._denied(principal, access.operation, resource, explicit=True)
         identity_allows = Decision.ALLOW in identity_decisions

@@ -14,6 +14,7 @@ from icevault.core.errors import (
     InvalidParameterValueError,
     MissingParameterValueError,
     ResourceNotFoundError,
+    ServiceUnavailableError,
 )
 from icevault.core.ids import new_job_id
 from icevault.core.models import (
@@ -32,7 +33,9 @@ from icevault.core.parsing import parse_decimal
 from icevault.core.ranges import ByteRange, parse_retrieval_range
 from icevault.service.account import AccountService
 from icevault.service.context import Context
+from icevault.service.integrity import IntegrityService, corruption_message
 from icevault.service.inventory import decode_marker, write_inventory
+from icevault.service.topics import TopicService
 from icevault.service.vaults import require_vault
 from icevault.store.blobs.base import BlobReader
 from icevault.store.metadata.base import JobCompletion
@@ -91,6 +94,8 @@ class JobService:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         self.account = AccountService(ctx)
+        self.integrity = IntegrityService(ctx)
+        self.topics = TopicService(ctx)
 
     # -- initiate -------------------------------------------------------------------------
     def initiate(self, ref: VaultRef, request: JobRequest) -> Job:
@@ -113,6 +118,8 @@ class JobService:
             )
         if request.description is not None:
             validate_description(request.description, "job description")
+        if request.sns_topic is not None:
+            self.topics.require(ref.account_id, request.sns_topic)
         require_vault(self.ctx, ref)
         if request.type == "archive-retrieval":
             job = self._archive_job(ref, request)
@@ -296,6 +303,9 @@ class JobService:
             archive = self.ctx.meta.get_archive(ref, job.archive_id)
             if archive is None or archive.blob_key is None:
                 raise job_not_found(job_id)
+            if archive.corrupt_at is not None:
+                # Marked after the job succeeded (by a scrub): never served as good.
+                raise ServiceUnavailableError(corruption_message(archive))
             total = job.retrieval_end - job.retrieval_start + 1
             blob_key = archive.blob_key
             base = job.retrieval_start
@@ -349,6 +359,11 @@ class JobService:
     def _complete(self, job: Job) -> Job | None:
         now = self.ctx.clock.now_ms()
         if job.action is JobAction.ARCHIVE_RETRIEVAL:
+            failure = self._verify_retrieval(job)
+            if failure is not None:
+                return self.ctx.meta.finish_job(
+                    job.id, JobCompletion(JobStatus.FAILED, failure, now)
+                )
             return self.ctx.meta.finish_job(
                 job.id, JobCompletion(JobStatus.SUCCEEDED, "Succeeded", now)
             )
@@ -373,6 +388,22 @@ class JobService:
                 inventory_marker_out=result.next_marker,
             ),
         )
+
+    def _verify_retrieval(self, job: Job) -> str | None:
+        """Read and check the bytes a retrieval will serve; why it must fail, if it must."""
+        assert job.archive_id is not None
+        archive = self.ctx.meta.get_archive(job.vault, job.archive_id)
+        if archive is None or archive.blob_key is None:
+            return None  # finish_job fails it as deleted
+        if archive.corrupt_at is None:
+            reason = self.integrity.check(archive, job.retrieval_start or 0, job.retrieval_end)
+            if reason is None:
+                if (job.retrieval_start, job.retrieval_end) == (0, archive.size - 1):
+                    self.ctx.meta.mark_archive_verified(archive.id, self.ctx.clock.now_ms())
+                return None
+            self.integrity.quarantine(archive, reason)
+            archive = replace(archive, corrupt_at=self.ctx.clock.now_ms(), corrupt_reason=reason)
+        return corruption_message(archive)
 
     def next_due_time(self) -> int | None:
         return self.ctx.meta.next_due_time()

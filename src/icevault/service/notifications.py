@@ -2,8 +2,8 @@
 
 Glacier publishes the DescribeJob JSON to an SNS topic when a job completes, for the job's own
 ``SNSTopic`` and for the vault's notification configuration. icevault has no SNS: it records
-every notification, and delivers it by HTTP POST to the configured webhook
-(``--notification-url``) and to any topic that is itself an http(s) URL.
+every notification, and delivers it by HTTP POST to the URL an administrator registered for
+the topic (see ``topics``) and to the operator's own webhook (``--notification-url``).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any
 
 from icevault.core.models import Job, JobAction
 from icevault.service.context import Context
+from icevault.service.topics import TopicService
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,7 @@ class Notifier:
         self.ctx = ctx
         self.render = render
         self.webhook_url = webhook_url
+        self.topics = TopicService(ctx)
 
     def topics_for(self, job: Job) -> list[str]:
         topics = []
@@ -53,8 +55,9 @@ class Notifier:
         body = json.dumps(self.render(job))
         for topic in topics:
             targets = []
-            if topic.startswith(("http://", "https://")):
-                targets.append(topic)
+            registered = self.topics.url_for(topic)
+            if registered is not None:
+                targets.append(registered)
             if self.webhook_url:
                 targets.append(self.webhook_url)
             if not targets:

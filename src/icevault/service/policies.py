@@ -20,6 +20,7 @@ from icevault.core.models import (
 )
 from icevault.core.policy import parse_policy
 from icevault.service.context import HOUR_MS, Context
+from icevault.service.topics import TopicService
 from icevault.service.vaults import require_vault, vault_not_found
 
 LOCK_WINDOW_MS = 24 * HOUR_MS
@@ -119,6 +120,7 @@ class PolicyService:
                 raise InvalidParameterValueError(
                     f"Invalid event: {event}. Valid events are {', '.join(NOTIFICATION_EVENTS)}"
                 )
+        TopicService(self.ctx).require(ref.account_id, topic)
         config = NotificationConfig(topic, tuple(dict.fromkeys(events)))
         if not self.ctx.meta.set_notifications(ref, config):
             raise vault_not_found(self.ctx, ref)

@@ -140,6 +140,38 @@ class MetadataStore(Protocol):
         """Live archives created in ``[start, end)`` with sequence above ``after_seq``."""
         ...
 
+    # -- integrity ----------------------------------------------------------------------
+    def mark_archive_corrupt(self, archive_id: str, at: int, reason: str) -> bool:
+        """Mark an archive's bytes as failing verification (never served again); False when
+        it was marked already."""
+        ...
+
+    def mark_archive_verified(self, archive_id: str, at: int) -> None: ...
+
+    def stored_archives(
+        self, after_seq: int, vault: VaultRef | None, limit: int
+    ) -> list[tuple[int, Archive]]:
+        """Archives whose bytes are still stored (deleted ones a job still serves included),
+        in ``seq`` order after ``after_seq``: what a scrub reads."""
+        ...
+
+    def corrupt_archives(self) -> list[Archive]: ...
+
+    def get_setting(self, key: str) -> str | None: ...
+
+    def set_setting(self, key: str, value: str | None) -> None:
+        """Store a server-wide value (None removes it)."""
+        ...
+
+    # -- topics ---------------------------------------------------------------------------
+    def put_topic(self, account_id: str, name: str, url: str, now: int) -> None: ...
+
+    def get_topic_url(self, account_id: str, name: str) -> str | None: ...
+
+    def list_topics(self, account_id: str) -> list[tuple[str, str]]: ...
+
+    def delete_topic(self, account_id: str, name: str) -> bool: ...
+
     # -- multipart uploads ----------------------------------------------------------------
     def insert_upload(self, upload: Upload) -> bool:
         """False when the vault does not exist."""

@@ -1,17 +1,14 @@
-"""Table definitions and the ordered list of schema migrations.
+"""Table definitions: the schema as the code uses it.
 
-A migration is applied in its own transaction and recorded in ``schema_version``; a new
-release appends steps and never edits applied ones.
+Changing a table here needs a new revision in ``migrations/versions`` that brings existing
+databases to it; a test compares the migrated schema with these definitions.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from sqlalchemy import (
     BigInteger,
     Column,
-    Connection,
     Index,
     Integer,
     LargeBinary,
@@ -32,8 +29,6 @@ def ascii_string(length: int) -> String:
     return String(length).with_variant(String(length, collation="C"), "postgresql")
 
 metadata = MetaData()
-
-schema_version = Table("schema_version", metadata, Column("version", Integer, nullable=False))
 
 settings = Table(
     "settings",
@@ -83,6 +78,10 @@ archives = Table(
     Column("blob_key", String(64)),
     Column("created_at", BigInteger, nullable=False),
     Column("deleted_at", BigInteger),
+    # Set when the stored bytes failed verification against the leaf hashes: never served.
+    Column("corrupt_at", BigInteger),
+    Column("corrupt_reason", Text),
+    Column("verified_at", BigInteger),  # last time a scrub or a job read and checked it all
     UniqueConstraint("id", name="archives_id_key"),
     Index("archives_by_vault", "account_id", "vault_name", "seq"),
     Index("archives_by_blob", "blob_key"),
@@ -243,23 +242,13 @@ notification_log = Table(
     Column("created_at", BigInteger, nullable=False),
 )
 
-_V1_TABLES = [settings, accounts, vaults, vault_tags, archives, uploads, parts, jobs, garbage]
 
-
-def _v1(conn: Connection) -> None:
-    metadata.create_all(conn, tables=_V1_TABLES)
-
-
-def _v2(conn: Connection) -> None:
-    metadata.create_all(conn, tables=[users, access_keys, identity_policies])
-
-
-def _v3(conn: Connection) -> None:
-    metadata.create_all(
-        conn,
-        tables=[vault_policies, vault_notifications, account_settings, provisioned_capacity,
-                notification_log],
-    )
-
-
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3]
+# SNS topics of an account, as webhooks an administrator registered (icevault has no SNS).
+topics = Table(
+    "topics",
+    metadata,
+    Column("account_id", String(12), primary_key=True),
+    Column("name", String(256), primary_key=True),
+    Column("url", Text, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)

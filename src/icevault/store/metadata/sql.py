@@ -54,6 +54,7 @@ from icevault.core.models import (
     VaultRef,
 )
 from icevault.core.treehash import DIGEST_SIZE
+from icevault.store.metadata import migrations
 from icevault.store.metadata import schema as t
 from icevault.store.metadata.base import (
     DeleteArchiveOutcome,
@@ -134,6 +135,8 @@ _ARCHIVE_COLUMNS = (
     t.archives.c.blob_key,
     t.archives.c.created_at,
     t.archives.c.deleted_at,
+    t.archives.c.corrupt_at,
+    t.archives.c.corrupt_reason,
 )
 # Every GetJobOutput request reads its archive (and, for a checksummed range, its leaves).
 _GET_ARCHIVE = select(*_ARCHIVE_COLUMNS).where(
@@ -246,18 +249,11 @@ class SqlMetadataStore:
 
     def _migrate(self) -> None:
         with self._tx(write=True) as conn:
-            t.schema_version.create(conn, checkfirst=True)
-            current = conn.execute(select(func.max(t.schema_version.c.version))).scalar() or 0
-        for version, step in enumerate(t.MIGRATIONS, start=1):
-            if version <= current:
-                continue
-            with self._tx(write=True) as conn:
-                step(conn)
-                conn.execute(insert(t.schema_version).values(version=version))
+            migrations.upgrade(conn)
 
-    def schema_version(self) -> int:
+    def schema_revision(self) -> str | None:
         with self._tx() as conn:
-            return conn.execute(select(func.max(t.schema_version.c.version))).scalar() or 0
+            return migrations.current(conn)
 
     def close(self) -> None:
         for raw in self._raw_connections:
@@ -515,6 +511,8 @@ class SqlMetadataStore:
             created_at=row.created_at,
             blob_key=row.blob_key,
             deleted_at=row.deleted_at,
+            corrupt_at=row.corrupt_at,
+            corrupt_reason=row.corrupt_reason,
         )
 
     def _insert_archive(self, conn: Connection, archive: Archive, leaves: bytes) -> None:
@@ -630,6 +628,87 @@ class SqlMetadataStore:
         query = query.order_by(t.archives.c.seq).limit(limit)
         with self._tx() as conn:
             return [(row.seq, self._row_to_archive(row)) for row in conn.execute(query)]
+
+    # -- integrity --------------------------------------------------------------------------
+    def mark_archive_corrupt(self, archive_id: str, at: int, reason: str) -> bool:
+        with self._tx(write=True) as conn:
+            result = conn.execute(
+                update(t.archives)
+                .where(t.archives.c.id == archive_id, t.archives.c.corrupt_at.is_(None))
+                .values(corrupt_at=at, corrupt_reason=reason)
+            )
+            return bool(result.rowcount)
+
+    def mark_archive_verified(self, archive_id: str, at: int) -> None:
+        with self._tx(write=True) as conn:
+            conn.execute(
+                update(t.archives).where(t.archives.c.id == archive_id).values(verified_at=at)
+            )
+
+    def stored_archives(
+        self, after_seq: int, vault: VaultRef | None, limit: int
+    ) -> list[tuple[int, Archive]]:
+        query = select(*_ARCHIVE_COLUMNS).where(
+            t.archives.c.seq > after_seq, t.archives.c.blob_key.is_not(None)
+        )
+        if vault is not None:
+            query = query.where(
+                t.archives.c.account_id == vault.account_id, t.archives.c.vault_name == vault.name
+            )
+        query = query.order_by(t.archives.c.seq).limit(limit)
+        with self._tx() as conn:
+            return [(row.seq, self._row_to_archive(row)) for row in conn.execute(query)]
+
+    def corrupt_archives(self) -> list[Archive]:
+        query = select(*_ARCHIVE_COLUMNS).where(t.archives.c.corrupt_at.is_not(None))
+        with self._tx() as conn:
+            return [self._row_to_archive(row) for row in conn.execute(query.order_by(t.archives.c.seq))]
+
+    def get_setting(self, key: str) -> str | None:
+        with self._tx() as conn:
+            value = conn.execute(select(t.settings.c.value).where(t.settings.c.key == key)).scalar()
+            return None if value is None else str(value)
+
+    def set_setting(self, key: str, value: str | None) -> None:
+        with self._tx(write=True) as conn:
+            conn.execute(delete(t.settings).where(t.settings.c.key == key))
+            if value is not None:
+                conn.execute(insert(t.settings).values(key=key, value=value))
+
+    # -- topics (SNS topic names mapped to registered webhooks) ---------------------------
+    def put_topic(self, account_id: str, name: str, url: str, now: int) -> None:
+        with self._tx(write=True) as conn:
+            conn.execute(
+                delete(t.topics).where(t.topics.c.account_id == account_id, t.topics.c.name == name)
+            )
+            conn.execute(
+                insert(t.topics).values(account_id=account_id, name=name, url=url, created_at=now)
+            )
+
+    def get_topic_url(self, account_id: str, name: str) -> str | None:
+        with self._tx() as conn:
+            value = conn.execute(
+                select(t.topics.c.url).where(
+                    t.topics.c.account_id == account_id, t.topics.c.name == name
+                )
+            ).scalar()
+            return None if value is None else str(value)
+
+    def list_topics(self, account_id: str) -> list[tuple[str, str]]:
+        with self._tx() as conn:
+            rows = conn.execute(
+                select(t.topics.c.name, t.topics.c.url)
+                .where(t.topics.c.account_id == account_id)
+                .order_by(t.topics.c.name)
+            )
+            return [(row.name, row.url) for row in rows]
+
+    def delete_topic(self, account_id: str, name: str) -> bool:
+        with self._tx(write=True) as conn:
+            result = conn.execute(
+                delete(t.topics).where(t.topics.c.account_id == account_id, t.topics.c.name == name)
+            )
+            return bool(result.rowcount)
 
     # -- multipart uploads ----------------------------------------------------------------
     @staticmethod
@@ -933,12 +1012,16 @@ class SqlMetadataStore:
             status, message = completion.status, completion.message
             if row.action == JobAction.ARCHIVE_RETRIEVAL and status is JobStatus.SUCCEEDED:
                 archive = conn.execute(
-                    select(t.archives.c.deleted_at, t.archives.c.blob_key).where(
-                        t.archives.c.id == row.archive_id
-                    )
+                    select(
+                        t.archives.c.deleted_at, t.archives.c.blob_key, t.archives.c.corrupt_at
+                    ).where(t.archives.c.id == row.archive_id)
                 ).first()
                 if archive is None or archive.deleted_at is not None or archive.blob_key is None:
                     status, message = JobStatus.FAILED, "The archive was deleted before the job ran"
+                elif archive.corrupt_at is not None:
+                    status, message = (
+                        JobStatus.FAILED, "The archive's stored bytes failed verification"
+                    )
             values: dict[str, Any] = {
                 "status": status,
                 "status_message": message,

@@ -1,0 +1,58 @@
+"""Bounded slices of the hardening harnesses (the long forms run from ``python -m bench``)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from bench.crash import check_storage
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _bench(*args: str, timeout: float = 600) -> dict[str, object]:
+    result = subprocess.run([sys.executable, "-m", "bench", *args], cwd=ROOT,
+                            capture_output=True, text=True, timeout=timeout)
+    report: dict[str, object] = json.loads(result.stdout)
+    assert result.returncode == 0, report
+    assert report["problems"] == []
+    return report
+
+
+def test_fuzz_slice(tmp_path: Path) -> None:
+    report = _bench("fuzz", "--requests", "1500", "--seed", "11", "--work-dir", str(tmp_path))
+    assert report["requests"] == 1500
+    assert report["2xx/3xx"] > 0  # the handlers were reached, not only the router
+
+
+def test_crash_slice(tmp_path: Path) -> None:
+    report = _bench("crash", "--rounds", "4", "--seed", "5", "--work-dir", str(tmp_path))
+    assert report["archives_acknowledged"] > 0
+    assert report["archives_listed"] > 0
+
+
+def test_crash_checks_can_fail(tmp_path: Path) -> None:
+    """The storage checks notice what they look for: here an orphan, a staging area and a
+    temporary file planted in a data directory a clean server left."""
+    report = _bench("crash", "--rounds", "1", "--seed", "2", "--work-dir", str(tmp_path))
+    assert report["problems"] == []
+    data = tmp_path / "data"
+    assert check_storage(data) == []
+    (data / "blobs" / "ab" / ("ab" + "0" * 30)).write_bytes(b"orphan")
+    (data / "staging" / "cd").write_bytes(b"")
+    (data / "tmp" / "x.part").write_bytes(b"")
+    problems = check_storage(data)
+    assert any("orphaned" in p for p in problems)
+    assert any("staging" in p for p in problems)
+    assert any("temporary" in p for p in problems)
+
+
+def test_soak_slice(tmp_path: Path) -> None:
+    report = _bench("soak", "--seconds", "15", "--clients", "6", "--idle", "150",
+                    "--slowloris", "40", "--idle-timeout", "2s", "--work-dir", str(tmp_path))
+    assert report["requests"] > 100
+    assert report["errors"] == 0
+    attack = report["attack"]
+    assert isinstance(attack, dict) and attack["opened"] > 190  # the server dropped and they came back
