@@ -185,3 +185,23 @@ def test_corruption_in_the_s3_store(seaweed: SeaweedServer, tmp_path: Path,
         assert [c["ArchiveId"] for c in report["Corrupt"]] == [archive_id]
     finally:
         server.stop()
+
+
+def test_the_server_scrubs_in_the_background(tmp_path: Path) -> None:
+    server = ServerProcess(tmp_path / "data", auth="sigv4",
+                           extra_args=["--scrub-interval", "1s", "--scrub-rate", "50"]).start()
+    try:
+        client = server.client()
+        client.create_vault(vaultName="bg")
+        archive_id = client.upload_archive(vaultName="bg", body=pattern(2 * MIB, seed=1))[
+            "archiveId"]
+        flip_local(server.data_dir, archive_id, 5)
+        deadline = time.monotonic() + 20
+        while f"CORRUPT ARCHIVE {archive_id}" not in server.log():
+            assert time.monotonic() < deadline, server.log()[-3000:]
+            time.sleep(0.2)
+        assert "scrub: " in server.log()
+        failed = retrieve(client, "bg", archive_id)
+        assert failed["StatusCode"] == "Failed"
+    finally:
+        server.stop()

@@ -127,6 +127,14 @@ def _duration(_ctx: click.Context, _param: click.Parameter, value: str) -> float
     help="Connections served at once; more are answered 503 and closed "
          "[default: from the open-file limit, at most 10000].",
 )
+@click.option(
+    "--scrub-interval", default="0", show_default=True, callback=_duration,
+    help="Re-verify every stored archive this often (e.g. 30d); 0 turns the periodic scrub off.",
+)
+@click.option(
+    "--scrub-rate", default=None, type=click.FloatRange(min=0.001),
+    help="MB/s the periodic scrub may read [default: unpaced].",
+)
 def serve(
     host: str,
     port: int,
@@ -147,6 +155,8 @@ def serve(
     min_rate: int,
     idle_timeout: float,
     max_connections: int | None,
+    scrub_interval: float,
+    scrub_rate: float | None,
 ) -> None:
     """Run the Glacier-compatible server."""
     from icevault.server import redact
@@ -191,6 +201,8 @@ def serve(
         min_rate=min_rate,
         idle_timeout_s=idle_timeout,
         max_connections=max_connections,
+        scrub_interval_s=scrub_interval,
+        scrub_rate=None if scrub_rate is None else scrub_rate * 1e6,
     )
     ssl_context = None
     if (tls_cert is None) != (tls_key is None):

@@ -9,7 +9,6 @@ import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from aiohttp import HttpVersion11, web
@@ -21,12 +20,13 @@ from icevault.core.errors import (
     MissingParameterValueError,
 )
 from icevault.core.identity import Principal
-from icevault.core.models import ACCOUNT_ID_RE, Job, Tier, validate_vault_name
-from icevault.server import routes, sigv4
+from icevault.core.models import ACCOUNT_ID_RE, Tier, validate_vault_name
+from icevault.server import background, routes, sigv4
 from icevault.server.call import Call
 from icevault.server.errors import error_middleware, error_response
 from icevault.server.handlers import account, archives, jobs, policies, uploads, vaults
 from icevault.server.routes import Op
+from icevault.server.runtime import RUNTIME, Runtime
 from icevault.server.transfer import TransferLimits
 from icevault.server.wire import job_json, read_small_body
 from icevault.service.access import AccessRequest
@@ -82,19 +82,6 @@ HANDLERS: dict[Op, Handler] = {
 }
 
 
-@dataclass(slots=True)
-class Runtime:
-    """What the application holds while it runs."""
-
-    settings: ServerSettings
-    glacier: Glacier
-    executor: ThreadPoolExecutor
-    job_event: asyncio.Event
-    notifier: Notifier
-    limits: TransferLimits
-
-
-RUNTIME = web.AppKey("runtime", Runtime)
 
 
 def build_glacier(settings: ServerSettings) -> Glacier:
@@ -255,51 +242,6 @@ async def _stamp(request: web.Request, response: web.StreamResponse) -> None:
     response.headers["x-amzn-RequestId"] = os.urandom(16).hex()
 
 
-def _notify(notifier: Notifier, job: Job) -> None:
-    try:
-        notifier.notify(job)
-    except Exception:
-        log.exception("could not record or deliver the notification for job %s", job.id)
-
-
-async def _job_worker(runtime: Runtime) -> None:
-    loop = asyncio.get_running_loop()
-    jobs = runtime.glacier.jobs
-    clock = runtime.glacier.ctx.clock
-    while True:
-        try:
-            done = await loop.run_in_executor(runtime.executor, jobs.run_due)
-            for job in done:
-                # Delivery may wait on a slow webhook: keep it off the job loop's path.
-                loop.run_in_executor(runtime.executor, _notify, runtime.notifier, job)
-            if done:
-                continue
-            due = await loop.run_in_executor(runtime.executor, jobs.next_due_time)
-            wait = 1.0 if due is None else min(1.0, max(0.0, (due - clock.now_ms()) / 1000))
-            runtime.job_event.clear()
-            if wait > 0:
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(wait):
-                        await runtime.job_event.wait()
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("job worker failed; retrying in 1 s")
-            await asyncio.sleep(1.0)
-
-
-async def _housekeeping(runtime: Runtime) -> None:
-    loop = asyncio.get_running_loop()
-    maintenance = runtime.glacier.maintenance
-    while True:
-        await asyncio.sleep(runtime.settings.maintenance_interval_s)
-        try:
-            await loop.run_in_executor(runtime.executor, maintenance.expire)
-            await loop.run_in_executor(runtime.executor, maintenance.collect_garbage)
-        except Exception:
-            log.exception("housekeeping failed; will retry")
-
-
 def create_app(settings: ServerSettings, glacier: Glacier | None = None) -> web.Application:
     app = web.Application(middlewares=[error_middleware], client_max_size=1024 * 1024)
     built = glacier or build_glacier(settings)
@@ -337,8 +279,9 @@ def create_app(settings: ServerSettings, glacier: Glacier | None = None) -> web.
         await loop.run_in_executor(runtime.executor, maintenance.expire)
         await loop.run_in_executor(runtime.executor, maintenance.collect_garbage)
         tasks = [
-            asyncio.create_task(_job_worker(runtime), name="icevault-jobs"),
-            asyncio.create_task(_housekeeping(runtime), name="icevault-housekeeping"),
+            asyncio.create_task(background.job_worker(runtime), name="icevault-jobs"),
+            asyncio.create_task(background.housekeeping(runtime), name="icevault-housekeeping"),
+            asyncio.create_task(background.scrub_periodically(runtime), name="icevault-scrub"),
         ]
         yield
         for task in tasks:

@@ -1,0 +1,95 @@
+"""Work the server does besides answering requests: completing jobs, housekeeping, and the
+periodic scrub."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+
+from icevault.core.models import Job
+from icevault.server.runtime import Runtime
+from icevault.service.notifications import Notifier
+from icevault.service.scrub import Scrubber
+
+log = logging.getLogger("icevault.server")
+
+LAST_SCRUB_KEY = "scrub:last-finished"
+SCRUB_CHECK_S = 60.0
+
+
+def _notify(notifier: Notifier, job: Job) -> None:
+    try:
+        notifier.notify(job)
+    except Exception:
+        log.exception("could not record or deliver the notification for job %s", job.id)
+
+
+async def job_worker(runtime: Runtime) -> None:
+    loop = asyncio.get_running_loop()
+    jobs = runtime.glacier.jobs
+    clock = runtime.glacier.ctx.clock
+    while True:
+        try:
+            done = await loop.run_in_executor(runtime.executor, jobs.run_due)
+            for job in done:
+                # Delivery may wait on a slow webhook: keep it off the job loop's path.
+                loop.run_in_executor(runtime.executor, _notify, runtime.notifier, job)
+            if done:
+                continue
+            due = await loop.run_in_executor(runtime.executor, jobs.next_due_time)
+            wait = 1.0 if due is None else min(1.0, max(0.0, (due - clock.now_ms()) / 1000))
+            runtime.job_event.clear()
+            if wait > 0:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(wait):
+                        await runtime.job_event.wait()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("job worker failed; retrying in 1 s")
+            await asyncio.sleep(1.0)
+
+
+async def housekeeping(runtime: Runtime) -> None:
+    loop = asyncio.get_running_loop()
+    maintenance = runtime.glacier.maintenance
+    while True:
+        await asyncio.sleep(runtime.settings.maintenance_interval_s)
+        try:
+            await loop.run_in_executor(runtime.executor, maintenance.expire)
+            await loop.run_in_executor(runtime.executor, maintenance.collect_garbage)
+        except Exception:
+            log.exception("housekeeping failed; will retry")
+
+
+async def scrub_periodically(runtime: Runtime) -> None:
+    """A scrub pass over every stored archive each ``--scrub-interval``, paced at
+    ``--scrub-rate``; an interrupted pass resumes at the next start."""
+    settings = runtime.settings
+    if settings.scrub_interval_s <= 0:
+        return
+    loop = asyncio.get_running_loop()
+    ctx = runtime.glacier.ctx
+    stop = threading.Event()
+    try:
+        while True:
+            last = await loop.run_in_executor(runtime.executor, ctx.meta.get_setting,
+                                              LAST_SCRUB_KEY)
+            now = ctx.clock.now_ms()
+            if last is None or now - int(last) >= settings.scrub_interval_s * 1000:
+                report = await loop.run_in_executor(None, lambda: Scrubber(ctx).run(
+                    bytes_per_second=settings.scrub_rate, should_stop=stop.is_set))
+                log.info("scrub: %d archives checked, %d bytes read, %d corrupt%s",
+                         report.checked, report.bytes_read, len(report.corrupt),
+                         "" if report.finished else " (interrupted; resumes next time)")
+                if report.finished:
+                    await loop.run_in_executor(runtime.executor, ctx.meta.set_setting,
+                                               LAST_SCRUB_KEY, str(ctx.clock.now_ms()))
+            await asyncio.sleep(min(SCRUB_CHECK_S, settings.scrub_interval_s))
+    except asyncio.CancelledError:
+        stop.set()
+        raise
+    except Exception:
+        log.exception("the periodic scrub failed; it runs again at the next start")
