@@ -17,11 +17,14 @@ from hypothesis import strategies as st
 from icevault.client import (
     ChecksumMismatchError,
     DownloadConfig,
+    RetriesExceededError,
+    Subscriber,
     JobExpiredError,
     JobNotReadyError,
     download_job_output,
     get_job_output,
     plan_chunks,
+    upload_archive,
     wait_for_job,
 )
 from icevault.core.treehash import MIB, combine_hex, is_tree_hash_aligned, tree_hash
@@ -185,9 +188,10 @@ def test_stubbed_corrupt_chunk_is_retried_then_given_up(tmp_path: Path) -> None:
             "contentRange": f"bytes 0-{len(data) - 1}/{len(data)}"})
     fake = FakeTime()
     config = DownloadConfig(max_attempts=3, sleep=fake.sleep, clock=fake.clock)
-    with stubber, pytest.raises(Exception, match="checksum-mismatch"):
+    with stubber, pytest.raises(RetriesExceededError, match="checksum-mismatch") as raised:
         download_job_output("v", "job-1", tmp_path / "out.bin", chunk_size=MIB, workers=1,
                             client=client, config=config)
+    assert raised.value.exit_code == 3  # a verification failure, as the CLI documents
     assert not (tmp_path / "out.bin").exists()
     assert len(fake.slept) == 2 and all(s <= 0.5 for s in fake.slept)
 
@@ -212,3 +216,73 @@ def test_stubbed_whole_mismatch_leaves_no_file(tmp_path: Path) -> None:
     with stubber, pytest.raises(ChecksumMismatchError, match="does not match the job"):
         download_job_output("v", "job-1", tmp_path / "out.bin", client=client)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_config_chunk_size_is_not_overridden_by_defaults(tmp_path: Path) -> None:
+    data = bytes((i * 7) % 256 for i in range(2 * MIB + 10))
+    client = _client()
+    stubber = Stubber(client)
+    stubber.add_response("describe_job", _describe(len(data), tree_hash(data)))
+    for start in range(0, len(data), MIB):
+        end = min(start + MIB, len(data)) - 1
+        piece = data[start:end + 1]
+        stubber.add_response(
+            "get_job_output",
+            {"body": _body(piece), "checksum": tree_hash(piece), "status": 206,
+             "contentRange": f"bytes {start}-{end}/{len(data)}"},
+            {"accountId": "-", "vaultName": "v", "jobId": "job-1", "range": f"bytes={start}-{end}"},
+        )
+    with stubber:
+        result = download_job_output("v", "job-1", tmp_path / "out.bin", client=client,
+                                     config=DownloadConfig(chunk_size=MIB, workers=1))
+    stubber.assert_no_pending_responses()
+    assert result.chunks == 3
+    assert (tmp_path / "out.bin").read_bytes() == data
+
+
+class Events(Subscriber):
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def on_queued(self, **kwargs: Any) -> None:
+        self.seen.append("queued")
+
+    def on_progress(self, **kwargs: Any) -> None:
+        self.seen.append("progress")
+
+    def on_done(self, **kwargs: Any) -> None:
+        self.seen.append("done")
+
+
+@pytest.mark.parametrize("size", [1000, 3 * MIB + 5])  # one UploadArchive; a multipart upload
+def test_stream_uploads_check_the_servers_checksum_and_tell_subscribers(size: int) -> None:
+    data = bytes((i * 3) % 256 for i in range(size))
+    multipart = size > MIB
+
+    def stub(wrong: bool) -> Any:
+        client = _client()
+        stubber = Stubber(client)
+        if multipart:
+            stubber.add_response("initiate_multipart_upload", {"uploadId": "u", "location": "l"})
+            for start in range(0, size, MIB):
+                piece = data[start:start + MIB]
+                stubber.add_response("upload_multipart_part", {"checksum": tree_hash(piece)})
+            stubber.add_response("complete_multipart_upload", {
+                "archiveId": "a", "location": "l",
+                "checksum": "0" * 64 if wrong else tree_hash(data)})
+        else:
+            stubber.add_response("upload_archive", {
+                "archiveId": "a", "location": "l",
+                "checksum": "0" * 64 if wrong else tree_hash(data)})
+        return client, stubber
+
+    client, stubber = stub(wrong=False)
+    events = Events()
+    with stubber:
+        result = upload_archive("v", io.BytesIO(data), part_size=MIB, workers=1, client=client,
+                                subscribers=[events])
+    assert result.tree_hash == tree_hash(data)
+    assert events.seen[0] == "queued" and events.seen[-1] == "done"
+    client, stubber = stub(wrong=True)
+    with stubber, pytest.raises(ChecksumMismatchError):
+        upload_archive("v", io.BytesIO(data), part_size=MIB, workers=1, client=client)

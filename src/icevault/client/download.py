@@ -67,6 +67,13 @@ class DownloadConfig:
     rng: random.Random = field(default_factory=random.Random)
 
 
+class _Unset:
+    """The default of a keyword that may also be given as None."""
+
+
+UNSET = _Unset()
+
+
 @dataclass(frozen=True)
 class DownloadResult:
     path: Path
@@ -375,10 +382,10 @@ def download_job_output(
     dest: str | os.PathLike[str],
     *,
     account_id: str = "-",
-    chunk_size: int = 8 * MIB,
-    workers: int = 4,
-    resume: bool = True,
-    bandwidth_limit: float | None = None,
+    chunk_size: int | None = None,
+    workers: int | None = None,
+    resume: bool | None = None,
+    bandwidth_limit: float | None | _Unset = UNSET,
     subscribers: Iterable[Subscriber] = (),
     client: Any = None,
     config: DownloadConfig | None = None,
@@ -388,10 +395,18 @@ def download_job_output(
     Raises JobNotReadyError / JobExpiredError for jobs that cannot be downloaded,
     ChecksumMismatchError when the whole does not match DescribeJob, RetriesExceededError
     when a chunk keeps failing; in every failure ``dest`` is left untouched and the journal
-    kept, so a rerun resumes.
+    kept, so a rerun resumes. A keyword given here overrides the same setting of ``config``;
+    one not given keeps it.
     """
-    cfg = replace(config or DownloadConfig(), chunk_size=check_chunk_size(chunk_size),
-                  workers=max(1, workers), resume=resume, bandwidth_limit=bandwidth_limit)
+    cfg = config or DownloadConfig()
+    cfg = replace(
+        cfg,
+        chunk_size=check_chunk_size(cfg.chunk_size if chunk_size is None else chunk_size),
+        workers=max(1, cfg.workers if workers is None else workers),
+        resume=cfg.resume if resume is None else resume,
+        bandwidth_limit=(cfg.bandwidth_limit if isinstance(bandwidth_limit, _Unset)
+                         else bandwidth_limit),
+    )
     subs = list(subscribers)
     glacier = client or make_glacier_client(max_pool_connections=max(10, cfg.workers))
     target = Path(dest)

@@ -161,8 +161,7 @@ def _upload_fd(
             response = glacier.upload_archive(**params)
         finally:
             _pending_sha256.value = None
-        if response["checksum"] != tree:
-            raise ChecksumMismatchError(f"server tree hash {response['checksum']}, file {tree}")
+        _check_checksum(response, tree, "the archive")
         for subscriber in subs:
             subscriber.on_progress(bytes_transferred=size)
         result = UploadResult(response["archiveId"], tree, size, None, 1,
@@ -210,10 +209,7 @@ def _upload_fd(
                 )
             finally:
                 _pending_sha256.value = None
-            if response["checksum"] != tree:
-                raise ChecksumMismatchError(
-                    f"part at {start}: server tree hash {response['checksum']}, file {tree}"
-                )
+            _check_checksum(response, tree, f"the part at {start}")
         for subscriber in subs:
             subscriber.on_progress(bytes_transferred=length)
         return tree
@@ -236,11 +232,20 @@ def _upload_fd(
         accountId=account_id, vaultName=vault, uploadId=upload_id, archiveSize=str(size),
         checksum=whole,
     )
+    _check_checksum(response, whole, "the archive")
     result = UploadResult(response["archiveId"], whole, size, upload_id, len(plan), skipped,
                           response.get("location"))
     for subscriber in subs:
         subscriber.on_done(result=result)
     return result
+
+
+def _check_checksum(response: dict[str, Any], expected: str, what: str) -> None:
+    """The server answers with the tree hash of what it stored: it must be ours."""
+    if response.get("checksum") != expected:
+        raise ChecksumMismatchError(
+            f"{what}: the server stored tree hash {response.get('checksum')}, we sent {expected}"
+        )
 
 
 def _hashes(data: bytes) -> tuple[str, str]:
@@ -274,6 +279,8 @@ def _upload_stream(
     rest = _read_exactly(stream, 1)
     if not rest:
         return _upload_bytes(glacier, vault, first, account_id, description, subs)
+    for subscriber in subs:
+        subscriber.on_queued(total_bytes=None, already=0)  # a stream's length is unknown
     params: dict[str, Any] = {"accountId": account_id, "vaultName": vault, "partSize": str(part_size)}
     if description is not None:
         params["archiveDescription"] = description
@@ -285,12 +292,13 @@ def _upload_stream(
         try:
             tree, _pending_sha256.value = _hashes(data)
             try:
-                glacier.upload_multipart_part(
+                response = glacier.upload_multipart_part(
                     accountId=account_id, vaultName=vault, uploadId=new_id,
                     range=f"bytes {start}-{start + len(data) - 1}/*", body=data, checksum=tree,
                 )
             finally:
                 _pending_sha256.value = None
+            _check_checksum(response, tree, f"the part at {start}")
             hashes[start] = tree
             for subscriber in subs:
                 subscriber.on_progress(bytes_transferred=len(data))
@@ -319,8 +327,12 @@ def _upload_stream(
         accountId=account_id, vaultName=vault, uploadId=new_id, archiveSize=str(size),
         checksum=whole,
     )
-    return UploadResult(response["archiveId"], whole, size, new_id, len(hashes), 0,
-                        response.get("location"))
+    _check_checksum(response, whole, "the archive")
+    result = UploadResult(response["archiveId"], whole, size, new_id, len(hashes), 0,
+                          response.get("location"))
+    for subscriber in subs:
+        subscriber.on_done(result=result)
+    return result
 
 
 def _upload_bytes(
@@ -328,6 +340,8 @@ def _upload_bytes(
     subs: list[Subscriber],
 ) -> UploadResult:
     tree, linear = _hashes(data)
+    for subscriber in subs:
+        subscriber.on_queued(total_bytes=len(data), already=0)
     params: dict[str, Any] = {"accountId": account_id, "vaultName": vault, "body": data,
                               "checksum": tree}
     if description is not None:
@@ -337,7 +351,11 @@ def _upload_bytes(
         response = glacier.upload_archive(**params)
     finally:
         _pending_sha256.value = None
+    _check_checksum(response, tree, "the archive")
     for subscriber in subs:
         subscriber.on_progress(bytes_transferred=len(data))
-    return UploadResult(response["archiveId"], tree, len(data), None, 1,
-                        location=response.get("location"))
+    result = UploadResult(response["archiveId"], tree, len(data), None, 1,
+                          location=response.get("location"))
+    for subscriber in subs:
+        subscriber.on_done(result=result)
+    return result
