@@ -308,3 +308,30 @@ def test_aws_cli_upload_and_multipart(server: ServerProcess, vault: str, tmp_pat
     glacier = server.client()
     assert retrieve(glacier, vault, completed["archiveId"]) == data
     assert retrieve(glacier, vault, uploaded["archiveId"]) == small.read_bytes()
+
+
+def test_content_range_with_a_numeric_total(server: ServerProcess, vault: str) -> None:
+    """RFC 2616's form, which tools such as glacier-upload send on every part."""
+    from icevault.core.treehash import MIB
+
+    client = server.client()
+    data = pattern(2 * MIB + 100, seed=5)
+    total = len(data)
+    upload_id = client.initiate_multipart_upload(vaultName=vault, partSize=str(MIB))["uploadId"]
+    for start in range(0, total, MIB):
+        piece = data[start:start + MIB]
+        client.upload_multipart_part(vaultName=vault, uploadId=upload_id, body=piece,
+                                     range=f"bytes {start}-{start + len(piece) - 1}/{total}")
+    # a part that disagrees about the total, or runs past it, is refused
+    for bad in (f"bytes 0-{MIB - 1}/{total + 1}", f"bytes 0-{MIB - 1}/{MIB - 1}"):
+        with pytest.raises(ClientError) as exc:
+            client.upload_multipart_part(vaultName=vault, uploadId=upload_id, body=data[:MIB],
+                                         range=bad)
+        assert exc.value.response["Error"]["Code"] == "InvalidParameterValueException"
+    with pytest.raises(ClientError) as exc:
+        client.complete_multipart_upload(vaultName=vault, uploadId=upload_id,
+                                         archiveSize=str(total - 1), checksum=tree_hash(data))
+    assert "declared the archive size" in exc.value.response["Error"]["Message"]
+    done = client.complete_multipart_upload(vaultName=vault, uploadId=upload_id,
+                                            archiveSize=str(total), checksum=tree_hash(data))
+    assert done["checksum"] == tree_hash(data)

@@ -17,10 +17,10 @@ from hypothesis import strategies as st
 from icevault.client import (
     ChecksumMismatchError,
     DownloadConfig,
-    RetriesExceededError,
-    Subscriber,
     JobExpiredError,
     JobNotReadyError,
+    RetriesExceededError,
+    Subscriber,
     download_job_output,
     get_job_output,
     plan_chunks,

@@ -6,7 +6,6 @@ from icevault.core.errors import InvalidParameterValueError, ResourceNotFoundErr
 from icevault.server.routes import Op, match
 
 
-
 @pytest.mark.parametrize(
     ("method", "path", "query", "op", "vault", "rid"),
     [

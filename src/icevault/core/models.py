@@ -147,6 +147,7 @@ class Upload:
     blob_key: str
     state: UploadState
     archive_id: str | None = None
+    declared_size: int | None = None  # the archive size parts' Content-Range named, if any
 
 
 class JobAction(enum.StrEnum):

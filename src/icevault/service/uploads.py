@@ -38,7 +38,8 @@ from icevault.store.blobs.base import BlobWriter
 
 MIN_PART = treehash.MIB
 MAX_PART = 4 * 1024**3
-_CONTENT_RANGE_RE = re.compile(r"^bytes ([0-9]{1,19})-([0-9]{1,19})/\*$", re.ASCII)
+# RFC 2616's form: the total is "*" (unknown) or the whole archive's size, as some tools send.
+_CONTENT_RANGE_RE = re.compile(r"^bytes ([0-9]{1,19})-([0-9]{1,19})/(\*|[0-9]{1,19})$", re.ASCII)
 
 
 class _SharedExclusiveLock:
@@ -231,10 +232,11 @@ class UploadService:
         if not match:
             raise InvalidParameterValueError(
                 f"Invalid Content-Range: {request.content_range[:64]}. "
-                "Expected 'bytes first-last/*'"
+                "Expected 'bytes first-last/*' or 'bytes first-last/archive-size'"
             )
         first, last = int(match.group(1)), int(match.group(2))
-        if last < first:
+        total = None if match.group(3) == "*" else int(match.group(3))
+        if last < first or (total is not None and last >= total):
             raise InvalidParameterValueError(f"Invalid Content-Range: {request.content_range}")
         upload = self._open_upload(request.vault, request.upload_id)
         length = last - first + 1
@@ -260,6 +262,13 @@ class UploadService:
                 f"Content-Length {request.content_length} does not match the Content-Range "
                 f"{request.content_range}"
             )
+        if total is not None:
+            declared = self.ctx.meta.declare_upload_size(upload.id, total)
+            if declared is not None and declared != total:
+                raise InvalidParameterValueError(
+                    f"Invalid Content-Range: {request.content_range}. Another part of this "
+                    f"upload declared the archive size {declared}"
+                )
         lock = self._lock(upload.id)
         lock.acquire_shared()
         try:
@@ -344,6 +353,11 @@ class UploadService:
         return archive
 
     def _check_parts(self, upload: Upload, size: int) -> list[bytes]:
+        if upload.declared_size is not None and upload.declared_size != size:
+            raise InvalidParameterValueError(
+                f"Invalid x-amz-archive-size: {size}. The parts' Content-Range declared the "
+                f"archive size {upload.declared_size}"
+            )
         parts = self.ctx.meta.part_leaves(upload.id)
         if not parts:
             raise InvalidParameterValueError(

@@ -187,6 +187,11 @@ class MetadataStore(Protocol):
         """Record (or replace) a part of an open upload; False if it is no longer open."""
         ...
 
+    def declare_upload_size(self, upload_id: str, size: int) -> int | None:
+        """Record the archive size a part's Content-Range named, unless one is recorded
+        already; return the size recorded (None: no such upload)."""
+        ...
+
     def list_parts(self, upload_id: str, start: int, limit: int) -> list[Part]:
         """Parts ordered by range, starting at byte offset ``start`` (inclusive)."""
         ...

@@ -100,6 +100,7 @@ uploads = Table(
     Column("staging_key", String(64), nullable=False),
     Column("state", String(16), nullable=False),
     Column("archive_id", String(200)),
+    Column("declared_size", BigInteger),  # from a part's "Content-Range: bytes a-b/TOTAL"
     Index("uploads_by_vault", "account_id", "vault_name", "state", "id"),
     Index("uploads_by_staging", "staging_key"),
 )

@@ -723,6 +723,7 @@ class SqlMetadataStore:
             blob_key=row.staging_key,
             state=UploadState(row.state),
             archive_id=row.archive_id,
+            declared_size=row.declared_size,
         )
 
     def insert_upload(self, upload: Upload) -> bool:
@@ -791,6 +792,18 @@ class SqlMetadataStore:
             )
             conn.execute(update(t.uploads).where(t.uploads.c.id == upload_id).values(updated_at=now))
             return True
+
+    def declare_upload_size(self, upload_id: str, size: int) -> int | None:
+        with self._tx(write=True) as conn:
+            conn.execute(
+                update(t.uploads)
+                .where(t.uploads.c.id == upload_id, t.uploads.c.declared_size.is_(None))
+                .values(declared_size=size)
+            )
+            value = conn.execute(
+                select(t.uploads.c.declared_size).where(t.uploads.c.id == upload_id)
+            ).scalar()
+            return None if value is None else int(value)
 
     def list_parts(self, upload_id: str, start: int, limit: int) -> list[Part]:
         query = (

@@ -1,4 +1,5 @@
-"""Integrity marks on archives (corrupt, last verified) and registered SNS topics."""
+"""Integrity marks on archives (corrupt, last verified), registered SNS topics, and the
+archive size a multipart upload's parts declared."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ def upgrade() -> None:
     op.add_column("archives", sa.Column("corrupt_at", sa.BigInteger(), nullable=True))
     op.add_column("archives", sa.Column("corrupt_reason", sa.Text(), nullable=True))
     op.add_column("archives", sa.Column("verified_at", sa.BigInteger(), nullable=True))
+    op.add_column("uploads", sa.Column("declared_size", sa.BigInteger(), nullable=True))
     op.create_table(
         "topics",
         sa.Column("account_id", sa.String(length=12), nullable=False),
@@ -27,6 +29,8 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("topics")
+    with op.batch_alter_table("uploads") as batch:
+        batch.drop_column("declared_size")
     with op.batch_alter_table("archives") as batch:
         batch.drop_column("verified_at")
         batch.drop_column("corrupt_reason")
