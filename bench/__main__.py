@@ -461,10 +461,10 @@ def run(args: argparse.Namespace) -> list[Row]:
         from concurrent.futures import ThreadPoolExecutor
 
         cpu_before = ice.cpu_seconds()
-        start = time.perf_counter()
+        began = time.perf_counter()
         with ThreadPoolExecutor(4) as pool:
             list(pool.map(one_upload, range(4)))
-        cores = (ice.cpu_seconds() - cpu_before) / (time.perf_counter() - start)
+        cores = (ice.cpu_seconds() - cpu_before) / (time.perf_counter() - began)
         rows.append(Row("server CPU while 4 clients upload", "cores", cores, None, os.cpu_count(),
                         "uses more than one core", cores > 1.0,
                         "clients run on the same cores"))
@@ -492,8 +492,8 @@ def markdown(rows: list[Row], command: str) -> str:
         "# icevault benchmark results",
         "",
         f"Command: `{command}`  ",
-        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}, {platform.platform()}  ",
+        (f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+         f"Python {platform.python_version()}, {platform.platform()}  "),
         f"Run at: {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}",
         "",
         "| scenario | unit | icevault | moto | machine limit | target | met | note |",
@@ -530,11 +530,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a smoke run of seconds")
     parser.add_argument("--size", default=None, help="archive size for transfers (default 1GiB)")
     parser.add_argument("--big-size", default=None, help="archive for the RSS scenario (default 4GiB)")
-    parser.add_argument("--out", default=str(HERE), help="where RESULTS.md and results.json go")
+    parser.add_argument("--out", default=None,
+                        help="where RESULTS.md and results.json go (default: bench/ for a full "
+                             "run; a temporary directory for --quick, so that a smoke run never "
+                             "replaces the committed results)")
     parser.add_argument("--work-dir", default=None, help="scratch space (default: the temp dir)")
     parser.add_argument("--no-moto", action="store_true", help="skip moto's server")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
     args = parser.parse_args(argv)
+    if args.out is None:
+        args.out = tempfile.mkdtemp(prefix="icevault-bench-") if args.quick else str(HERE)
     args.size = parse_size(args.size or ("16MiB" if args.quick else "1GiB"))
     args.big_size = parse_size(args.big_size or ("32MiB" if args.quick else "4GiB"))
     args.part_size = min(64 * MIB, max(MIB, 1 << (max(args.size // 16, MIB).bit_length() - 1)))
@@ -563,6 +568,7 @@ def main(argv: list[str] | None = None) -> int:
     if notes.exists():
         text += "\n" + notes.read_text()
     (out / "RESULTS.md").write_text(text)
+    print(f"results written to {out}")
     return 0
 
 

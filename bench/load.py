@@ -61,5 +61,7 @@ async def _python_load(url: str, headers: dict[str, str], connections: int, seco
         await asyncio.gather(*(worker(session) for _ in range(connections)))
         elapsed = time.perf_counter() - start
     latencies.sort()
-    pick = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000  # noqa: E731
+    def pick(q: float) -> float:
+        return latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000
+
     return LoadResult(len(latencies) / elapsed, pick(0.5), pick(0.99), "python asyncio client")

@@ -125,7 +125,7 @@ async def _hold(port: int, count: int, slow: bool, until: float, stats: dict[str
                     data = await asyncio.wait_for(reader.read(1024), timeout=until - time.monotonic())
                     if not data:
                         break
-            except (OSError, asyncio.TimeoutError):
+            except (TimeoutError, OSError):
                 pass
             finally:
                 stats["closed"] += 1

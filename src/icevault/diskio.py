@@ -18,7 +18,7 @@ import mmap
 import os
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Executor, Future, wait
 from pathlib import Path
 
 ALIGN = 4096  # covers 512-byte and 4 KiB logical blocks
@@ -83,7 +83,7 @@ class SequentialWriter:
     """
 
     def __init__(self, fd: int, offset: int, direct: bool, block: int = BLOCK,
-                 write_behind: bool = False) -> None:
+                 write_behind: Executor | None = None) -> None:
         assert block % ALIGN == 0
         self._fd = fd
         self._offset = offset  # where the buffer's first byte goes
@@ -93,8 +93,10 @@ class SequentialWriter:
         self._buffer: mmap.mmap | None = _POOL.take(block)
         self._fill = 0
         self.written = 0
-        # Write-behind: a full block is written by a disk thread while the next one fills.
-        self._spare: mmap.mmap | None = _POOL.take(block) if write_behind and direct else None
+        # Write-behind: a full block is written by one of the caller's disk threads while the
+        # next one fills.
+        self._disk_threads = write_behind if direct else None
+        self._spare: mmap.mmap | None = _POOL.take(block) if self._disk_threads else None
         self._in_flight: Future[None] | None = None
 
     @property
@@ -146,7 +148,10 @@ class SequentialWriter:
         if self._spare is not None and length == self._block:
             self._wait_in_flight()  # the spare is free once its write is done
             full, self._buffer, self._spare = self._buffer, self._spare, None
-            self._in_flight = _disk_threads().submit(self._write_block, full, length, self._offset)
+            assert self._disk_threads is not None
+            self._in_flight = self._disk_threads.submit(
+                self._write_block, full, length, self._offset
+            )
             self._spare = full
         else:
             self._write_block(self._buffer, length, self._offset)
@@ -216,13 +221,3 @@ class SequentialWriter:
         self._buffer = self._spare = None
 
 
-_DISK_THREADS: ThreadPoolExecutor | None = None
-_DISK_THREADS_LOCK = threading.Lock()
-
-
-def _disk_threads() -> ThreadPoolExecutor:
-    global _DISK_THREADS
-    with _DISK_THREADS_LOCK:
-        if _DISK_THREADS is None:
-            _DISK_THREADS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="icevault-disk")
-        return _DISK_THREADS

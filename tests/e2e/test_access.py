@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
-from typing import Any
+from typing import Any, ClassVar
 
 import boto3
 import botocore.config
@@ -405,14 +405,14 @@ def test_presigned_url(secured: ServerProcess) -> None:
     url = root.generate_presigned_url("describe_vault", Params={"accountId": "-", "vaultName": "presigned"})
     import urllib.request
 
-    with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310
+    with urllib.request.urlopen(url, timeout=10) as response:
         assert json.loads(response.read())["VaultName"] == "presigned"
 
 
 class _Hook(BaseHTTPRequestHandler):
-    received: list[tuple[str, str, dict[str, Any]]] = []
+    received: ClassVar[list[tuple[str, str, dict[str, Any]]]] = []
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         length = int(self.headers["Content-Length"])
         _Hook.received.append(
             (self.path, self.headers["x-icevault-topic"], json.loads(self.rfile.read(length))))

@@ -4,6 +4,7 @@ exact request sequence of a chunked download (botocore's Stubber)."""
 from __future__ import annotations
 
 import io
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +51,7 @@ def test_every_planned_chunk_is_a_tree_node(
     end = min((start_mib + length_mib) * MIB, archive_size) - 1
     chunks = plan_chunks(end - start + 1, MIB << chunk_exp, archive_start=start, archive_size=archive_size)
     assert chunks[0].start == 0 and chunks[-1].end == end - start
-    for before, after in zip(chunks, chunks[1:], strict=False):
+    for before, after in itertools.pairwise(chunks):
         assert after.start == before.end + 1
     for chunk in chunks:
         assert chunk.size <= MIB << chunk_exp

@@ -8,11 +8,15 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from icevault.diskio import ALIGN, BLOCK, O_DIRECT, SequentialWriter, open_for_write
+
+# The disk threads write-behind writers hand full blocks to (a caller's own pool).
+DISK = ThreadPoolExecutor(max_workers=2, thread_name_prefix="test-disk")
 
 
 def fs_type(path: Path) -> str:
@@ -150,7 +154,7 @@ def test_read_from_and_write_behind_bytes_exact(tmp_path: Path, write_behind: bo
     fd, direct = open_for_write(path, os.O_WRONLY, BLOCK)
     seen = bytearray()
     try:
-        out = SequentialWriter(fd, BLOCK, direct, block=4 * ALIGN, write_behind=write_behind)
+        out = SequentialWriter(fd, BLOCK, direct, block=4 * ALIGN, write_behind=DISK if write_behind else None)
         readinto = reader_of(data, 5000)
         while True:
             with out.read_from(readinto, 3 * ALIGN) as fresh:
@@ -173,7 +177,7 @@ def test_write_pieces_spanning_blocks_bytes_exact(tmp_path: Path, write_behind: 
     data = os.urandom(37 * ALIGN + 5)
     fd, direct = open_for_write(tmp_path / "f", os.O_WRONLY | os.O_CREAT, 0)
     try:
-        out = SequentialWriter(fd, 0, direct, block=4 * ALIGN, write_behind=write_behind)
+        out = SequentialWriter(fd, 0, direct, block=4 * ALIGN, write_behind=DISK if write_behind else None)
         position, sizes = 0, [9 * ALIGN + 1, 3, 5 * ALIGN, ALIGN - 3]
         for i in range(1000):
             if position >= len(data):
@@ -201,7 +205,7 @@ def test_write_behind_failure_surfaces(tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.setattr(os, "pwrite", failing)
     fd, direct = open_for_write(tmp_path / "f", os.O_WRONLY | os.O_CREAT, 0)
     try:
-        out = SequentialWriter(fd, 0, direct, block=4 * ALIGN, write_behind=True)
+        out = SequentialWriter(fd, 0, direct, block=4 * ALIGN, write_behind=DISK)
         with pytest.raises(OSError, match="Input/output"):
             for _ in range(10):
                 out.write(os.urandom(4 * ALIGN))

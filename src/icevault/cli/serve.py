@@ -204,6 +204,8 @@ def serve(
         scrub_interval_s=scrub_interval,
         scrub_rate=None if scrub_rate is None else scrub_rate * 1e6,
     )
+    if notification_url is not None and not notification_url.startswith(("http://", "https://")):
+        raise StartupError(f"--notification-url must be an http(s) URL, not {notification_url!r}")
     ssl_context = None
     if (tls_cert is None) != (tls_key is None):
         raise StartupError("--tls-cert and --tls-key go together")

@@ -15,7 +15,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_EXCEPTION, Executor, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -84,7 +84,7 @@ class DownloadResult:
     resumed: int  # chunks found verified on disk
 
 
-class _ChunkProblem(Exception):
+class _ChunkError(Exception):
     """A chunk came back wrong; ``kind`` says how (retried, then reported)."""
 
     def __init__(self, kind: str, message: str) -> None:
@@ -94,7 +94,7 @@ class _ChunkProblem(Exception):
 
 def _classify(error: BaseException) -> str | None:
     """The retry class of an error, or None when retrying cannot help."""
-    if isinstance(error, _ChunkProblem):
+    if isinstance(error, _ChunkError):
         return error.kind
     if isinstance(error, BotoClientError):
         code = error.response.get("Error", {}).get("Code", "")
@@ -223,7 +223,7 @@ def _body_reader(body: Any, response: dict[str, Any], chunk: Chunk) -> tuple[
     length = headers.get("content-length")
     if length is not None and int(length) != chunk.size:
         kind = "long-body" if int(length) > chunk.size else "short-body"
-        raise _ChunkProblem(kind, f"Content-Length {length} for the {chunk.size} bytes of "
+        raise _ChunkError(kind, f"Content-Length {length} for the {chunk.size} bytes of "
                                   f"{chunk.range_header()}")
     fp: Any = getattr(raw, "_fp", None)  # http.client.HTTPResponse
     if (length is not None and "content-encoding" not in headers
@@ -259,6 +259,7 @@ class _Fetcher:
         subscribers: Sequence[Subscriber],
         limiter: BandwidthLimiter | None,
         stop: threading.Event,
+        disk_threads: Executor,
     ) -> None:
         self.client = client
         self.vault = vault
@@ -271,6 +272,7 @@ class _Fetcher:
         self.subscribers = subscribers
         self.limiter = limiter
         self.stop = stop
+        self.disk_threads = disk_threads
         self.rng_lock = threading.Lock()
 
     def _progress(self, amount: int) -> None:
@@ -285,7 +287,7 @@ class _Fetcher:
             attempt += 1
             try:
                 tree_hash = self._fetch_once(chunk)
-            except Exception as error:  # noqa: BLE001 - classified below
+            except Exception as error:  # classified below; unknown kinds are re-raised
                 kind = _classify(error)
                 if kind is None or self.stop.is_set():
                     raise
@@ -320,13 +322,13 @@ class _Fetcher:
         try:
             expected_range = f"bytes {chunk.start}-{chunk.end}/{self.job.output_size}"
             if response.get("contentRange") != expected_range:
-                raise _ChunkProblem(
+                raise _ChunkError(
                     "bad-range",
                     f"Content-Range {response.get('contentRange')!r}, expected {expected_range!r}",
                 )
             checksum = response.get("checksum")
             if self.job.checksummed and not checksum:
-                raise _ChunkProblem(
+                raise _ChunkError(
                     "missing-checksum",
                     f"no x-amz-sha256-tree-hash for the aligned range {chunk.range_header()}",
                 )
@@ -334,7 +336,8 @@ class _Fetcher:
             position = chunk.start
             readinto, release = _body_reader(body, response, chunk)
             fd, direct = open_for_write(self.part_path, os.O_WRONLY, chunk.start)
-            out = SequentialWriter(fd, chunk.start, direct, self.config.write_block, write_behind=True)
+            out = SequentialWriter(fd, chunk.start, direct, self.config.write_block,
+                                   write_behind=self.disk_threads)
             try:
                 while position <= chunk.end:
                     if self.stop.is_set():
@@ -355,15 +358,15 @@ class _Fetcher:
                 os.close(fd)
             if position == chunk.end + 1:
                 if readinto(memoryview(bytearray(1))):
-                    raise _ChunkProblem("long-body", f"more than {chunk.size} bytes for {chunk.range_header()}")
+                    raise _ChunkError("long-body", f"more than {chunk.size} bytes for {chunk.range_header()}")
                 release()
             if position != chunk.end + 1:
-                raise _ChunkProblem(
+                raise _ChunkError(
                     "short-body", f"{position - chunk.start} of {chunk.size} bytes for {chunk.range_header()}"
                 )
             computed = hasher.hexdigest()
             if checksum and checksum != computed:
-                raise _ChunkProblem(
+                raise _ChunkError(
                     "checksum-mismatch",
                     f"chunk {chunk.range_header()}: server checksum {checksum}, bytes hash to {computed}",
                 )
@@ -385,7 +388,7 @@ def download_job_output(
     chunk_size: int | None = None,
     workers: int | None = None,
     resume: bool | None = None,
-    bandwidth_limit: float | None | _Unset = UNSET,
+    bandwidth_limit: float | _Unset | None = UNSET,
     subscribers: Iterable[Subscriber] = (),
     client: Any = None,
     config: DownloadConfig | None = None,
@@ -450,11 +453,14 @@ def download_job_output(
         )
         stop = threading.Event()
         checkpoints = _Checkpoints(fd, journal, cfg.clock)
-        fetcher = _Fetcher(glacier, vault, job_id, account_id, job, part_path, checkpoints, cfg, subs,
-                           limiter, stop)
         hashes = dict(resumed)
         if pending:
-            with ThreadPoolExecutor(max_workers=cfg.workers, thread_name_prefix="icevault-dl") as pool:
+            with (
+                ThreadPoolExecutor(max_workers=cfg.workers, thread_name_prefix="icevault-dl") as pool,
+                ThreadPoolExecutor(max_workers=cfg.workers, thread_name_prefix="icevault-disk") as disk,
+            ):
+                fetcher = _Fetcher(glacier, vault, job_id, account_id, job, part_path, checkpoints,
+                                   cfg, subs, limiter, stop, disk)
                 futures: dict[Future[str], Chunk] = {pool.submit(fetcher.fetch, c): c for c in pending}
                 try:
                     finished, _ = wait(futures, return_when=FIRST_EXCEPTION)

@@ -45,7 +45,7 @@ def iso8601(ms: int) -> str:
 def parse_iso8601(text: str) -> int:
     """Parse an ISO-8601 date (milliseconds optional; naive means UTC) into milliseconds."""
     value = text.strip()
-    if value.endswith("Z") or value.endswith("z"):
+    if value.endswith(("Z", "z")):
         value = value[:-1] + "+00:00"
     try:
         moment = datetime.fromisoformat(value)

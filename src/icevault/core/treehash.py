@@ -47,7 +47,7 @@ class TreeHasher:
     The current leaf is hashed incrementally, so data is never copied into a buffer.
     """
 
-    __slots__ = ("_leaves", "_current", "_filled", "_size")
+    __slots__ = ("_current", "_filled", "_leaves", "_size")
 
     def __init__(self) -> None:
         self._leaves: list[bytes] = []

@@ -66,14 +66,15 @@ class Notifier:
                 self._record(job, topic, target, body, self._deliver(target, topic, body))
 
     def _deliver(self, target: str, topic: str, body: str) -> str:
-        request = urllib.request.Request(
+        # Only http(s): topic URLs are checked when registered, the operator's at start.
+        request = urllib.request.Request(  # noqa: S310
             target,
             data=body.encode(),
             method="POST",
             headers={"Content-Type": "application/json", "x-icevault-topic": topic},
         )
         try:
-            with urllib.request.urlopen(request, timeout=DELIVERY_TIMEOUT_S) as response:  # noqa: S310
+            with urllib.request.urlopen(request, timeout=DELIVERY_TIMEOUT_S) as response:  # noqa: S310  # noqa: S310
                 return f"delivered {response.status}"
         except urllib.error.HTTPError as exc:
             log.warning("notification to %s answered %s", target, exc.code)

@@ -19,6 +19,7 @@ import os
 import secrets
 import time
 from collections.abc import Iterator
+from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO
 
@@ -47,7 +48,7 @@ class _LocalWriter:
         fd, direct = open_for_write(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0,
                                     store.direct_io)
         self._fd: int | None = fd
-        self._out = SequentialWriter(fd, 0, direct, WRITE_BLOCK, write_behind=True)
+        self._out = SequentialWriter(fd, 0, direct, WRITE_BLOCK, write_behind=store.disk_threads)
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         assert self._fd is not None, "writer is closed"
@@ -77,13 +78,14 @@ class _LocalWriter:
 
 
 class _PartWriter:
-    def __init__(self, path: Path, offset: int, staging_key: str, direct_io: bool) -> None:
+    def __init__(self, path: Path, offset: int, staging_key: str, direct_io: bool,
+                 disk_threads: Executor) -> None:
         try:
             fd, direct = open_for_write(path, os.O_WRONLY, offset, direct_io)
         except FileNotFoundError:
             raise BlobNotFoundError(f"no staging area {staging_key}") from None
         self._fd: int | None = fd
-        self._out = SequentialWriter(fd, offset, direct, WRITE_BLOCK, write_behind=True)
+        self._out = SequentialWriter(fd, offset, direct, WRITE_BLOCK, write_behind=disk_threads)
         self._key = staging_key
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
@@ -150,6 +152,8 @@ class LocalBlobStore:
         self.root = root
         # Archive bytes bypass the page cache where the file system allows (see diskio).
         self.direct_io = direct_io
+        # Writes one block of each upload while the next fills (see diskio.SequentialWriter).
+        self.disk_threads = ThreadPoolExecutor(max_workers=8, thread_name_prefix="icevault-disk")
         make_private_dir(root)
         for sub in ("blobs", "staging", "tmp"):
             ensure_private_dir(root / sub)
@@ -194,7 +198,8 @@ class LocalBlobStore:
         return key
 
     def open_part(self, staging_key: str, offset: int) -> _PartWriter:
-        return _PartWriter(self._staging_path(staging_key), offset, staging_key, self.direct_io)
+        return _PartWriter(self._staging_path(staging_key), offset, staging_key, self.direct_io,
+                           self.disk_threads)
 
     def promote_staging(self, staging_key: str, size: int) -> str:
         path = self._staging_path(staging_key)

@@ -259,7 +259,7 @@ class SqlMetadataStore:
         for raw in self._raw_connections:
             try:
                 raw.close()
-            except Exception:  # noqa: BLE001 - closing at shutdown; nothing to do about it
+            except Exception:  # noqa: BLE001, S110 - closing at shutdown; nothing to do about it
                 pass
         self._engine.dispose()
 
