@@ -367,6 +367,14 @@ def test_signature_failures_change_nothing(secured: ServerProcess) -> None:
         assert (got_status, payload["code"]) == (status, code), name
         if name == "replayed":
             assert payload["message"].startswith("Signature expired"), payload
+    # The tree hash left out of the signature: then the signed SHA-256 is what binds the body,
+    # and a body swapped together with an unsigned tree hash of its own is refused.
+    tampered = b"tamper-prooF"
+    unsigned_tree = signed_raw(secured, "POST", path, body, {"x-amz-content-sha256": sha})
+    got_status, payload = send(secured, unsigned_tree, tampered,
+                               {"x-amz-sha256-tree-hash": tree_hash(tampered)})
+    assert (got_status, payload["code"]) == (400, "InvalidParameterValueException")
+    assert "x-amz-content-sha256" in payload["message"]
     # A JSON body swapped under a signed x-amz-content-sha256 is refused too.
     job_body = json.dumps({"Type": "inventory-retrieval"}).encode()
     job_request = signed_raw(secured, "POST", "/-/vaults/sig/jobs", job_body,

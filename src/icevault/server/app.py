@@ -9,6 +9,7 @@ import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from aiohttp import HttpVersion11, web
@@ -123,7 +124,8 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
             f"Invalid x-amz-glacier-version: {version}. This service speaks {GLACIER_VERSION}"
         )
     route = routes.match(request.method, request.raw_path, dict(request.query))
-    principal, body = await authenticate(runtime, request, route)
+    caller = await authenticate(runtime, request, route)
+    principal = caller.principal
     account = resolve_account(route.account, principal.account_id)
     if route.vault is not None:
         validate_vault_name(route.vault)
@@ -151,7 +153,8 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         executor=runtime.executor,
         limits=runtime.limits,
         wake_jobs=runtime.job_event.set,
-        body=body,
+        body=caller.body,
+        tree_hash_binds_body=caller.tree_hash_binds_body,
     )
     return await handler(call)
 
@@ -161,9 +164,19 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
 _STREAMED = frozenset({Op.UPLOAD_ARCHIVE, Op.UPLOAD_MULTIPART_PART})
 
 
+@dataclass(frozen=True, slots=True)
+class Caller:
+    principal: Principal
+    body: bytes  # a JSON operation's body (streamed bodies are read by their handler)
+    # An upload's body must match its x-amz-sha256-tree-hash, itself SHA-256 based: when the
+    # signature covers that header (or nothing is signed), checking the tree hash binds the
+    # body, and the linear SHA-256 of x-amz-content-sha256 need not be computed again.
+    tree_hash_binds_body: bool
+
+
 async def authenticate(
     runtime: Runtime, request: web.Request, route: routes.Route
-) -> tuple[Principal, bytes]:
+) -> Caller:
     """Who is calling, and the body of a JSON operation (streamed bodies are read later).
 
     Everything the signature covers is checked before a body is read; a body is then
@@ -173,7 +186,7 @@ async def authenticate(
     timeout = runtime.limits.io_timeout_s
     if runtime.settings.auth == "off":
         body = b"" if streamed else await read_small_body(request, timeout)
-        return Principal(glacier.ctx.meta.default_account(), None, None), body
+        return Caller(Principal(glacier.ctx.meta.default_account(), None, None), body, True)
     signed = sigv4.SignedRequest(
         method=request.method,
         raw_path=request.raw_path.split("?", 1)[0],
@@ -212,7 +225,8 @@ async def authenticate(
         body = await read_small_body(request, timeout)
         sigv4.verify(signed, creds, key, region=region, now=now,
                      body_sha256=hashlib.sha256(body).hexdigest())
-    return Principal(key.account_id, key.user, key.id), body
+    return Caller(Principal(key.account_id, key.user, key.id), body,
+                  "x-amz-sha256-tree-hash" in creds.signed_headers)
 
 
 def _header_lists(request: web.Request) -> dict[str, list[str]]:

@@ -42,6 +42,7 @@ class Call:
     limits: TransferLimits
     wake_jobs: Callable[[], None]
     body: bytes = b""  # a JSON operation's body, read and checked at the edge
+    tree_hash_binds_body: bool = False  # see app.Caller
 
     @property
     def vault(self) -> VaultRef:

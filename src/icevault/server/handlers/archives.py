@@ -14,7 +14,9 @@ async def upload_archive(call: Call) -> web.StreamResponse:
         vault=call.vault,
         description=call.header("x-amz-archive-description"),
         tree_hash=call.header("x-amz-sha256-tree-hash"),
-        content_sha256=call.header("x-amz-content-sha256"),
+        content_sha256=(
+            None if call.tree_hash_binds_body else call.header("x-amz-content-sha256")
+        ),
         content_length=call.request.content_length,
     )
     upload = await call.run(call.glacier.archives.begin_upload, request)

@@ -37,7 +37,9 @@ async def upload_multipart_part(call: Call) -> web.StreamResponse:
         upload_id=_upload_id(call),
         content_range=call.header("Content-Range"),
         tree_hash=call.header("x-amz-sha256-tree-hash"),
-        content_sha256=call.header("x-amz-content-sha256"),
+        content_sha256=(
+            None if call.tree_hash_binds_body else call.header("x-amz-content-sha256")
+        ),
         content_length=call.request.content_length,
     )
     part = await call.run(call.glacier.uploads.begin_part, request)
