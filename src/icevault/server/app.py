@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from aiohttp import HttpVersion11, web
+from aiohttp import web
 
 from icevault.config import ServerSettings
 from icevault.core.errors import (
@@ -24,7 +24,7 @@ from icevault.core.identity import Principal
 from icevault.core.models import ACCOUNT_ID_RE, Tier, validate_vault_name
 from icevault.server import background, routes, sigv4
 from icevault.server.call import Call
-from icevault.server.errors import error_middleware, error_response
+from icevault.server.errors import error_middleware
 from icevault.server.handlers import account, archives, jobs, policies, uploads, vaults
 from icevault.server.routes import Op
 from icevault.server.runtime import RUNTIME, Runtime
@@ -236,21 +236,6 @@ def _header_lists(request: web.Request) -> dict[str, list[str]]:
     return headers
 
 
-async def _expect(request: web.Request) -> web.StreamResponse | None:
-    """``Expect: 100-continue`` as aiohttp handles it; any other expectation is refused in
-    Glacier's JSON (aiohttp's own refusal is plain text, and bypasses the middleware)."""
-    expect = request.headers.get("Expect", "")
-    if request.version == HttpVersion11 and expect.lower() == "100-continue":
-        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        request.writer.output_size = 0  # the response proper has not started
-        return None
-    response = error_response(
-        InvalidParameterValueError(f"Unsupported Expect header: {expect[:64]}")
-    )
-    response.force_close()
-    return response
-
-
 async def _stamp(request: web.Request, response: web.StreamResponse) -> None:
     # Every response, error or not, streamed or not, carries a request id.
     response.headers["x-amzn-RequestId"] = os.urandom(16).hex()
@@ -272,7 +257,7 @@ def create_app(settings: ServerSettings, glacier: Glacier | None = None) -> web.
     app[RUNTIME] = runtime
     # Every path, newlines included, so that no request falls through to aiohttp's own
     # (plain-text) handling.
-    app.router.add_route("*", r"/{tail:[\s\S]*}", dispatch, expect_handler=_expect)
+    app.router.add_route("*", r"/{tail:[\s\S]*}", dispatch)
     app.on_response_prepare.append(_stamp)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:

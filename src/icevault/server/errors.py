@@ -18,6 +18,7 @@ from icevault.core.errors import (
     GlacierError,
     InvalidParameterValueError,
     RequestTimeoutError,
+    ResourceNotFoundError,
     ServiceUnavailableError,
     StorageUnavailableError,
 )
@@ -39,6 +40,8 @@ def error_response(error: GlacierError) -> web.Response:
 def _from_http_exception(exc: web.HTTPException) -> GlacierError:
     if exc.status == 408:
         return RequestTimeoutError(exc.text or "The request timed out")
+    if exc.status == 404:
+        return ResourceNotFoundError("No Glacier resource at this path")
     if 400 <= exc.status < 500:
         return InvalidParameterValueError(exc.text or exc.reason)
     return ServiceUnavailableError("The service is unavailable; try again")

@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from aiohttp import web
+from aiohttp import HttpVersion11, web
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
@@ -119,6 +119,25 @@ class _Refusal(asyncio.Protocol):
         transport.close()
 
 
+def _refusing_unknown_expectations(
+    handler: Callable[[BaseRequest], Awaitable[web.StreamResponse]],
+) -> Callable[[BaseRequest], Awaitable[web.StreamResponse]]:
+    async def handle(request: BaseRequest) -> web.StreamResponse:
+        expect = request.headers.get("Expect")
+        if expect is not None and not (
+            request.version == HttpVersion11 and expect.lower() == "100-continue"
+        ):
+            response = error_response(
+                InvalidParameterValueError(f"Unsupported Expect header: {expect[:64]}")
+            )
+            response.headers["x-amzn-RequestId"] = _request_id()
+            response.force_close()
+            return response
+        return await handler(request)
+
+    return handle
+
+
 class GlacierRequestHandler(RequestHandler):
     """aiohttp's connection handler, answering malformed HTTP with Glacier's JSON error and
     counting itself against the connection cap."""
@@ -126,6 +145,10 @@ class GlacierRequestHandler(RequestHandler):
     def __init__(self, listener: Listener, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._listener = listener
+        # aiohttp answers an Expect header it does not know in plain text before any
+        # middleware runs; refused here instead, in Glacier's JSON, whatever the path.
+        assert self._request_handler is not None
+        self._request_handler = _refusing_unknown_expectations(self._request_handler)
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self._listener.release()
