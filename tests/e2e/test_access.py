@@ -484,6 +484,9 @@ def test_notifications_go_only_to_registered_topics(tmp_path: Any) -> None:
         assert got == expected
         assert all(m["StatusCode"] == "Succeeded" for _, _, m in _Hook.received)
         assert len(_Hook.received) == 4  # the inventory job matched no configured event
+        log = admin(server, "list-notifications", "--vault", "notify")["Notifications"]
+        assert sorted((n["Target"], n["Status"]) for n in log) == sorted(
+            (f"{base}{path}", "delivered 204") for path, _, _ in expected)
         root.delete_vault_notifications(vaultName="notify")
         with pytest.raises(ClientError) as exc:
             root.get_vault_notifications(vaultName="notify")

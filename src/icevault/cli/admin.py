@@ -16,7 +16,7 @@ import click
 
 from icevault.core.errors import GlacierError
 from icevault.core.identity import AccessKey, KeyStatus
-from icevault.core.models import Archive, VaultRef
+from icevault.core.models import Archive, VaultRef, iso8601
 from icevault.service.context import Context
 from icevault.service.identity import IdentityService
 from icevault.service.scrub import Scrubber
@@ -250,6 +250,18 @@ def list_topics(obj: Admin, account_id: str | None) -> None:
 @click.pass_obj
 def delete_topic(obj: Admin, account_id: str | None, name: str) -> None:
     _run(TopicService(obj.ctx).delete, obj.account(account_id), name)
+
+
+@admin.command("list-notifications")
+@account_option
+@click.option("--vault", required=True)
+@click.pass_obj
+def list_notifications(obj: Admin, account_id: str | None, vault: str) -> None:
+    """The job-completion notifications of a vault: topic, target and how delivery went."""
+    rows = obj.meta.list_notifications(VaultRef(obj.account(account_id), vault))
+    _emit({"Notifications": [
+        {"JobId": row["job_id"], "Topic": row["topic"], "Target": row["target"],
+         "Status": row["status"], "At": iso8601(row["created_at"])} for row in rows]})
 
 
 # -- integrity ---------------------------------------------------------------------------------

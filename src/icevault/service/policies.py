@@ -22,6 +22,7 @@ from icevault.core.policy import parse_policy
 from icevault.service.context import HOUR_MS, Context
 from icevault.service.topics import TopicService
 from icevault.service.vaults import require_vault, vault_not_found
+from icevault.store.metadata.base import NO_VAULT
 
 LOCK_WINDOW_MS = 24 * HOUR_MS
 NOTIFICATION_EVENTS = ("ArchiveRetrievalCompleted", "InventoryRetrievalCompleted")
@@ -67,10 +68,9 @@ class PolicyService:
         parse_policy(document, resource_policy=True)
         now = self.ctx.clock.now_ms()
         lock = VaultLock(new_lock_id(), document, LockState.IN_PROGRESS, now, now + LOCK_WINDOW_MS)
-        try:
-            blocking = self.ctx.meta.initiate_lock(ref, lock, now)
-        except LookupError:
-            raise vault_not_found(self.ctx, ref) from None
+        blocking = self.ctx.meta.initiate_lock(ref, lock, now)
+        if blocking is NO_VAULT:
+            raise vault_not_found(self.ctx, ref)
         self._changed(ref)
         if blocking is not None:
             raise AccessDeniedError(

@@ -24,6 +24,7 @@ from icevault.core.models import (
     CapacityUnit,
     Job,
     JobStatus,
+    LockState,
     NotificationConfig,
     Part,
     Upload,
@@ -43,6 +44,10 @@ class DeleteArchiveOutcome(enum.Enum):
     DELETED = "deleted"
     ALREADY_DELETED = "already_deleted"
     NOT_FOUND = "not_found"
+
+
+# What initiate_lock returns for a vault that does not exist (a lock no vault can have).
+NO_VAULT = VaultLock("", "", LockState.IN_PROGRESS, 0, None)
 
 
 class GarbageKind(enum.StrEnum):
@@ -69,12 +74,10 @@ class JobCompletion:
     inventory_marker_out: str | None = None
 
 
-class MetadataStore(Protocol):
-    #: True when a single-row read is cheaper than a thread hop (embedded SQLite), so the
-    #: HTTP edge may run such reads on the event loop.
-    reads_are_local: bool
 
-    # -- accounts -------------------------------------------------------------------------
+class IdentityPort(Protocol):
+    """Accounts, access keys, users and identity policies."""
+
     def default_account(self) -> str:
         """The account that owns requests when authentication is off (created on first use)."""
         ...
@@ -85,14 +88,46 @@ class MetadataStore(Protocol):
 
     def account_exists(self, account_id: str) -> bool: ...
 
-    # -- access keys ----------------------------------------------------------------------
     def insert_access_key(self, key: AccessKey) -> None: ...
 
     def get_access_key(self, key_id: str) -> AccessKey | None: ...
 
     def count_access_keys(self) -> int: ...
 
-    # -- vaults ---------------------------------------------------------------------------
+    def get_account_setting(self, account_id: str, key: str) -> str | None: ...
+
+    def set_account_setting(self, account_id: str, key: str, value: str) -> None: ...
+
+    def purchase_capacity(
+        self, account_id: str, unit: CapacityUnit, now: int, max_units: int
+    ) -> bool: ...
+
+    def list_capacity(self, account_id: str) -> list[CapacityUnit]: ...
+
+    def create_user(self, account_id: str, name: str, now: int) -> bool: ...
+
+    def user_exists(self, account_id: str, name: str) -> bool: ...
+
+    def list_users(self, account_id: str) -> list[str]: ...
+
+    def delete_user(self, account_id: str, name: str) -> bool: ...
+
+    def list_access_keys(self, account_id: str) -> list[AccessKey]: ...
+
+    def set_access_key_status(self, key_id: str, status: KeyStatus) -> bool: ...
+
+    def delete_access_key(self, key_id: str) -> bool: ...
+
+    def put_user_policy(self, account_id: str, user: str, name: str, document: str) -> None: ...
+
+    def delete_user_policy(self, account_id: str, user: str, name: str) -> bool: ...
+
+    def user_policies(self, account_id: str, user: str) -> list[tuple[str, str]]: ...
+
+
+class VaultPort(Protocol):
+    """Vaults and their tags."""
+
     def create_vault(self, ref: VaultRef, now: int, max_vaults: int) -> bool:
         """Create unless it exists; False when the account already has ``max_vaults``."""
         ...
@@ -115,7 +150,10 @@ class MetadataStore(Protocol):
         """False when the vault does not exist."""
         ...
 
-    # -- archives -------------------------------------------------------------------------
+
+class ArchivePort(Protocol):
+    """Archives, their leaf hashes and integrity marks."""
+
     def insert_archive(self, archive: Archive, leaves: bytes) -> bool:
         """Record a committed archive and count it in its vault; False if the vault is gone."""
         ...
@@ -140,7 +178,6 @@ class MetadataStore(Protocol):
         """Live archives created in ``[start, end)`` with sequence above ``after_seq``."""
         ...
 
-    # -- integrity ----------------------------------------------------------------------
     def mark_archive_corrupt(self, archive_id: str, at: int, reason: str) -> bool:
         """Mark an archive's bytes as failing verification (never served again); False when
         it was marked already."""
@@ -157,22 +194,9 @@ class MetadataStore(Protocol):
 
     def corrupt_archives(self) -> list[Archive]: ...
 
-    def get_setting(self, key: str) -> str | None: ...
+class UploadPort(Protocol):
+    """Multipart uploads and their parts."""
 
-    def set_setting(self, key: str, value: str | None) -> None:
-        """Store a server-wide value (None removes it)."""
-        ...
-
-    # -- topics ---------------------------------------------------------------------------
-    def put_topic(self, account_id: str, name: str, url: str, now: int) -> None: ...
-
-    def get_topic_url(self, account_id: str, name: str) -> str | None: ...
-
-    def list_topics(self, account_id: str) -> list[tuple[str, str]]: ...
-
-    def delete_topic(self, account_id: str, name: str) -> bool: ...
-
-    # -- multipart uploads ----------------------------------------------------------------
     def insert_upload(self, upload: Upload) -> bool:
         """False when the vault does not exist."""
         ...
@@ -212,7 +236,10 @@ class MetadataStore(Protocol):
         """Abort uploads idle since ``idle_before``; forget finished ones."""
         ...
 
-    # -- jobs -----------------------------------------------------------------------------
+
+class JobPort(Protocol):
+    """Retrieval jobs."""
+
     def insert_job(self, job: Job) -> bool:
         """False when the vault does not exist."""
         ...
@@ -245,7 +272,10 @@ class MetadataStore(Protocol):
         """Bytes of archive retrievals the account initiated at or after ``since``."""
         ...
 
-    # -- vault access policy, lock, notifications ----------------------------------------
+
+class PolicyPort(Protocol):
+    """Vault access policies, locks, notification configurations and topics."""
+
     def get_access_policy(self, ref: VaultRef) -> str | None: ...
 
     def set_access_policy(self, ref: VaultRef, document: str | None, now: int) -> bool:
@@ -261,8 +291,8 @@ class MetadataStore(Protocol):
         ...
 
     def initiate_lock(self, ref: VaultRef, lock: VaultLock, now: int) -> VaultLock | None:
-        """Store an in-progress lock unless one exists (returned instead). LookupError when
-        the vault does not exist."""
+        """Store an in-progress lock unless one exists (returned instead); :data:`NO_VAULT`
+        when the vault does not exist."""
         ...
 
     def complete_lock(self, ref: VaultRef, lock_id: str, now: int) -> VaultLock | None: ...
@@ -282,38 +312,18 @@ class MetadataStore(Protocol):
 
     def list_notifications(self, ref: VaultRef) -> list[dict[str, Any]]: ...
 
-    # -- account settings, capacity, users and identity policies -------------------------
-    def get_account_setting(self, account_id: str, key: str) -> str | None: ...
+    def put_topic(self, account_id: str, name: str, url: str, now: int) -> None: ...
 
-    def set_account_setting(self, account_id: str, key: str, value: str) -> None: ...
+    def get_topic_url(self, account_id: str, name: str) -> str | None: ...
 
-    def purchase_capacity(
-        self, account_id: str, unit: CapacityUnit, now: int, max_units: int
-    ) -> bool: ...
+    def list_topics(self, account_id: str) -> list[tuple[str, str]]: ...
 
-    def list_capacity(self, account_id: str) -> list[CapacityUnit]: ...
+    def delete_topic(self, account_id: str, name: str) -> bool: ...
 
-    def create_user(self, account_id: str, name: str, now: int) -> bool: ...
 
-    def user_exists(self, account_id: str, name: str) -> bool: ...
+class MaintenancePort(Protocol):
+    """The garbage list, server-wide settings and what the sweeps ask."""
 
-    def list_users(self, account_id: str) -> list[str]: ...
-
-    def delete_user(self, account_id: str, name: str) -> bool: ...
-
-    def list_access_keys(self, account_id: str) -> list[AccessKey]: ...
-
-    def set_access_key_status(self, key_id: str, status: KeyStatus) -> bool: ...
-
-    def delete_access_key(self, key_id: str) -> bool: ...
-
-    def put_user_policy(self, account_id: str, user: str, name: str, document: str) -> None: ...
-
-    def delete_user_policy(self, account_id: str, user: str, name: str) -> bool: ...
-
-    def user_policies(self, account_id: str, user: str) -> list[tuple[str, str]]: ...
-
-    # -- garbage --------------------------------------------------------------------------
     def enqueue_garbage(self, kind: GarbageKind, key: str) -> None: ...
 
     def take_garbage(self, limit: int) -> list[GarbageItem]: ...
@@ -327,3 +337,20 @@ class MetadataStore(Protocol):
     def staging_keys_in_use(self, keys: Sequence[str]) -> set[str]: ...
 
     def close(self) -> None: ...
+
+    def get_setting(self, key: str) -> str | None: ...
+
+    def set_setting(self, key: str, value: str | None) -> None:
+        """Store a server-wide value (None removes it)."""
+        ...
+
+
+class MetadataStore(
+    IdentityPort, VaultPort, ArchivePort, UploadPort, JobPort, PolicyPort, MaintenancePort,
+    Protocol,
+):
+    """The whole metadata store, as the services use it."""
+
+    #: True when a single-row read is cheaper than a thread hop (embedded SQLite), so the
+    #: HTTP edge may run such reads on the event loop.
+    reads_are_local: bool

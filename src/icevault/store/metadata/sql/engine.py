@@ -1,0 +1,322 @@
+"""The SQL metadata store's engine: connections, transactions, prebuilt hot reads.
+
+One implementation serves both databases; only connection set-up differs. SQLite runs in WAL
+mode with ``synchronous=FULL`` so a committed transaction survives power loss, and write
+transactions start with ``BEGIN IMMEDIATE`` so two writers never deadlock upgrading locks.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Integer,
+    and_,
+    bindparam,
+    create_engine,
+    event,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.exc import OperationalError
+
+from icevault.core.errors import StorageUnavailableError
+from icevault.core.models import (
+    Archive,
+    JobStatus,
+    LockState,
+    VaultLock,
+    VaultRef,
+)
+from icevault.store.metadata import migrations
+from icevault.store.metadata import schema as t
+from icevault.store.metadata.base import (
+    GarbageKind,
+)
+
+_WRITE = "icevault_write"
+# What SQLite and PostgreSQL say when their storage is full or read-only.
+_STORAGE_FULL_OR_READ_ONLY = ("disk is full", "readonly", "read-only", "no space left")
+
+
+def sqlite_url(path: Path) -> str:
+    return f"sqlite:///{path}"
+
+
+def _private_sqlite_file(url: str) -> None:
+    """The database holds access-key secrets: create it readable by its owner only (SQLite
+    gives the -wal and -shm files the same mode)."""
+    path = url.removeprefix("sqlite:///")
+    if not path or path == ":memory:":
+        return
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    os.close(fd)
+    os.chmod(path, 0o600)
+
+
+class _Row(dict[str, Any]):
+    __getattr__ = dict.__getitem__
+
+
+def _lapsed(lock: VaultLock, now: int) -> bool:
+    """An in-progress lock not completed within its window no longer counts."""
+    return (
+        lock.state is LockState.IN_PROGRESS and lock.expires_at is not None and lock.expires_at <= now
+    )
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Take transaction control from the driver so BEGIN is ours to choose.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=FULL")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        conn.exec_driver_sql(
+            "BEGIN IMMEDIATE" if conn.get_execution_options().get(_WRITE) else "BEGIN"
+        )
+
+
+# Statements on hot paths are built once: composing SQLAlchemy expressions per call costs
+# more than running them.
+_GET_VAULT = select(t.vaults).where(
+    t.vaults.c.account_id == bindparam("account"), t.vaults.c.name == bindparam("name")
+)
+_GET_JOB = select(t.jobs).where(
+    t.jobs.c.id == bindparam("job_id"),
+    t.jobs.c.account_id == bindparam("account"),
+    t.jobs.c.vault_name == bindparam("name"),
+)
+_GET_KEY = select(t.access_keys).where(t.access_keys.c.id == bindparam("key_id"))
+_ARCHIVE_COLUMNS = (
+    t.archives.c.seq,
+    t.archives.c.id,
+    t.archives.c.account_id,
+    t.archives.c.vault_name,
+    t.archives.c.description,
+    t.archives.c.size,
+    t.archives.c.tree_hash,
+    t.archives.c.blob_key,
+    t.archives.c.created_at,
+    t.archives.c.deleted_at,
+    t.archives.c.corrupt_at,
+    t.archives.c.corrupt_reason,
+)
+# Every GetJobOutput request reads its archive (and, for a checksummed range, its leaves).
+_GET_ARCHIVE = select(*_ARCHIVE_COLUMNS).where(
+    t.archives.c.id == bindparam("archive_id"),
+    t.archives.c.account_id == bindparam("account"),
+    t.archives.c.vault_name == bindparam("name"),
+)
+_GET_ARCHIVE_LEAVES = select(t.archives.c.leaf_hashes).where(
+    t.archives.c.id == bindparam("archive_id")
+)
+# substr() on a blob counts bytes from 1, in SQLite and PostgreSQL alike.
+_GET_ARCHIVE_LEAF_RANGE = select(
+    func.substr(
+        t.archives.c.leaf_hashes, bindparam("from_byte", type_=Integer),
+        bindparam("byte_count", type_=Integer),
+    ).label("leaf_hashes")
+).where(t.archives.c.id == bindparam("archive_id"))
+_GET_VAULT_POLICIES = select(t.vault_policies).where(
+    t.vault_policies.c.account_id == bindparam("account"),
+    t.vault_policies.c.vault_name == bindparam("name"),
+)
+
+
+class _Prepared:
+    """A prebuilt SELECT compiled once for the engine's dialect and run on a raw DB-API
+    cursor: for the hottest reads, SQLAlchemy's per-execution machinery costs more than the
+    query itself."""
+
+    def __init__(self, statement: Any, engine: Engine) -> None:
+        compiled = statement.compile(dialect=engine.dialect)
+        self.sql = str(compiled)
+        self.positional = compiled.positional
+        self.order = list(compiled.positiontup or [])
+        self.columns = list(statement.selected_columns.keys())
+
+    def params(self, values: dict[str, Any]) -> Any:
+        return [values[name] for name in self.order] if self.positional else values
+
+
+class SqlEngine:
+    """The engine, its connections and transactions: what every part of the SQL store
+    builds on."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._is_sqlite = url.startswith("sqlite")
+        # An embedded SQLite read takes microseconds from the page cache, less than handing it
+        # to a thread; a network database's does not.
+        self.reads_are_local = self._is_sqlite
+        # Every worker thread (16) and the event loop keep one connection for hot reads
+        # (_fast_rows) and may check out another for a transaction: size the pool for both.
+        if self._is_sqlite:
+            _private_sqlite_file(url)
+            self._engine = create_engine(url, pool_size=32, max_overflow=32)
+            _configure_sqlite(self._engine)
+        else:
+            self._engine = create_engine(url, pool_size=32, max_overflow=32, pool_pre_ping=True)
+        self._account_lock = threading.Lock()
+        self._default_account: str | None = None
+        self._migrate()
+        self._local = threading.local()
+        self._raw_connections: list[Any] = []
+        self._prepared = {
+            name: _Prepared(statement, self._engine)
+            for name, statement in (
+                ("vault", _GET_VAULT), ("job", _GET_JOB), ("key", _GET_KEY),
+                ("vault_policies", _GET_VAULT_POLICIES), ("archive", _GET_ARCHIVE),
+                ("archive_leaves", _GET_ARCHIVE_LEAVES),
+                ("archive_leaf_range", _GET_ARCHIVE_LEAF_RANGE),
+            )
+        }
+
+    def _fast_rows(self, name: str, values: dict[str, Any]) -> list[Any]:
+        """Rows of a prebuilt SELECT through this thread's own raw connection. Each row
+        supports attribute access by column name, like a SQLAlchemy row."""
+        prepared = self._prepared[name]
+        raw = getattr(self._local, "raw", None)
+        if raw is None:
+            raw = self._local.raw = self._engine.raw_connection()
+            with self._account_lock:
+                self._raw_connections.append(raw)
+        cursor = raw.cursor()
+        try:
+            cursor.execute(prepared.sql, prepared.params(values))
+            rows = cursor.fetchall()
+        except Exception:
+            raw.rollback()
+            raise
+        finally:
+            cursor.close()
+        if not self._is_sqlite:
+            raw.rollback()  # end the implicit transaction a DB-API driver opened
+        return [_Row(zip(prepared.columns, row, strict=True)) for row in rows]
+
+    # -- plumbing -------------------------------------------------------------------------
+    @contextmanager
+    def _tx(self, write: bool = False) -> Iterator[Connection]:
+        try:
+            with self._engine.connect() as conn:
+                if write:
+                    conn.execution_options(**{_WRITE: True})
+                with conn.begin():
+                    yield conn
+        except OperationalError as exc:
+            text = str(exc.orig).lower()
+            if any(word in text for word in _STORAGE_FULL_OR_READ_ONLY):
+                raise StorageUnavailableError(
+                    f"The metadata store cannot take writes: {exc.orig}"
+                ) from exc
+            raise
+
+    def _migrate(self) -> None:
+        with self._tx(write=True) as conn:
+            migrations.upgrade(conn)
+
+    def schema_revision(self) -> str | None:
+        with self._tx() as conn:
+            return migrations.current(conn)
+
+    def close(self) -> None:
+        for raw in self._raw_connections:
+            try:
+                raw.close()
+            except Exception:  # noqa: BLE001, S110 - closing at shutdown; nothing to do about it
+                pass
+        self._engine.dispose()
+
+    # -- helpers the aggregates share -------------------------------------------------------
+    @staticmethod
+    def _vault_where(ref: VaultRef) -> Any:
+        return and_(t.vaults.c.account_id == ref.account_id, t.vaults.c.name == ref.name)
+
+    @staticmethod
+    def _vault_exists(conn: Connection, ref: VaultRef) -> bool:
+        return (
+            conn.execute(
+                select(t.vaults.c.name).where(SqlEngine._vault_where(ref))
+            ).first()
+            is not None
+        )
+
+    @staticmethod
+    def _garbage(conn: Connection, kind: GarbageKind, key: str) -> None:
+        conn.execute(insert(t.garbage).values(kind=kind, key=key))
+
+    @staticmethod
+    def _row_to_archive(row: Any) -> Archive:
+        return Archive(
+            id=row.id,
+            vault=VaultRef(row.account_id, row.vault_name),
+            description=row.description,
+            size=row.size,
+            tree_hash=row.tree_hash,
+            created_at=row.created_at,
+            blob_key=row.blob_key,
+            deleted_at=row.deleted_at,
+            corrupt_at=row.corrupt_at,
+            corrupt_reason=row.corrupt_reason,
+        )
+
+    def _insert_archive(self, conn: Connection, archive: Archive, leaves: bytes) -> None:
+        conn.execute(
+            insert(t.archives).values(
+                id=archive.id,
+                account_id=archive.vault.account_id,
+                vault_name=archive.vault.name,
+                description=archive.description,
+                size=archive.size,
+                tree_hash=archive.tree_hash,
+                leaf_hashes=leaves,
+                blob_key=archive.blob_key,
+                created_at=archive.created_at,
+                deleted_at=None,
+            )
+        )
+        conn.execute(
+            update(t.vaults)
+            .where(self._vault_where(archive.vault))
+            .values(
+                archive_count=t.vaults.c.archive_count + 1,
+                size_bytes=t.vaults.c.size_bytes + archive.size,
+            )
+        )
+
+    def _release_archive_blob(self, conn: Connection, archive_id: str) -> None:
+        """Reclaim a deleted archive's bytes once no finished retrieval still serves them."""
+        row = conn.execute(
+            select(t.archives.c.blob_key, t.archives.c.deleted_at).where(
+                t.archives.c.id == archive_id
+            )
+        ).first()
+        if row is None or row.blob_key is None or row.deleted_at is None:
+            return
+        reader = conn.execute(
+            select(t.jobs.c.seq).where(
+                t.jobs.c.archive_id == archive_id, t.jobs.c.status == JobStatus.SUCCEEDED
+            )
+        ).first()
+        if reader is not None:
+            return
+        self._garbage(conn, GarbageKind.BLOB, row.blob_key)
+        conn.execute(
+            update(t.archives).where(t.archives.c.id == archive_id).values(blob_key=None)
+        )

@@ -1,0 +1,185 @@
+"""Accounts, access keys, users and their identity policies."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
+
+from icevault.core.identity import AccessKey, KeyStatus
+from icevault.core.ids import new_account_id
+from icevault.store.metadata import schema as t
+from icevault.store.metadata.sql.engine import SqlEngine
+
+
+class IdentityRows(SqlEngine):
+    # -- accounts -------------------------------------------------------------------------
+    def default_account(self) -> str:
+        if self._default_account is not None:
+            return self._default_account
+        with self._account_lock, self._tx(write=True) as conn:
+            row = conn.execute(
+                select(t.settings.c.value).where(t.settings.c.key == "default_account")
+            ).first()
+            if row is None:
+                account = new_account_id()
+                conn.execute(insert(t.accounts).values(id=account, created_at=0))
+                conn.execute(insert(t.settings).values(key="default_account", value=account))
+            else:
+                account = row[0]
+            self._default_account = account
+            return account
+
+    def create_account(self, account_id: str, now: int) -> bool:
+        """False when the account already exists."""
+        with self._tx(write=True) as conn:
+            exists = conn.execute(
+                select(t.accounts.c.id).where(t.accounts.c.id == account_id)
+            ).first()
+            if exists is not None:
+                return False
+            conn.execute(insert(t.accounts).values(id=account_id, created_at=now))
+            return True
+
+    def account_exists(self, account_id: str) -> bool:
+        with self._tx() as conn:
+            return (
+                conn.execute(select(t.accounts.c.id).where(t.accounts.c.id == account_id)).first()
+                is not None
+            )
+
+    # -- access keys ----------------------------------------------------------------------
+    def insert_access_key(self, key: AccessKey) -> None:
+        with self._tx(write=True) as conn:
+            conn.execute(
+                insert(t.access_keys).values(
+                    id=key.id,
+                    secret=key.secret,
+                    account_id=key.account_id,
+                    user_name=key.user,
+                    status=key.status,
+                    created_at=key.created_at,
+                )
+            )
+
+    def get_access_key(self, key_id: str) -> AccessKey | None:
+        rows = self._fast_rows("key", {"key_id": key_id})
+        row = rows[0] if rows else None
+        if row is None:
+            return None
+        return AccessKey(
+            row.id, row.secret, row.account_id, row.user_name, KeyStatus(row.status), row.created_at
+        )
+
+    def count_access_keys(self) -> int:
+        with self._tx() as conn:
+            return conn.execute(select(func.count()).select_from(t.access_keys)).scalar_one()
+    # -- users, keys and identity policies ------------------------------------------------
+    def create_user(self, account_id: str, name: str, now: int) -> bool:
+        with self._tx(write=True) as conn:
+            exists = conn.execute(
+                select(t.users.c.name).where(t.users.c.account_id == account_id, t.users.c.name == name)
+            ).first()
+            if exists is not None:
+                return False
+            conn.execute(insert(t.users).values(account_id=account_id, name=name, created_at=now))
+            return True
+
+    def user_exists(self, account_id: str, name: str) -> bool:
+        with self._tx() as conn:
+            return conn.execute(
+                select(t.users.c.name).where(t.users.c.account_id == account_id, t.users.c.name == name)
+            ).first() is not None
+
+    def list_users(self, account_id: str) -> list[str]:
+        with self._tx() as conn:
+            return [
+                r[0]
+                for r in conn.execute(
+                    select(t.users.c.name).where(t.users.c.account_id == account_id).order_by(t.users.c.name)
+                )
+            ]
+
+    def delete_user(self, account_id: str, name: str) -> bool:
+        with self._tx(write=True) as conn:
+            gone = conn.execute(
+                delete(t.users).where(t.users.c.account_id == account_id, t.users.c.name == name)
+            ).rowcount
+            conn.execute(
+                delete(t.access_keys).where(
+                    t.access_keys.c.account_id == account_id, t.access_keys.c.user_name == name
+                )
+            )
+            conn.execute(
+                delete(t.identity_policies).where(
+                    t.identity_policies.c.account_id == account_id,
+                    t.identity_policies.c.user_name == name,
+                )
+            )
+            return bool(gone)
+
+    def list_access_keys(self, account_id: str) -> list[AccessKey]:
+        with self._tx() as conn:
+            rows = conn.execute(
+                select(t.access_keys).where(t.access_keys.c.account_id == account_id)
+                .order_by(t.access_keys.c.created_at)
+            )
+            return [
+                AccessKey(r.id, r.secret, r.account_id, r.user_name, KeyStatus(r.status), r.created_at)
+                for r in rows
+            ]
+
+    def set_access_key_status(self, key_id: str, status: KeyStatus) -> bool:
+        with self._tx(write=True) as conn:
+            return bool(
+                conn.execute(
+                    update(t.access_keys).where(t.access_keys.c.id == key_id).values(status=status)
+                ).rowcount
+            )
+
+    def delete_access_key(self, key_id: str) -> bool:
+        with self._tx(write=True) as conn:
+            return bool(conn.execute(delete(t.access_keys).where(t.access_keys.c.id == key_id)).rowcount)
+
+    def put_user_policy(self, account_id: str, user: str, name: str, document: str) -> None:
+        with self._tx(write=True) as conn:
+            conn.execute(
+                delete(t.identity_policies).where(
+                    t.identity_policies.c.account_id == account_id,
+                    t.identity_policies.c.user_name == user,
+                    t.identity_policies.c.policy_name == name,
+                )
+            )
+            conn.execute(
+                insert(t.identity_policies).values(
+                    account_id=account_id, user_name=user, policy_name=name, document=document
+                )
+            )
+
+    def delete_user_policy(self, account_id: str, user: str, name: str) -> bool:
+        with self._tx(write=True) as conn:
+            return bool(
+                conn.execute(
+                    delete(t.identity_policies).where(
+                        t.identity_policies.c.account_id == account_id,
+                        t.identity_policies.c.user_name == user,
+                        t.identity_policies.c.policy_name == name,
+                    )
+                ).rowcount
+            )
+
+    def user_policies(self, account_id: str, user: str) -> list[tuple[str, str]]:
+        with self._tx() as conn:
+            rows = conn.execute(
+                select(t.identity_policies.c.policy_name, t.identity_policies.c.document)
+                .where(
+                    t.identity_policies.c.account_id == account_id,
+                    t.identity_policies.c.user_name == user,
+                )
+                .order_by(t.identity_policies.c.policy_name)
+            )
+            return [(r[0], r[1]) for r in rows]
