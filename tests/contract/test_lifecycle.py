@@ -89,9 +89,9 @@ def test_inventory_output_is_reclaimed_on_expiry(glacier: Glacier, clock: FakeCl
 
 def test_idle_uploads_are_reclaimed(glacier: Glacier, clock: FakeClock, blobs: BlobStore) -> None:
     glacier.vaults.create(V)
-    stale = glacier.uploads.initiate(V, str(1 << 20), None)
+    stale = glacier.uploads.initiate(V, 1 << 20, None)
     clock.advance(23 * HOUR_MS)
-    fresh = glacier.uploads.initiate(V, str(1 << 20), None)
+    fresh = glacier.uploads.initiate(V, 1 << 20, None)
     clock.advance(HOUR_MS + 1)
     assert glacier.maintenance.expire() == (0, 1)
     glacier.maintenance.collect_garbage()

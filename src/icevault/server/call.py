@@ -60,10 +60,16 @@ class Call:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.executor, partial(fn, *args, **kwargs))
 
-    async def read(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run a single-row lookup: inline when the metadata store is embedded (cheaper than
-        a thread hop), else in a worker thread."""
-        if self.glacier.ctx.meta.reads_are_local:
+    async def lookup(self, fn: Callable[..., T], *args: Any, opens_blob: bool = False) -> T:
+        """Run a lookup of a few indexed reads (and, with ``opens_blob``, the opening of a
+        blob range) where it costs least.
+
+        The one rule for what may run on the event loop: work that touches only embedded,
+        local storage (SQLite pages, a local file's open) takes microseconds, less than a
+        hop to a worker thread; anything that waits on a network (PostgreSQL, an object
+        store) goes to a worker thread, so the loop never waits on it."""
+        ctx = self.glacier.ctx
+        if ctx.meta.reads_are_local and (not opens_blob or ctx.blobs.opens_are_local):
             return fn(*args)
         return await self.run(fn, *args)
 

@@ -9,12 +9,11 @@ interrupted upload leaves nothing visible.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from icevault.core import treehash
 from icevault.core.errors import (
     InvalidParameterValueError,
-    MissingParameterValueError,
 )
 from icevault.core.ids import new_archive_id
 from icevault.core.models import Archive, VaultRef, validate_description, validate_vault_name
@@ -23,23 +22,16 @@ from icevault.service.vaults import require_vault, vault_not_found
 from icevault.store.blobs.base import BlobWriter
 from icevault.store.metadata.base import DeleteArchiveOutcome
 
-HEX64 = frozenset("0123456789abcdef")
-
-
-def check_hex_hash(value: str, header: str) -> str:
-    lowered = value.strip().lower()
-    if len(lowered) != 64 or not set(lowered) <= HEX64:
-        raise InvalidParameterValueError(f"Invalid {header}: {value}")
-    return lowered
-
 
 @dataclass(frozen=True, slots=True)
 class UploadRequest:
+    """An UploadArchive, typed at the edge (hashes are lowercase hex)."""
+
     vault: VaultRef
     description: str | None
-    tree_hash: str | None
-    content_sha256: str | None
-    content_length: int | None
+    tree_hash: str
+    content_sha256: str | None  # None: the tree hash alone binds the body
+    content_length: int
 
 
 class StreamHasher:
@@ -134,15 +126,6 @@ class ArchiveService:
         validate_vault_name(request.vault.name)
         if request.description is not None:
             validate_description(request.description)
-        if request.tree_hash is None:
-            raise MissingParameterValueError("Required parameter missing: x-amz-sha256-tree-hash")
-        tree_hash = check_hex_hash(request.tree_hash, "x-amz-sha256-tree-hash")
-        if request.content_sha256 is not None:
-            request = replace(
-                request, content_sha256=check_hex_hash(request.content_sha256, "x-amz-content-sha256")
-            )
-        if request.content_length is None:
-            raise MissingParameterValueError("Required parameter missing: Content-Length")
         if request.content_length <= 0:
             raise InvalidParameterValueError(
                 f"Invalid Content-Length: {request.content_length}. An archive is 1 byte or more."
@@ -153,7 +136,7 @@ class ArchiveService:
                 f"{self.ctx.limits.max_single_upload} bytes; use a multipart upload."
             )
         require_vault(self.ctx, request.vault)
-        return ArchiveUpload(self.ctx, request, tree_hash)
+        return ArchiveUpload(self.ctx, request, request.tree_hash)
 
     def delete(self, ref: VaultRef, archive_id: str) -> None:
         validate_vault_name(ref.name)

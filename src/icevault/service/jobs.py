@@ -25,12 +25,10 @@ from icevault.core.models import (
     JobStatus,
     Tier,
     VaultRef,
-    parse_iso8601,
     validate_description,
     validate_vault_name,
 )
-from icevault.core.parsing import parse_decimal
-from icevault.core.ranges import ByteRange, parse_retrieval_range
+from icevault.core.ranges import ByteRange
 from icevault.service.account import AccountService
 from icevault.service.context import Context
 from icevault.service.integrity import IntegrityService, corruption_message
@@ -45,23 +43,23 @@ JOB_TYPES = ("archive-retrieval", "inventory-retrieval", "select")
 
 @dataclass(frozen=True, slots=True)
 class InventoryRequest:
-    start_date: str | None = None
-    end_date: str | None = None
-    limit: str | None = None
+    start_ms: int | None = None
+    end_ms: int | None = None
+    limit: int | None = None
     marker: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class JobRequest:
-    """InitiateJob's body, parsed at the edge; values are as the client sent them."""
+    """InitiateJob's body, parsed and typed at the edge."""
 
     type: str | None
     archive_id: str | None = None
     description: str | None = None
     sns_topic: str | None = None
-    tier: str | None = None
-    retrieval_byte_range: str | None = None
-    format: str | None = None
+    tier: Tier | None = None
+    retrieval_range: tuple[int, int] | None = None  # inclusive
+    format: InventoryFormat | None = None
     inventory: InventoryRequest | None = None
     has_select_parameters: bool = False
     has_output_location: bool = False
@@ -141,14 +139,14 @@ class JobService:
         archive = self.ctx.meta.get_archive(ref, request.archive_id)
         if archive is None:
             raise ResourceNotFoundError(f"Archive not found: {request.archive_id}")
-        tier = self._tier(request.tier)
-        if request.retrieval_byte_range is None:
+        tier = request.tier or Tier.STANDARD
+        if request.retrieval_range is None:
             start, end = 0, archive.size - 1
         else:
-            start, end = parse_retrieval_range(request.retrieval_byte_range)
+            start, end = request.retrieval_range
             if end >= archive.size or not treehash.is_megabyte_aligned(start, end, archive.size):
                 raise InvalidParameterValueError(
-                    f"Invalid RetrievalByteRange: {request.retrieval_byte_range}. The range must "
+                    f"Invalid RetrievalByteRange: {start}-{end}. The range must "
                     f"be megabyte aligned and inside the archive of {archive.size} bytes"
                 )
         range_hash: str | None
@@ -180,44 +178,21 @@ class JobService:
             range_tree_hash=range_hash,
         )
 
-    @staticmethod
-    def _tier(text: str | None) -> Tier:
-        if text is None:
-            return Tier.STANDARD
-        for tier in Tier:
-            if tier.value == text:
-                return tier
-        raise InvalidParameterValueError(
-            f"Invalid Tier: {text}. Valid tiers are Expedited, Standard and Bulk"
-        )
-
     def _inventory_job(self, ref: VaultRef, request: JobRequest) -> Job:
-        if request.archive_id is not None or request.retrieval_byte_range is not None:
+        if request.archive_id is not None or request.retrieval_range is not None:
             raise InvalidParameterValueError(
                 "ArchiveId and RetrievalByteRange apply only to archive-retrieval jobs"
             )
-        fmt = request.format or "JSON"
-        if fmt not in ("JSON", "CSV"):
-            raise InvalidParameterValueError(f"Invalid Format: {fmt}. Valid formats are JSON and CSV")
-        params = InventoryParams(format=InventoryFormat(fmt))
+        params = InventoryParams(format=request.format or InventoryFormat.JSON)
         inv = request.inventory
         if inv is not None:
-            limit = None
-            if inv.limit is not None:
-                limit = parse_decimal(inv.limit, "InventoryRetrievalParameters.Limit")
-                if limit < 1:
-                    raise InvalidParameterValueError(
-                        f"Invalid InventoryRetrievalParameters.Limit: {inv.limit}"
-                    )
-            start = None if inv.start_date is None else parse_iso8601(inv.start_date)
-            end = None if inv.end_date is None else parse_iso8601(inv.end_date)
+            start, end = inv.start_ms, inv.end_ms
             if start is not None and end is not None and end <= start:
                 raise InvalidParameterValueError("EndDate must be later than StartDate")
             if inv.marker is not None:
                 decode_marker(inv.marker)
-            params = replace(
-                params, start_date=start, end_date=end, limit=limit, marker=inv.marker or None
-            )
+            params = replace(params, start_date=start, end_date=end, limit=inv.limit,
+                             marker=inv.marker)
         now = self.ctx.clock.now_ms()
         return Job(
             id=new_job_id(),
@@ -247,26 +222,15 @@ class JobService:
         self,
         ref: VaultRef,
         *,
-        completed: str | None,
-        statuscode: str | None,
+        completed: bool | None,
+        status: JobStatus | None,
         marker: str | None,
-        limit: str | None,
+        limit: int,
     ) -> JobPage:
+        """At most ``limit`` jobs (Glacier pages ListJobs by 50 at most)."""
         validate_vault_name(ref.name)
-        count = parse_limit(limit, default=50, maximum=50)
-        done: bool | None = None
-        if completed is not None:
-            if completed.lower() not in ("true", "false"):
-                raise InvalidParameterValueError(f"Invalid completed value: {completed}")
-            done = completed.lower() == "true"
-        status = None
-        if statuscode is not None:
-            try:
-                status = JobStatus(statuscode)
-            except ValueError:
-                raise InvalidParameterValueError(
-                    f"The job status code is not valid: {statuscode}"
-                ) from None
+        count = min(limit, 50)
+        done = completed
         require_vault(self.ctx, ref)
         start_seq = None
         if marker:
@@ -407,13 +371,3 @@ class JobService:
 
     def next_due_time(self) -> int | None:
         return self.ctx.meta.next_due_time()
-
-
-def parse_limit(text: str | None, *, default: int, maximum: int) -> int:
-    """A list operation's ``limit``: a positive integer, capped at ``maximum``."""
-    if text is None or text == "":
-        return default
-    value = parse_decimal(text, "limit")
-    if value < 1:
-        raise InvalidParameterValueError(f"Invalid limit: {text}. The limit is a positive integer")
-    return min(value, maximum)

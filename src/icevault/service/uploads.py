@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from icevault.core import treehash
 from icevault.core.errors import (
     InvalidParameterValueError,
-    MissingParameterValueError,
     ResourceNotFoundError,
 )
 from icevault.core.ids import new_archive_id, new_upload_id
@@ -30,8 +29,7 @@ from icevault.core.models import (
     validate_description,
     validate_vault_name,
 )
-from icevault.core.parsing import is_decimal, parse_decimal
-from icevault.service.archives import StreamHasher, check_hex_hash
+from icevault.service.archives import StreamHasher
 from icevault.service.context import Context
 from icevault.service.vaults import require_vault, vault_not_found
 from icevault.store.blobs.base import BlobWriter
@@ -83,12 +81,16 @@ def upload_not_found(upload_id: str) -> ResourceNotFoundError:
 
 @dataclass(frozen=True, slots=True)
 class PartRequest:
+    """An UploadMultipartPart, typed at the edge: bytes ``first`` to ``last`` (inclusive)."""
+
     vault: VaultRef
     upload_id: str
-    content_range: str | None
-    tree_hash: str | None
-    content_sha256: str | None
-    content_length: int | None
+    first: int
+    last: int
+    archive_size: int | None  # the whole archive's size, when the client named it
+    tree_hash: str
+    content_sha256: str | None  # None: the tree hash alone binds the body
+    content_length: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,11 +189,9 @@ class UploadService:
             raise upload_not_found(upload_id)
         return upload
 
-    def initiate(self, ref: VaultRef, part_size: str | None, description: str | None) -> Upload:
+    def initiate(self, ref: VaultRef, part_size: int, description: str | None) -> Upload:
         validate_vault_name(ref.name)
-        if part_size is None:
-            raise MissingParameterValueError("Required parameter missing: x-amz-part-size")
-        size = int(part_size) if is_decimal(part_size) else -1
+        size = part_size
         if size < MIN_PART or size > MAX_PART or size & (size - 1):
             raise InvalidParameterValueError(
                 f"Invalid part size: {part_size}. The part size must be a megabyte (1024 KB) "
@@ -218,55 +218,36 @@ class UploadService:
 
     def begin_part(self, request: PartRequest) -> PartUpload:
         validate_vault_name(request.vault.name)
-        if request.tree_hash is None:
-            raise MissingParameterValueError("Required parameter missing: x-amz-sha256-tree-hash")
-        tree_hash = check_hex_hash(request.tree_hash, "x-amz-sha256-tree-hash")
-        content_sha256 = (
-            None
-            if request.content_sha256 is None
-            else check_hex_hash(request.content_sha256, "x-amz-content-sha256")
-        )
-        if request.content_range is None:
-            raise MissingParameterValueError("Required parameter missing: Content-Range")
-        match = _CONTENT_RANGE_RE.match(request.content_range.strip()[:64])
-        if not match:
-            raise InvalidParameterValueError(
-                f"Invalid Content-Range: {request.content_range[:64]}. "
-                "Expected 'bytes first-last/*' or 'bytes first-last/archive-size'"
-            )
-        first, last = int(match.group(1)), int(match.group(2))
-        total = None if match.group(3) == "*" else int(match.group(3))
-        if last < first or (total is not None and last >= total):
-            raise InvalidParameterValueError(f"Invalid Content-Range: {request.content_range}")
+        first, last, total = request.first, request.last, request.archive_size
+        shown = f"bytes {first}-{last}/{'*' if total is None else total}"
+        tree_hash, content_sha256 = request.tree_hash, request.content_sha256
         upload = self._open_upload(request.vault, request.upload_id)
         length = last - first + 1
         if first % upload.part_size:
             raise InvalidParameterValueError(
-                f"Invalid Content-Range: {request.content_range}. The range must start at a "
+                f"Invalid Content-Range: {shown}. The range must start at a "
                 f"multiple of the part size {upload.part_size}"
             )
         if length > upload.part_size:
             raise InvalidParameterValueError(
-                f"Invalid Content-Range: {request.content_range}. A part is at most the part "
+                f"Invalid Content-Range: {shown}. A part is at most the part "
                 f"size {upload.part_size}"
             )
         if first // upload.part_size >= self.ctx.limits.max_parts:
             raise InvalidParameterValueError(
-                f"Invalid Content-Range: {request.content_range}. An upload has at most "
+                f"Invalid Content-Range: {shown}. An upload has at most "
                 f"{self.ctx.limits.max_parts} parts"
             )
-        if request.content_length is None:
-            raise MissingParameterValueError("Required parameter missing: Content-Length")
         if request.content_length != length:
             raise InvalidParameterValueError(
                 f"Content-Length {request.content_length} does not match the Content-Range "
-                f"{request.content_range}"
+                f"{shown}"
             )
         if total is not None:
             declared = self.ctx.meta.declare_upload_size(upload.id, total)
             if declared is not None and declared != total:
                 raise InvalidParameterValueError(
-                    f"Invalid Content-Range: {request.content_range}. Another part of this "
+                    f"Invalid Content-Range: {shown}. Another part of this "
                     f"upload declared the archive size {declared}"
                 )
         lock = self._lock(upload.id)
@@ -288,26 +269,18 @@ class UploadService:
         rows = self.ctx.meta.list_uploads(ref, marker or None, limit + 1)
         return UploadPage(rows[:limit], rows[limit].id if len(rows) > limit else None)
 
-    def list_parts(self, ref: VaultRef, upload_id: str, marker: str | None, limit: int) -> PartPage:
+    def list_parts(self, ref: VaultRef, upload_id: str, start: int, limit: int) -> PartPage:
+        """Parts from byte offset ``start`` on (ListParts' marker is the next part's offset)."""
         validate_vault_name(ref.name)
         upload = self._open_upload(ref, upload_id)
-        start = 0
-        if marker:
-            start = parse_decimal(marker, "marker")
         rows = self.ctx.meta.list_parts(upload_id, start, limit + 1)
         next_marker = str(rows[limit].start) if len(rows) > limit else None
         return PartPage(upload, rows[:limit], next_marker)
 
-    def complete(
-        self, ref: VaultRef, upload_id: str, archive_size: str | None, tree_hash: str | None
-    ) -> Archive:
+    def complete(self, ref: VaultRef, upload_id: str, size: int, tree_hash: str) -> Archive:
+        """Assemble the archive; ``tree_hash`` is the client's, in lowercase hex."""
         validate_vault_name(ref.name)
-        if archive_size is None:
-            raise MissingParameterValueError("Required parameter missing: x-amz-archive-size")
-        if tree_hash is None:
-            raise MissingParameterValueError("Required parameter missing: x-amz-sha256-tree-hash")
-        size = parse_decimal(archive_size, "x-amz-archive-size")
-        expected_hash = tree_hash.strip().lower()
+        expected_hash = tree_hash
         upload = self.ctx.meta.get_upload(ref, upload_id)
         if upload is None or upload.state is UploadState.ABORTED:
             require_vault(self.ctx, ref)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from icevault.server import parse
 from icevault.server.call import Call
 from icevault.server.wire import empty_response
 from icevault.service.archives import UploadRequest
@@ -13,11 +14,9 @@ async def upload_archive(call: Call) -> web.StreamResponse:
     request = UploadRequest(
         vault=call.vault,
         description=call.header("x-amz-archive-description"),
-        tree_hash=call.header("x-amz-sha256-tree-hash"),
-        content_sha256=(
-            None if call.tree_hash_binds_body else call.header("x-amz-content-sha256")
-        ),
-        content_length=call.request.content_length,
+        tree_hash=parse.tree_hash(call),
+        content_sha256=parse.content_sha256(call),
+        content_length=parse.content_length(call),
     )
     upload = await call.run(call.glacier.archives.begin_upload, request)
     try:

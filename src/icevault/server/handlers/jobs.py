@@ -4,22 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
 
 from aiohttp import web
 
-from icevault.core.errors import SerializationError
 from icevault.core.ranges import ByteRange
+from icevault.server import parse
 from icevault.server.call import Call
 from icevault.server.transfer import STEP
 from icevault.server.wire import (
     empty_response,
     job_json,
     json_response,
-    optional_str,
     read_json_object,
 )
-from icevault.service.jobs import InventoryRequest, JobOutput, JobRequest
+from icevault.service.jobs import JobOutput
 
 # Reads for the non-sendfile path (e.g. an object store) go through a thread in blocks.
 READ_BLOCK = 1024 * 1024
@@ -32,35 +30,8 @@ def _job_id(call: Call) -> str:
     return call.route.resource_id
 
 
-def parse_job_request(body: dict[str, Any]) -> JobRequest:
-    """InitiateJob's body is the JobParameters object itself."""
-    inventory = None
-    raw_inventory = body.get("InventoryRetrievalParameters")
-    if raw_inventory is not None:
-        if not isinstance(raw_inventory, dict):
-            raise SerializationError("InventoryRetrievalParameters must be an object")
-        inventory = InventoryRequest(
-            start_date=optional_str(raw_inventory, "StartDate"),
-            end_date=optional_str(raw_inventory, "EndDate"),
-            limit=optional_str(raw_inventory, "Limit"),
-            marker=optional_str(raw_inventory, "Marker"),
-        )
-    return JobRequest(
-        type=optional_str(body, "Type"),
-        archive_id=optional_str(body, "ArchiveId"),
-        description=optional_str(body, "Description"),
-        sns_topic=optional_str(body, "SNSTopic"),
-        tier=optional_str(body, "Tier"),
-        retrieval_byte_range=optional_str(body, "RetrievalByteRange"),
-        format=optional_str(body, "Format"),
-        inventory=inventory,
-        has_select_parameters=body.get("SelectParameters") is not None,
-        has_output_location=body.get("OutputLocation") is not None,
-    )
-
-
 async def initiate_job(call: Call) -> web.StreamResponse:
-    request = parse_job_request(read_json_object(call.body))
+    request = parse.job_request(read_json_object(call.body))
     job = await call.run(call.glacier.jobs.initiate, call.vault, request)
     call.wake_jobs()
     return empty_response(
@@ -70,7 +41,7 @@ async def initiate_job(call: Call) -> web.StreamResponse:
 
 
 async def describe_job(call: Call) -> web.StreamResponse:
-    job = await call.read(call.glacier.jobs.describe, call.vault, _job_id(call))
+    job = await call.lookup(call.glacier.jobs.describe, call.vault, _job_id(call))
     return json_response(job_json(job, call.region))
 
 
@@ -79,10 +50,10 @@ async def list_jobs(call: Call) -> web.StreamResponse:
     page = await call.run(
         call.glacier.jobs.list_jobs,
         call.vault,
-        completed=query.get("completed"),
-        statuscode=query.get("statuscode"),
-        marker=query.get("marker"),
-        limit=query.get("limit"),
+        completed=parse.completed(query),
+        status=parse.status_code(query),
+        marker=query.get("marker") or None,
+        limit=parse.limit(query, default=50, maximum=50),
     )
     return json_response(
         {"JobList": [job_json(j, call.region) for j in page.jobs], "Marker": page.marker}
@@ -92,11 +63,9 @@ async def list_jobs(call: Call) -> web.StreamResponse:
 async def get_job_output(call: Call) -> web.StreamResponse:
     range_header = call.header("Range")
     byte_range = None if range_header is None else ByteRange.parse(range_header)
-    # A few indexed reads (job, archive, the leaves under the range) and an open(): inline
-    # with the embedded stores, like other single-row lookups; an object store's GET is not.
-    opener = call.read if call.glacier.ctx.blobs.opens_are_local else call.run
-    output: JobOutput = await opener(
-        call.glacier.jobs.open_output, call.vault, _job_id(call), byte_range
+    # A few indexed reads (job, archive, the leaves under the range) and an open().
+    output: JobOutput = await call.lookup(
+        call.glacier.jobs.open_output, call.vault, _job_id(call), byte_range, opens_blob=True
     )
     try:
         headers = {"Accept-Ranges": "bytes", "Content-Type": output.content_type}

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from icevault.server import parse
 from icevault.server.call import Call
 from icevault.server.wire import empty_response, json_response, part_json, upload_json
-from icevault.service.jobs import parse_limit
 from icevault.service.uploads import PartRequest
 
 
@@ -19,7 +19,7 @@ async def initiate_multipart_upload(call: Call) -> web.StreamResponse:
     upload = await call.run(
         call.glacier.uploads.initiate,
         call.vault,
-        call.header("x-amz-part-size"),
+        parse.part_size(call),
         call.header("x-amz-archive-description"),
     )
     return empty_response(
@@ -32,15 +32,18 @@ async def initiate_multipart_upload(call: Call) -> web.StreamResponse:
 
 
 async def upload_multipart_part(call: Call) -> web.StreamResponse:
+    tree_hash = parse.tree_hash(call)
+    content_sha256 = parse.content_sha256(call)
+    byte_range = parse.content_range(call)
     request = PartRequest(
         vault=call.vault,
         upload_id=_upload_id(call),
-        content_range=call.header("Content-Range"),
-        tree_hash=call.header("x-amz-sha256-tree-hash"),
-        content_sha256=(
-            None if call.tree_hash_binds_body else call.header("x-amz-content-sha256")
-        ),
-        content_length=call.request.content_length,
+        first=byte_range.first,
+        last=byte_range.last,
+        archive_size=byte_range.total,
+        tree_hash=tree_hash,
+        content_sha256=content_sha256,
+        content_length=parse.content_length(call),
     )
     part = await call.run(call.glacier.uploads.begin_part, request)
     try:
@@ -57,8 +60,8 @@ async def complete_multipart_upload(call: Call) -> web.StreamResponse:
         call.glacier.uploads.complete,
         call.vault,
         _upload_id(call),
-        call.header("x-amz-archive-size"),
-        call.header("x-amz-sha256-tree-hash"),
+        parse.archive_size(call),
+        parse.tree_hash(call),
     )
     return empty_response(
         201,
@@ -77,9 +80,10 @@ async def abort_multipart_upload(call: Call) -> web.StreamResponse:
 
 async def list_parts(call: Call) -> web.StreamResponse:
     query = call.request.query
-    limit = parse_limit(query.get("limit"), default=50, maximum=1000)
+    limit = parse.limit(query, default=50, maximum=1000)
     page = await call.run(
-        call.glacier.uploads.list_parts, call.vault, _upload_id(call), query.get("marker"), limit
+        call.glacier.uploads.list_parts, call.vault, _upload_id(call), parse.part_marker(query),
+        limit,
     )
     upload = page.upload
     return json_response(
@@ -97,7 +101,7 @@ async def list_parts(call: Call) -> web.StreamResponse:
 
 async def list_multipart_uploads(call: Call) -> web.StreamResponse:
     query = call.request.query
-    limit = parse_limit(query.get("limit"), default=50, maximum=1000)
+    limit = parse.limit(query, default=50, maximum=1000)
     page = await call.run(call.glacier.uploads.list_uploads, call.vault, query.get("marker"), limit)
     return json_response(
         {"Marker": page.marker, "UploadsList": [upload_json(u, call.region) for u in page.uploads]}

@@ -11,9 +11,9 @@ from icevault.core.errors import (
     MissingParameterValueError,
     SerializationError,
 )
+from icevault.server import parse
 from icevault.server.call import Call
 from icevault.server.wire import empty_response, json_response, read_json_object, vault_json
-from icevault.service.jobs import parse_limit
 
 
 async def create_vault(call: Call) -> web.StreamResponse:
@@ -22,13 +22,13 @@ async def create_vault(call: Call) -> web.StreamResponse:
 
 
 async def describe_vault(call: Call) -> web.StreamResponse:
-    vault = await call.read(call.glacier.vaults.describe, call.vault)
+    vault = await call.lookup(call.glacier.vaults.describe, call.vault)
     return json_response(vault_json(vault, call.region))
 
 
 async def list_vaults(call: Call) -> web.StreamResponse:
     query = call.request.query
-    limit = parse_limit(query.get("limit"), default=10, maximum=1000)
+    limit = parse.limit(query, default=10, maximum=1000)
     page = await call.run(call.glacier.vaults.list_vaults, call.account, query.get("marker"), limit)
     return json_response(
         {"Marker": page.marker, "VaultList": [vault_json(v, call.region) for v in page.vaults]}
