@@ -197,11 +197,16 @@ def check(peer: Peer, ledger: Ledger, data_dir: Path, read_back: int) -> tuple[l
             problems.append(f"job {job_id} failed: {job['StatusMessage']}")
     # Uploads caught mid-way may stay open (a client could resume them): abort them, then a
     # clean restart must leave exactly the referenced bytes.
-    for upload in client.list_multipart_uploads(vaultName=VAULT)["UploadsList"]:
-        client.abort_multipart_upload(vaultName=VAULT, uploadId=upload["MultipartUploadId"])
+    open_uploads = [upload["MultipartUploadId"]
+                    for page in client.get_paginator("list_multipart_uploads").paginate(
+                        vaultName=VAULT)
+                    for upload in page["UploadsList"]]
+    for upload_id in open_uploads:
+        client.abort_multipart_upload(vaultName=VAULT, uploadId=upload_id)
     stats = {"archives_acknowledged": len(ledger.acked), "archives_listed": len(listed),
              "deletes_acknowledged": len(ledger.deleted), "jobs": len(ledger.jobs),
-             "vault_deletes": len(ledger.vaults_deleted), "read_back": min(read_back, len(sample))}
+             "vault_deletes": len(ledger.vaults_deleted), "read_back": min(read_back, len(sample)),
+             "uploads_left_open": len(open_uploads)}
     return problems, stats
 
 
