@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from icevault.client.api import GetJobOutputOutput, get_job_output, make_glacier_client
 from icevault.client.chunks import Chunk, plan_chunks
-from icevault.client.download import DownloadConfig, DownloadResult, download_job_output
+from icevault.client.download import DownloadResult, download_job_output
+from icevault.client.download_config import DownloadConfig
 from icevault.client.exceptions import (
     ChecksumMismatchError,
     ClientError,
