@@ -50,6 +50,7 @@ class SeaweedServer:
     def __init__(self) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="icevault-seaweed-"))
         self.s3_port = _free_port_pair()
+        self.ports: dict[str, int] = {}
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -64,20 +65,40 @@ class SeaweedServer:
         )
 
     def start(self) -> SeaweedServer:
+        # SeaweedFS cannot be told to pick its own ports (and needs each port's gRPC twin at
+        # +10000), so ports are chosen here; a start that loses a port to another process
+        # is retried with new ones.
+        for attempt in range(3):
+            try:
+                return self._start_once()
+            except RuntimeError:
+                if attempt == 2:
+                    raise
+                self.s3_port = _free_port_pair()
+        raise AssertionError("unreachable")
+
+    def _start_once(self) -> SeaweedServer:
         ports = {name: _free_port_pair() for name in ("master", "volume", "filer")}
+        self.ports = {**ports, "s3": self.s3_port}
+        (self.root / "logs").mkdir(exist_ok=True)
         log = open(self.root / "log", "wb")  # noqa: SIM115 - kept open for the server's life
+        # Everything it writes stays in its own directory: logs, and the unix sockets it
+        # would otherwise leave in /tmp.
         self.proc = subprocess.Popen(
-            [_weed(), "server", f"-dir={self.root}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+            [_weed(), f"-logdir={self.root / 'logs'}", "server", f"-dir={self.root}",
+             "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
              f"-master.port={ports['master']}", f"-volume.port={ports['volume']}",
              "-filer", f"-filer.port={ports['filer']}", "-s3", f"-s3.port={self.s3_port}",
+             f"-filer.localSocket={self.root / 'filer.sock'}",
+             f"-s3.localSocket={self.root / 's3.sock'}",
              "-s3.port.iceberg=0", "-s3.port.lance=0", "-master.volumeSizeLimitMB=1024",
              "-master.telemetry=false"],
-            stdout=log, stderr=subprocess.STDOUT,
+            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "TMPDIR": str(self.root)},
         )
         try:
             self._wait_ready()
         except BaseException:
-            self.stop()
+            self.stop(keep_root=True)
             raise
         return self
 
@@ -90,6 +111,8 @@ class SeaweedServer:
         while True:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"SeaweedFS exited: {(self.root / 'log').read_text()[-2000:]}")
+            if time.monotonic() > deadline:
+                raise RuntimeError("SeaweedFS did not become ready in 90 s")
             try:
                 s3.create_bucket(Bucket="icevault-ready")
                 s3.put_object(Bucket="icevault-ready", Key="probe", Body=b"probe")
@@ -107,12 +130,13 @@ class SeaweedServer:
         return (f"s3://icevault-tests/run-{os.getpid()}-{next(_buckets)}"
                 f"?endpoint={self.endpoint}")
 
-    def stop(self) -> None:
+    def stop(self, keep_root: bool = False) -> None:
+        # Killed, not asked: its data is thrown away, and it takes 20 s to act on SIGTERM.
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        shutil.rmtree(self.root, ignore_errors=True)
+            self.proc.kill()
+            self.proc.wait()
+        # Its gRPC sockets go to /tmp whatever it is told: removed by name.
+        for name, port in self.ports.items():
+            Path(f"/tmp/seaweedfs-{name}-grpc-{port + 10000}.sock").unlink(missing_ok=True)
+        if not keep_root:
+            shutil.rmtree(self.root, ignore_errors=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import configparser
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -19,6 +20,7 @@ import botocore.config
 import psutil
 
 REGION = "us-east-1"
+_ANNOUNCED = re.compile(r"serving the Glacier API on https?://127\.0\.0\.1:(\d+)")
 
 
 def free_port() -> int:
@@ -44,13 +46,16 @@ class ServerProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 30.0) -> ServerProcess:
-        self.port = free_port()
-        self.log_path = self.data_dir.parent / f"{self.data_dir.name}-server-{self.port}.log"
+        """Start on a port the system picks (``--port 0``) and read it from the server's
+        announcement, which it makes only once it listens: no port is picked in advance and
+        raced for, and no probe connection is needed."""
+        self.log_path = self.data_dir.parent / f"{self.data_dir.name}-server.log"
+        start_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the process lifetime
         self.proc = subprocess.Popen(
             [
                 sys.executable, "-m", "icevault", "serve",
-                "--host", "127.0.0.1", "--port", str(self.port),
+                "--host", "127.0.0.1", "--port", "0",
                 "--data-dir", str(self.data_dir), "--auth", self.auth,
                 *self.extra_args,
             ],
@@ -61,13 +66,15 @@ class ServerProcess:
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            with open(self.log_path, "rb") as file:
+                file.seek(start_offset)
+                match = _ANNOUNCED.search(file.read().decode(errors="replace"))
+            if match:
+                self.port = int(match.group(1))
+                return self
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited early:\n{self.log()}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return self
-            except OSError:
-                time.sleep(0.05)
+            time.sleep(0.02)
         raise RuntimeError(f"server did not start:\n{self.log()}")
 
     def log(self) -> str:

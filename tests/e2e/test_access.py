@@ -44,7 +44,8 @@ def client_for(server: ServerProcess, key: dict[str, str]) -> Any:
 
 @pytest.fixture(scope="module")
 def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    server = ServerProcess(tmp_path_factory.mktemp("access") / "data", auth="sigv4").start()
+    server = ServerProcess(tmp_path_factory.mktemp("access") / "data", auth="sigv4",
+                           extra_args=["--cache-ttl", "200ms"]).start()
     yield server
     server.stop()
 
@@ -133,7 +134,7 @@ def test_user_without_policy_is_refused_everything(secured: ServerProcess) -> No
     admin(secured, "put-user-policy", "--user", "nobody", "--policy-name", "read-output",
           "--policy-document", json.dumps({"Version": "2012-10-17", "Statement": [{
               "Effect": "Allow", "Action": "glacier:GetJobOutput", "Resource": region_arn}]}))
-    time.sleep(5.2)  # identity policies are cached for up to 5 s
+    time.sleep(0.3)  # identity policies are cached for --cache-ttl (200 ms here)
     assert user.get_job_output(vaultName="guarded", jobId=job_id)["body"].read() == data
     with pytest.raises(ClientError) as exc:
         user.describe_job(vaultName="guarded", jobId=job_id)
@@ -397,7 +398,7 @@ def test_disabled_key_stops_working(secured: ServerProcess) -> None:
     client = client_for(secured, key)
     client.list_vaults()
     admin(secured, "disable-access-key", key["AccessKeyId"])
-    time.sleep(5.2)
+    time.sleep(0.3)  # keys are cached for --cache-ttl (200 ms here)
     with pytest.raises(ClientError) as exc:
         client.list_vaults()
     assert error_of(exc)[:2] == ("UnrecognizedClientException", 400)

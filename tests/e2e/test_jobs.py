@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -298,27 +299,33 @@ def test_list_jobs_filters_and_pagination(glacier: Any, vault: str) -> None:
 
 
 def test_unfinished_job_and_restart(fresh_server: ServerProcess) -> None:
-    fresh_server.extra_args = ["--tier-delays", "expedited=0,standard=2,bulk=3600"]
+    # Bulk (an hour) is certainly in progress whenever it is looked at; Standard (8 s) is
+    # due soon, and must complete only after the restart that comes right after it starts.
+    fresh_server.extra_args = ["--tier-delays", "expedited=0,standard=8,bulk=3600"]
     fresh_server.start()
     glacier = fresh_server.client()
     glacier.create_vault(vaultName="slow")
     data = pattern(MIB + 3)
     archive_id = glacier.upload_archive(vaultName="slow", body=data)["archiveId"]
-    standard = start_retrieval(glacier, "slow", archive_id)
     bulk = start_retrieval(glacier, "slow", archive_id, Tier="Bulk")
     expedited = start_retrieval(glacier, "slow", archive_id, Tier="Expedited")
     assert wait_for_job(glacier, "slow", expedited)["Tier"] == "Expedited"
-    pending = glacier.describe_job(vaultName="slow", jobId=standard)
-    assert (pending["StatusCode"], pending["Completed"], pending["Tier"]) == ("InProgress", False, "Standard")
+    pending = glacier.describe_job(vaultName="slow", jobId=bulk)
+    assert (pending["StatusCode"], pending["Completed"], pending["Tier"]) == ("InProgress", False, "Bulk")
     assert "CompletionDate" not in pending and "SHA256TreeHash" not in pending
     with pytest.raises(ClientError) as exc:
-        glacier.get_job_output(vaultName="slow", jobId=standard)
+        glacier.get_job_output(vaultName="slow", jobId=bulk)
     assert error_of(exc) == ("InvalidParameterValueException", 400,
-                             f"The job is not currently available for download: {standard}")
-    fresh_server.restart()  # jobs in progress survive the restart and finish afterwards
+                             f"The job is not currently available for download: {bulk}")
+    standard = start_retrieval(glacier, "slow", archive_id)
+    fresh_server.stop()
+    stopped_at = datetime.now(UTC)
+    fresh_server.start()  # jobs in progress survive the restart and finish afterwards
     glacier = fresh_server.client()
     done = wait_for_job(glacier, "slow", standard, timeout=30)
-    assert done["StatusCode"] == "Succeeded" and done["CompletionDate"]
+    assert done["StatusCode"] == "Succeeded"
+    completed = datetime.fromisoformat(done["CompletionDate"].replace("Z", "+00:00"))
+    assert completed > stopped_at, "the Standard job completed before the restart"
     assert glacier.get_job_output(vaultName="slow", jobId=standard)["body"].read() == data
     assert glacier.describe_job(vaultName="slow", jobId=bulk)["StatusCode"] == "InProgress"
     assert [j["JobId"] for j in glacier.list_jobs(vaultName="slow", completed="false")["JobList"]] == [bulk]

@@ -128,6 +128,11 @@ def _duration(_ctx: click.Context, _param: click.Parameter, value: str) -> float
          "[default: from the open-file limit, at most 10000].",
 )
 @click.option(
+    "--cache-ttl", default="5s", show_default=True, callback=_duration,
+    help="How long access keys and identity policies are cached: a key disabled or a policy "
+         "changed with icevault admin applies within this time.",
+)
+@click.option(
     "--scrub-interval", default="0", show_default=True, callback=_duration,
     help="Re-verify every stored archive this often (e.g. 30d); 0 turns the periodic scrub off.",
 )
@@ -155,6 +160,7 @@ def serve(
     min_rate: int,
     idle_timeout: float,
     max_connections: int | None,
+    cache_ttl: float,
     scrub_interval: float,
     scrub_rate: float | None,
 ) -> None:
@@ -201,6 +207,7 @@ def serve(
         min_rate=min_rate,
         idle_timeout_s=idle_timeout,
         max_connections=max_connections,
+        cache_ttl_s=cache_ttl,
         scrub_interval_s=scrub_interval,
         scrub_rate=None if scrub_rate is None else scrub_rate * 1e6,
     )
@@ -224,12 +231,15 @@ def serve(
             err=True,
         )
     started = False
+    bound_port = port
 
     def announce() -> None:
+        # The port actually bound (with --port 0, one the system chose): whoever started the
+        # server reads it here, with no race for a port picked in advance.
         nonlocal started
         started = True
         scheme = "https" if ssl_context else "http"
-        click.echo(f"icevault serving the Glacier API on {scheme}://{host}:{port} "
+        click.echo(f"icevault serving the Glacier API on {scheme}://{host}:{bound_port} "
                    f"(data in {data_dir})", err=True)
 
     try:
@@ -241,6 +251,7 @@ def serve(
         )
         # Bound first: a port in use fails before anything is written to the data directory.
         sock = bind(host, port)
+        bound_port = sock.getsockname()[1]
         asyncio.run(serve_app(create_app(settings), listener, sock, ready=announce))
     except Exception as exc:
         if started:

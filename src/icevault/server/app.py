@@ -100,6 +100,7 @@ def build_glacier(settings: ServerSettings) -> Glacier:
         inventory_delay_ms=int(settings.inventory_delay_s * 1000),
         job_expiry_ms=int(settings.job_expiry_s * 1000),
         upload_expiry_ms=int(settings.upload_expiry_s * 1000),
+        cache_ttl_ms=int(settings.cache_ttl_s * 1000),
     )
     return Glacier(Context(meta=meta, blobs=blobs, region=settings.region, timing=timing))
 

@@ -27,10 +27,10 @@ from icevault.core.policy import Decision, Policy, Request, evaluate, parse_poli
 from icevault.service.context import Context
 
 DAY_MS = 24 * 3600 * 1000
-# Identity policies are cached this long (the admin commands may change them from another
-# process). Vault policies are cached for VAULT_POLICY_CACHE_S and dropped at once when this
-# process changes them, so with one server a change applies to the very next request.
-USER_POLICY_CACHE_S = 5.0
+# Identity policies are cached for Timing.cache_ttl_ms (the admin commands may change them
+# from another process). Vault policies are cached for at most VAULT_POLICY_CACHE_S and
+# dropped at once when this process changes them, so with one server a change applies to
+# the very next request.
 VAULT_POLICY_CACHE_S = 1.0
 
 
@@ -68,7 +68,8 @@ class AccessService:
     def _cached_vault_policies(self, ref: VaultRef) -> tuple[str | None, VaultLock | None] | None:
         with self._lock:
             entry = self._vault_policies.get(ref)
-        if entry is None or time.monotonic() - entry[0] >= VAULT_POLICY_CACHE_S:
+        lifetime = min(VAULT_POLICY_CACHE_S, self.ctx.timing.cache_ttl_ms / 1000)
+        if entry is None or time.monotonic() - entry[0] >= lifetime:
             return None
         return entry[1], entry[2]
 
@@ -110,7 +111,7 @@ class AccessService:
         now = time.monotonic()
         with self._lock:
             cached = self._user_policies.get(key)
-        if cached is not None and now - cached[0] < USER_POLICY_CACHE_S:
+        if cached is not None and now - cached[0] < self.ctx.timing.cache_ttl_ms / 1000:
             return cached[1]
         policies = [
             parse_policy(document, resource_policy=False)

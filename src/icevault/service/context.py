@@ -31,6 +31,9 @@ class Timing:
     upload_expiry_ms: int = 24 * HOUR_MS
     # Finished uploads are remembered this long so a repeated Complete or Abort succeeds.
     finished_upload_memory_ms: int = 24 * HOUR_MS
+    # Access keys and identity policies are cached this long (a change made by the admin
+    # commands, from another process, applies within it); vault policies for at most 1 s.
+    cache_ttl_ms: int = 5000
 
 
 @dataclass(slots=True)

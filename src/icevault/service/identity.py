@@ -22,9 +22,6 @@ from icevault.service.context import Context
 
 CREDENTIALS_FILE = "credentials"
 PROFILE = "icevault"
-# Keys are cached briefly so a busy server does not query for every request, while a
-# disabled or deleted key stops working within this many seconds.
-KEY_CACHE_S = 5.0
 
 
 def write_credentials_file(path: Path, key: AccessKey, region: str) -> None:
@@ -78,7 +75,9 @@ class IdentityService:
         now = time.monotonic()
         with self._lock:
             cached = self._cache.get(key_id)
-        if cached is not None and now - cached[0] < KEY_CACHE_S:
+        # Cached briefly, so a busy server does not query for every request, while a disabled
+        # or deleted key stops working within the cache's lifetime.
+        if cached is not None and now - cached[0] < self.ctx.timing.cache_ttl_ms / 1000:
             return cached[1]
         key = self.ctx.meta.get_access_key(key_id)
         with self._lock:
