@@ -56,6 +56,7 @@ class FaultProxy:
         future.result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
+        self._loop.close()
 
     async def _shutdown(self) -> None:
         await self.runner.cleanup()
@@ -85,7 +86,6 @@ class FaultProxy:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         fault = self._next_fault(request)
-        body = await request.read()
         if fault in ("503", "throttle"):
             code, status = (
                 ("ServiceUnavailableException", 503) if fault == "503" else ("ThrottlingException", 400)
@@ -98,9 +98,13 @@ class FaultProxy:
                 body=json.dumps({"code": code, "message": f"injected {fault}",
                                  "type": "Server" if status >= 500 else "Client"}).encode(),
             )
-        headers = {k: v for k, v in request.headers.items() if k.lower() != "content-length"}
+        # Content-Length goes along with a streamed body (Glacier needs it; no chunking).
+        headers = {k: v for k, v in request.headers.items()
+                   if k.lower() != "content-length" or request.body_exists}
         async with self.session.request(
-            request.method, self.upstream + request.raw_path, headers=headers, data=body or None,
+            # The body streams through (uploads can be large: never held whole).
+            request.method, self.upstream + request.raw_path, headers=headers,
+            data=request.content if request.body_exists else None,
         ) as upstream:
             out_headers = {
                 k: v for k, v in upstream.headers.items()

@@ -81,7 +81,7 @@ class SeaweedServer:
         ports = {name: _free_port_pair() for name in ("master", "volume", "filer")}
         self.ports = {**ports, "s3": self.s3_port}
         (self.root / "logs").mkdir(exist_ok=True)
-        log = open(self.root / "log", "wb")  # noqa: SIM115 - kept open for the server's life
+        log = open(self.root / "log", "wb")  # noqa: SIM115 - handed to the server, closed below
         # Everything it writes stays in its own directory: logs, and the unix sockets it
         # would otherwise leave in /tmp.
         self.proc = subprocess.Popen(
@@ -95,6 +95,7 @@ class SeaweedServer:
              "-master.telemetry=false"],
             stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "TMPDIR": str(self.root)},
         )
+        log.close()  # the server holds its own descriptor
         try:
             self._wait_ready()
         except BaseException:

@@ -497,6 +497,7 @@ def test_notifications_go_only_to_registered_topics(tmp_path: Any) -> None:
     finally:
         server.stop()
         hook.shutdown()
+        hook.server_close()
 
 
 def test_data_retrieval_policy_and_capacity(tmp_path: Any) -> None:

@@ -257,10 +257,10 @@ def test_cli_resumes_after_being_stopped(server: ServerProcess, vault: str, tmp_
         assert time.monotonic() < deadline and proc.poll() is None
         time.sleep(0.05)
     proc.send_signal(how)
-    proc.wait(timeout=30)
+    _, stderr = proc.communicate(timeout=30)
     if how == signal.SIGINT:
         assert proc.returncode == 130
-        assert b"run the same command again to resume" in proc.stderr.read()  # type: ignore[union-attr]
+        assert b"run the same command again to resume" in stderr
     assert not out.exists() and journal.exists()
     done_before = _journal_count(journal)
     rerun = subprocess.run(args[:-4] + ["--endpoint-url", server.url], env=server.cli_env(),
