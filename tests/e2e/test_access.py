@@ -574,3 +574,17 @@ def test_https_and_secure_transport_condition(tmp_path: Any) -> None:
         assert "https://" in server.log()
     finally:
         server.stop()
+
+
+def test_admin_help_needs_no_data_directory(tmp_path: Any) -> None:
+    """--help must work anywhere, before any server ever ran there."""
+    for command in (["admin", "--help"], ["admin", "create-user", "--help"],
+                    ["admin", "scrub", "--help"], ["admin", "create-topic", "--help"]):
+        result = subprocess.run([sys.executable, "-m", "icevault", *command], cwd=tmp_path,
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, (command, result.stderr)
+        assert result.stdout.startswith("Usage: icevault admin")
+    assert list(tmp_path.iterdir()) == []  # and it created nothing
+    missing = subprocess.run([sys.executable, "-m", "icevault", "admin", "list-users"],
+                             cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert missing.returncode != 0 and "holds no icevault data" in missing.stderr
