@@ -21,6 +21,7 @@ from icevault.core.models import InventoryFormat, JobStatus, Tier, parse_iso8601
 from icevault.core.parsing import is_decimal, parse_decimal
 from icevault.core.ranges import parse_retrieval_range
 from icevault.server.call import Call
+from icevault.server.wire import optional_str
 from icevault.service.jobs import InventoryRequest, JobRequest
 
 _HEX64 = re.compile(r"[0-9a-f]{64}", re.ASCII)
@@ -133,15 +134,6 @@ def status_code(query: Mapping[str, str]) -> JobStatus | None:
 
 # -- InitiateJob's body --------------------------------------------------------------------------
 
-def _optional_str(body: dict[str, Any], key: str) -> str | None:
-    value = body.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise SerializationError(f"{key} must be a string")
-    return value
-
-
 def _tier(text: str | None) -> Tier | None:
     if text is None:
         return None
@@ -168,7 +160,7 @@ def job_request(body: dict[str, Any]) -> JobRequest:
     if raw_inventory is not None:
         if not isinstance(raw_inventory, dict):
             raise SerializationError("InventoryRetrievalParameters must be an object")
-        limit_text = _optional_str(raw_inventory, "Limit")
+        limit_text = optional_str(raw_inventory, "Limit")
         inventory_limit = None
         if limit_text is not None:
             inventory_limit = parse_decimal(limit_text, "InventoryRetrievalParameters.Limit")
@@ -176,23 +168,23 @@ def job_request(body: dict[str, Any]) -> JobRequest:
                 raise InvalidParameterValueError(
                     f"Invalid InventoryRetrievalParameters.Limit: {limit_text}"
                 )
-        start = _optional_str(raw_inventory, "StartDate")
-        end = _optional_str(raw_inventory, "EndDate")
+        start = optional_str(raw_inventory, "StartDate")
+        end = optional_str(raw_inventory, "EndDate")
         inventory = InventoryRequest(
             start_ms=None if start is None else parse_iso8601(start),
             end_ms=None if end is None else parse_iso8601(end),
             limit=inventory_limit,
-            marker=_optional_str(raw_inventory, "Marker") or None,
+            marker=optional_str(raw_inventory, "Marker") or None,
         )
-    byte_range = _optional_str(body, "RetrievalByteRange")
+    byte_range = optional_str(body, "RetrievalByteRange")
     return JobRequest(
-        type=_optional_str(body, "Type"),
-        archive_id=_optional_str(body, "ArchiveId"),
-        description=_optional_str(body, "Description"),
-        sns_topic=_optional_str(body, "SNSTopic"),
-        tier=_tier(_optional_str(body, "Tier")),
+        type=optional_str(body, "Type"),
+        archive_id=optional_str(body, "ArchiveId"),
+        description=optional_str(body, "Description"),
+        sns_topic=optional_str(body, "SNSTopic"),
+        tier=_tier(optional_str(body, "Tier")),
         retrieval_range=None if byte_range is None else parse_retrieval_range(byte_range),
-        format=_format(_optional_str(body, "Format")),
+        format=_format(optional_str(body, "Format")),
         inventory=inventory,
         has_select_parameters=body.get("SelectParameters") is not None,
         has_output_location=body.get("OutputLocation") is not None,
