@@ -278,3 +278,29 @@ def test_data_directories_are_private_whatever_the_umask(tmp_path: Path) -> None
                 assert path.stat().st_mode & 0o077 == 0, path
     finally:
         server.stop()
+
+
+def test_failed_tls_handshakes_do_not_use_up_the_connection_cap(tmp_path: Path) -> None:
+    import boto3
+    import botocore.config
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    server = ServerProcess(tmp_path / "data", auth="sigv4", extra_args=[
+        "--tls-cert", str(cert), "--tls-key", str(key), "--max-connections", "4"]).start()
+    try:
+        for _ in range(30):  # plain HTTP to a TLS port: every handshake fails
+            with socket.create_connection(("127.0.0.1", server.port)) as sock:
+                sock.sendall(b"GET /-/vaults HTTP/1.1\r\nHost: x\r\n\r\n")
+                assert _closed_within(sock, 5)
+        key_id, secret = server.root_credentials()
+        client = boto3.client("glacier", endpoint_url=f"https://127.0.0.1:{server.port}",
+                              region_name="us-east-1", aws_access_key_id=key_id,
+                              aws_secret_access_key=secret, verify=str(cert),
+                              config=botocore.config.Config(retries={"total_max_attempts": 1}))
+        assert client.list_vaults()["ResponseMetadata"]["HTTPStatusCode"] == 200
+        client.close()
+    finally:
+        server.stop()

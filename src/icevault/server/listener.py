@@ -150,8 +150,14 @@ class GlacierRequestHandler(RequestHandler):
         assert self._request_handler is not None
         self._request_handler = _refusing_unknown_expectations(self._request_handler)
 
+    # Counted from connection_made to connection_lost, the pair asyncio guarantees: a TLS
+    # handshake that fails creates the protocol but calls neither.
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._listener.open += 1
+        super().connection_made(transport)
+
     def connection_lost(self, exc: BaseException | None) -> None:
-        self._listener.release()
+        self._listener.open -= 1
         super().connection_lost(exc)
 
     def handle_error(
@@ -191,14 +197,10 @@ class Listener:
             f"refusing connections: {settings.max_connections} are open (--max-connections)"
         )
 
-    def release(self) -> None:
-        self.open -= 1
-
     def __call__(self) -> asyncio.Protocol:
         if self.open >= self._settings.max_connections:
             self._refusals.note()
             return _Refusal()
-        self.open += 1
         return GlacierRequestHandler(
             self,
             manager=self._server,
