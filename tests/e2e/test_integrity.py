@@ -111,6 +111,9 @@ def test_corruption_fails_the_job_and_a_scrub_marks_it(server: ServerProcess,
     assert report["Checked"] == 2
     assert [c["ArchiveId"] for c in report["Corrupt"]] == [archive_id]
     assert archive_id in scrub.stderr
+    marked = json.loads(admin(server, "list-corrupt").stdout)["Corrupt"]
+    assert [(m["ArchiveId"], m["Size"]) for m in marked] == [(archive_id, len(data))]
+    assert "does not match" in marked[0]["Reason"] and marked[0]["MarkedAt"]
     # the good archive stays retrievable
     ok = retrieve(client, "rot", good_id)
     assert ok["StatusCode"] == "Succeeded"

@@ -266,6 +266,18 @@ def list_notifications(obj: Admin, account_id: str | None, vault: str) -> None:
 
 # -- integrity ---------------------------------------------------------------------------------
 
+@admin.command("list-corrupt")
+@click.pass_obj
+def list_corrupt(obj: Admin) -> None:
+    """Archives whose stored bytes failed verification (never served; restore them from
+    another copy)."""
+    _emit({"Corrupt": [
+        {"AccountId": a.vault.account_id, "VaultName": a.vault.name, "ArchiveId": a.id,
+         "Size": a.size, "SHA256TreeHash": a.tree_hash, "Reason": a.corrupt_reason,
+         "MarkedAt": None if a.corrupt_at is None else iso8601(a.corrupt_at)}
+        for a in obj.meta.corrupt_archives()]})
+
+
 @admin.command("scrub")
 @account_option
 @click.option("--vault", default=None, help="Only this vault (default: every archive stored).")
