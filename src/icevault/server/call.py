@@ -77,6 +77,9 @@ class Call:
         """Feed the request body to ``sink`` in blocks, reading the next block from the
         network while the previous one is hashed and written in a worker thread."""
         content = self.request.content
+        # The caller is authenticated by now: its body may be read ahead in larger pieces
+        # than an unknown peer's (the listener's default), for fewer reading pauses per GiB.
+        content.set_read_chunk_size(BLOCK)
         clock = StepClock(self.limits, "request body")
         pending: asyncio.Future[None] | None = None
         pieces: list[bytes] = []
@@ -86,9 +89,13 @@ class Call:
             while True:
                 try:
                     async with asyncio.timeout(clock.remaining_s()):
-                        data = await content.readany()
+                        # One received piece at a time: readany() would join (copy) all that
+                        # is buffered.
+                        data, chunk_end = await content.readchunk()
                 except TimeoutError:
                     raise clock.too_slow() from None
+                if not data and chunk_end:
+                    continue  # the end of a transfer-encoding chunk, not of the body
                 clock.advance(len(data))
                 if data:
                     pieces.append(data)

@@ -20,6 +20,7 @@ import signal
 import socket
 import ssl
 import time
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +40,7 @@ READ_BUFFER = 64 * 1024
 # Descriptors kept back from the connection cap for files, the database and the log.
 RESERVED_FDS = 128
 MAX_DEFAULT_CONNECTIONS = 10_000
+HANDSHAKE_TIMEOUT_S = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,14 +152,12 @@ class GlacierRequestHandler(RequestHandler):
         assert self._request_handler is not None
         self._request_handler = _refusing_unknown_expectations(self._request_handler)
 
-    # Counted from connection_made to connection_lost, the pair asyncio guarantees: a TLS
-    # handshake that fails creates the protocol but calls neither.
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._listener.open += 1
+        self._listener.made(self)
         super().connection_made(transport)
 
     def connection_lost(self, exc: BaseException | None) -> None:
-        self._listener.open -= 1
+        self._listener.lost()
         super().connection_lost(exc)
 
     def handle_error(
@@ -192,16 +192,37 @@ class Listener:
         self._server = server
         self._settings = settings
         self._loop = loop
+        # Plain connections are counted from the moment they are accepted (so that a burst
+        # of accepts cannot overshoot the cap) until connection_lost. A TLS connection is
+        # counted only from connection_made: one whose handshake fails never gets
+        # connection_made nor connection_lost, and counting it would let garbage handshakes
+        # hold the cap; handshakes in flight end within HANDSHAKE_TIMEOUT_S instead.
         self.open = 0
+        self._pending: dict[int, float] = {}
         self._refusals = IntervalLog(
             f"refusing connections: {settings.max_connections} are open (--max-connections)"
         )
 
+    @property
+    def counted(self) -> int:
+        if self._pending:
+            stale = time.monotonic() - HANDSHAKE_TIMEOUT_S - 1
+            for key in [k for k, accepted in self._pending.items() if accepted < stale]:
+                del self._pending[key]
+        return self.open + len(self._pending)
+
+    def made(self, handler: GlacierRequestHandler) -> None:
+        self._pending.pop(id(handler), None)
+        self.open += 1
+
+    def lost(self) -> None:
+        self.open -= 1
+
     def __call__(self) -> asyncio.Protocol:
-        if self.open >= self._settings.max_connections:
+        if self.counted >= self._settings.max_connections:
             self._refusals.note()
             return _Refusal()
-        return GlacierRequestHandler(
+        handler = GlacierRequestHandler(
             self,
             manager=self._server,
             loop=self._loop,
@@ -209,6 +230,11 @@ class Listener:
             read_bufsize=READ_BUFFER,
             access_log=None,
         )
+        if self._settings.ssl_context is None:
+            key = id(handler)
+            self._pending[key] = time.monotonic()
+            weakref.finalize(handler, self._pending.pop, key, None)
+        return handler
 
 
 def _exception_handler(accept_failures: IntervalLog) -> Callable[
@@ -258,8 +284,10 @@ async def serve(app: web.Application, settings: ListenerSettings, sock: socket.s
         assert runner.server is not None
         listener = Listener(runner.server, settings, loop)
         # Listening starts only now: a client that can connect finds the server ready.
-        server = await loop.create_server(listener, sock=sock, ssl=settings.ssl_context,
-                                          backlog=1024)
+        server = await loop.create_server(
+            listener, sock=sock, ssl=settings.ssl_context, backlog=1024,
+            ssl_handshake_timeout=HANDSHAKE_TIMEOUT_S if settings.ssl_context else None,
+        )
         stop = asyncio.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
