@@ -313,6 +313,7 @@ def test_presigned_lifetime_is_capped(edge: ServerProcess, expires: int, status:
     except urllib.error.HTTPError as exc:
         got = exc.code
         payload = json.loads(exc.read())
+        exc.close()
         assert payload["code"] == "AuthorizationQueryParametersError" or payload["code"].endswith(
             "Exception")
     assert got == status
@@ -325,12 +326,14 @@ def test_logs_never_hold_signatures(edge: ServerProcess) -> None:
     url = _presigned(edge, 999_999_999)
     signature = url.split("X-Amz-Signature=")[1].split("&")[0]
     request = urllib.request.Request(url, headers={"x-amz-glacier-version": "2012-06-01"})
-    with pytest.raises(urllib.error.HTTPError):
+    with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(request, timeout=10)
+    refused.value.close()
     # a request that fails inside the handler is logged with its path and query
     bad = url.replace("/-/vaults?", "/-/vaults/nope/jobs/x/output?")
-    with pytest.raises(urllib.error.HTTPError):
+    with pytest.raises(urllib.error.HTTPError) as failed:
         urllib.request.urlopen(urllib.request.Request(bad), timeout=10)
+    failed.value.close()
     time.sleep(0.2)
     log = edge.log()
     assert signature not in log

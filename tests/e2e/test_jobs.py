@@ -72,6 +72,7 @@ def test_whole_output_and_header_rules(glacier: Any, vault: str) -> None:
     node = glacier.get_job_output(vaultName=vault, jobId=job_id, range=f"bytes={4 * MIB}-")
     assert node["checksum"] == tree_hash(data[4 * MIB :])
     assert node["contentRange"] == f"bytes {4 * MIB}-{len(data) - 1}/{len(data)}"
+    assert node["body"].read() == data[4 * MIB :]
     not_node = glacier.get_job_output(vaultName=vault, jobId=job_id, range=f"bytes={MIB}-{3 * MIB - 1}")
     assert "checksum" not in not_node
     assert not_node["body"].read() == data[MIB : 3 * MIB]
@@ -79,6 +80,7 @@ def test_whole_output_and_header_rules(glacier: Any, vault: str) -> None:
     assert "checksum" not in odd and odd["body"].read() == data[10:20]
     clamped = glacier.get_job_output(vaultName=vault, jobId=job_id, range=f"bytes=5-{10 * MIB}")
     assert clamped["contentRange"] == f"bytes 5-{len(data) - 1}/{len(data)}"
+    assert clamped["body"].read() == data[5:]
     for bad in ["bytes=abc", f"bytes={len(data)}-", "bytes=9-2"]:
         with pytest.raises(ClientError) as exc:
             glacier.get_job_output(vaultName=vault, jobId=job_id, range=bad)
@@ -106,6 +108,7 @@ def test_ranged_retrieval_job(glacier: Any, vault: str) -> None:
     part = glacier.get_job_output(vaultName=vault, jobId=node_job, range=f"bytes=0-{MIB - 1}")
     assert part["contentRange"] == f"bytes 0-{MIB - 1}/{2 * MIB}"
     assert part["checksum"] == tree_hash(data[2 * MIB : 3 * MIB])
+    assert part["body"].read() == data[2 * MIB : 3 * MIB]
     flat_out = glacier.get_job_output(vaultName=vault, jobId=flat_job, range=f"bytes={MIB}-")
     assert flat_out["body"].read() == data[2 * MIB : 3 * MIB]
     # Absolute 2..3 MiB is a node, so the checksum is there even in a non-node retrieval.
