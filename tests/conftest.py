@@ -93,3 +93,18 @@ def tmpfs() -> Iterator[Callable[[Path, str], Path]]:
     yield mount
     for path in reversed(mounted):
         subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+@pytest.fixture()
+def s3_backed(seaweed: SeaweedServer, tmp_path: Path,
+              monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[ServerProcess, str]]:
+    """A server of the test's own with archive bytes in SeaweedFS, and its --blob-url."""
+    # The server's S3 client (and the admin commands') take credentials from the usual
+    # variables.
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "icevault")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "icevault")
+    store_url = seaweed.new_store_url()
+    server = ServerProcess(tmp_path / "data", auth="sigv4",
+                           extra_args=["--blob-url", store_url]).start()
+    yield server, store_url
+    server.stop()

@@ -157,13 +157,9 @@ def test_scrub_is_paced_and_resumes_where_it_stopped(server: ServerProcess) -> N
     assert json.loads(admin(server, "scrub").stdout)["Checked"] == 8
 
 
-def test_corruption_in_the_s3_store(seaweed: SeaweedServer, tmp_path: Path,
-                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "icevault")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "icevault")
-    store_url = seaweed.new_store_url()
-    server = ServerProcess(tmp_path / "data", auth="sigv4",
-                           extra_args=["--blob-url", store_url]).start()
+def test_corruption_in_the_s3_store(seaweed: SeaweedServer,
+                                    s3_backed: tuple[ServerProcess, str]) -> None:
+    server, store_url = s3_backed
     try:
         client = server.client()
         client.create_vault(vaultName="s3rot")

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
-
-import pytest
 
 from icevault.core.treehash import MIB, tree_hash
 from tests.seaweed import SeaweedServer
@@ -26,14 +23,9 @@ def multipart(glacier: Any, vault: str, data: bytes, part_size: int) -> str:
     return str(done["archiveId"])
 
 
-def test_workflow_with_blobs_in_s3(seaweed: SeaweedServer, tmp_path: Path,
-                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    # The server's S3 client takes its credentials from the usual variables.
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "icevault")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "icevault")
-    store_url = seaweed.new_store_url()
-    server = ServerProcess(tmp_path / "data", auth="sigv4",
-                           extra_args=["--blob-url", store_url]).start()
+def test_workflow_with_blobs_in_s3(seaweed: SeaweedServer,
+                                   s3_backed: tuple[ServerProcess, str]) -> None:
+    server, store_url = s3_backed
     try:
         glacier = server.client()
         glacier.create_vault(vaultName="s3-vault")
@@ -55,7 +47,7 @@ def test_workflow_with_blobs_in_s3(seaweed: SeaweedServer, tmp_path: Path,
             assert part["status"] == 206 and part["body"].read() == data[MIB:2 * MIB]
             assert part["checksum"] == tree_hash(data[MIB:2 * MIB])
         # Bytes live in the object store, not in the data directory.
-        assert not any((tmp_path / "data").rglob("blobs/*/*"))
+        assert not any(server.data_dir.rglob("blobs/*/*"))
         s3 = seaweed.client()
         bucket, _, rest = store_url.removeprefix("s3://").partition("/")
         prefix = rest.split("?")[0]
