@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from icevault.core import treehash
 from icevault.core.models import Archive, iso8601
@@ -22,21 +20,6 @@ from icevault.store.blobs.base import BlobNotFoundError
 log = logging.getLogger("icevault.integrity")
 
 READ_SIZE = treehash.MIB
-
-
-@dataclass(slots=True)
-class IntegrityCounters:
-    """What this process found, for operators (should stay zero)."""
-
-    corrupt_found: int = 0
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def add_corrupt(self) -> None:
-        with self._lock:
-            self.corrupt_found += 1
-
-
-COUNTERS = IntegrityCounters()
 
 
 def corruption_message(archive: Archive) -> str:
@@ -101,7 +84,6 @@ class IntegrityService:
         """Mark ``archive`` corrupt and say so; False when it was marked already."""
         marked = self.ctx.meta.mark_archive_corrupt(archive.id, self.ctx.clock.now_ms(), reason)
         if marked:
-            COUNTERS.add_corrupt()
             log.error(
                 "CORRUPT ARCHIVE %s in vault %s of account %s: %s. It will not be served; "
                 "restore it from another copy.",
