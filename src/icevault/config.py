@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from icevault.core.faults import Fault
 from icevault.core.models import Tier
 
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
@@ -74,3 +75,5 @@ class ServerSettings:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     workers: int = 16
+    test_controls: bool = False  # the control endpoint, clock control and fault injection
+    faults: tuple[Fault, ...] = ()  # rules in force from the start (--faults FILE.json)

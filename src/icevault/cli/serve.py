@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from icevault.config import ServerSettings, parse_duration, parse_size, parse_tier_delays
+from icevault.core.faults import Fault
 
 
 class StartupError(click.ClickException):
@@ -51,6 +52,23 @@ def _duration(_ctx: click.Context, _param: click.Parameter, value: str) -> float
         return parse_duration(value)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
+
+
+def _load_faults(path: Path | None, test_controls: bool) -> tuple[Fault, ...]:
+    if path is None:
+        return ()
+    if not test_controls:
+        raise StartupError("--faults needs --test-controls")
+    from icevault.core.errors import GlacierError
+    from icevault.core.parsing import load_json
+
+    try:
+        rules = load_json(path.read_bytes())
+        if not isinstance(rules, list):
+            raise StartupError(f"--faults {path}: expected a JSON list of fault rules")
+        return tuple(Fault.from_json(rule) for rule in rules)
+    except GlacierError as exc:
+        raise StartupError(f"--faults {path}: {exc.message}") from None
 
 
 @click.command(cls=ServeCommand)
@@ -140,6 +158,16 @@ def _duration(_ctx: click.Context, _param: click.Parameter, value: str) -> float
     "--scrub-rate", default=None, type=click.FloatRange(min=0.001),
     help="MB/s the periodic scrub may read [default: unpaced].",
 )
+@click.option(
+    "--test-controls", is_flag=True, default=False,
+    help="For tests only: a control endpoint (/_icevault/test) that moves the clock, injects "
+         "faults, seeds and resets vaults, without credentials. Never on real data.",
+)
+@click.option(
+    "--faults", "faults_file", default=None,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Fault rules (a JSON list) in force from the start; needs --test-controls.",
+)
 def serve(
     host: str,
     port: int,
@@ -163,6 +191,8 @@ def serve(
     cache_ttl: float,
     scrub_interval: float,
     scrub_rate: float | None,
+    test_controls: bool,
+    faults_file: Path | None,
 ) -> None:
     """Run the Glacier-compatible server."""
     from icevault.server import redact
@@ -210,6 +240,8 @@ def serve(
         cache_ttl_s=cache_ttl,
         scrub_interval_s=scrub_interval,
         scrub_rate=None if scrub_rate is None else scrub_rate * 1e6,
+        test_controls=test_controls,
+        faults=_load_faults(faults_file, test_controls),
     )
     if notification_url is not None and not notification_url.startswith(("http://", "https://")):
         raise StartupError(f"--notification-url must be an http(s) URL, not {notification_url!r}")

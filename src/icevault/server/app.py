@@ -20,9 +20,16 @@ from icevault.core.errors import (
     InvalidSignatureError,
     MissingParameterValueError,
 )
+from icevault.core.faults import Fault, FaultKind
 from icevault.core.identity import Principal
-from icevault.core.models import ACCOUNT_ID_RE, Tier, validate_vault_name
-from icevault.server import background, routes, sigv4
+from icevault.core.models import (
+    ACCOUNT_ID_RE,
+    AdjustableClock,
+    Clock,
+    Tier,
+    validate_vault_name,
+)
+from icevault.server import background, routes, sigv4, testcontrols
 from icevault.server.call import Call
 from icevault.server.errors import error_middleware
 from icevault.server.handlers import account, archives, jobs, policies, uploads, vaults
@@ -32,6 +39,7 @@ from icevault.server.transfer import TransferLimits
 from icevault.server.wire import job_json, read_small_body
 from icevault.service.access import AccessRequest
 from icevault.service.context import Context, Timing
+from icevault.service.faults import FaultPlan
 from icevault.service.glacier import Glacier
 from icevault.service.notifications import Notifier
 from icevault.store.blobs.base import BlobStore
@@ -85,7 +93,7 @@ HANDLERS: dict[Op, Handler] = {
 
 
 
-def build_glacier(settings: ServerSettings) -> Glacier:
+def build_glacier(settings: ServerSettings, clock: Clock | None = None) -> Glacier:
     data_dir = settings.data_dir
     make_private_dir(data_dir)
     meta = SqlMetadataStore(settings.metadata_url or sqlite_url(data_dir / "metadata.sqlite3"))
@@ -102,7 +110,10 @@ def build_glacier(settings: ServerSettings) -> Glacier:
         upload_expiry_ms=int(settings.upload_expiry_s * 1000),
         cache_ttl_ms=int(settings.cache_ttl_s * 1000),
     )
-    return Glacier(Context(meta=meta, blobs=blobs, region=settings.region, timing=timing))
+    ctx = Context(meta=meta, blobs=blobs, region=settings.region, timing=timing)
+    if clock is not None:
+        ctx.clock = clock
+    return Glacier(ctx)
 
 
 def resolve_account(segment: str, caller_account: str) -> str:
@@ -145,6 +156,9 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     else:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(runtime.executor, access_service.authorize, access)
+    body_fault = None
+    if runtime.controls is not None:
+        body_fault = _injected(runtime.controls, route)
     handler = HANDLERS[route.op]
     call = Call(
         request=request,
@@ -156,8 +170,21 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         wake_jobs=runtime.job_event.set,
         body=caller.body,
         tree_hash_binds_body=caller.tree_hash_binds_body,
+        body_fault=body_fault,
     )
     return await handler(call)
+
+
+def _injected(controls: testcontrols.TestControls, route: routes.Route) -> Fault | None:
+    """Raise the error a test fault injects into this request; return a body fault."""
+    job = route.resource_id if route.op in _JOB_OPS else None
+    fault = controls.faults.for_request(route.op.value, route.vault, job)
+    if fault is not None and fault.kind is FaultKind.ERROR:
+        raise testcontrols.injected_error(fault)
+    return fault
+
+
+_JOB_OPS = frozenset({Op.DESCRIBE_JOB, Op.GET_JOB_OUTPUT})
 
 
 # Bodies of these operations stream to storage; the client must declare their SHA-256 in
@@ -244,7 +271,15 @@ async def _stamp(request: web.Request, response: web.StreamResponse) -> None:
 
 def create_app(settings: ServerSettings, glacier: Glacier | None = None) -> web.Application:
     app = web.Application(middlewares=[error_middleware], client_max_size=1024 * 1024)
-    built = glacier or build_glacier(settings)
+    controls = None
+    if settings.test_controls:
+        clock = AdjustableClock()
+        controls = testcontrols.TestControls(clock, FaultPlan(clock))
+        for fault in settings.faults:
+            controls.faults.add(fault)
+    built = glacier or build_glacier(settings, controls.clock if controls else None)
+    if controls is not None:
+        built.ctx.injected_job_failure = controls.faults.job_failure
     runtime = Runtime(
         settings=settings,
         glacier=built,
@@ -254,8 +289,14 @@ def create_app(settings: ServerSettings, glacier: Glacier | None = None) -> web.
             built.ctx, lambda job: job_json(job, settings.region), settings.notification_url
         ),
         limits=TransferLimits(settings.io_timeout_s, settings.min_rate),
+        controls=controls,
     )
     app[RUNTIME] = runtime
+    if controls is not None:
+        testcontrols.add_routes(app)  # before the catch-all below, which would shadow them
+        log.warning("test controls are on: %s changes the clock, injects faults and "
+                    "deletes vaults without credentials; never use them with real data",
+                    testcontrols.PREFIX)
     # Every path, newlines included, so that no request falls through to aiohttp's own
     # (plain-text) handling.
     app.router.add_route("*", r"/{tail:[\s\S]*}", dispatch)

@@ -26,18 +26,27 @@ def _notify(notifier: Notifier, job: Job) -> None:
         log.exception("could not record or deliver the notification for job %s", job.id)
 
 
+async def complete_due_jobs(runtime: Runtime) -> int:
+    """Complete every job due now and send its notification; how many completed."""
+    loop = asyncio.get_running_loop()
+    jobs = runtime.glacier.jobs
+    completed = 0
+    async with runtime.job_pass:
+        while done := await loop.run_in_executor(runtime.executor, jobs.run_due):
+            for job in done:
+                # Delivery may wait on a slow webhook: keep it off the job loop's path.
+                loop.run_in_executor(runtime.executor, _notify, runtime.notifier, job)
+            completed += len(done)
+    return completed
+
+
 async def job_worker(runtime: Runtime) -> None:
     loop = asyncio.get_running_loop()
     jobs = runtime.glacier.jobs
     clock = runtime.glacier.ctx.clock
     while True:
         try:
-            done = await loop.run_in_executor(runtime.executor, jobs.run_due)
-            for job in done:
-                # Delivery may wait on a slow webhook: keep it off the job loop's path.
-                loop.run_in_executor(runtime.executor, _notify, runtime.notifier, job)
-            if done:
-                continue
+            await complete_due_jobs(runtime)
             due = await loop.run_in_executor(runtime.executor, jobs.next_due_time)
             wait = 1.0 if due is None else min(1.0, max(0.0, (due - clock.now_ms()) / 1000))
             runtime.job_event.clear()

@@ -11,6 +11,7 @@ from typing import Any, Protocol, TypeVar
 
 from aiohttp import web
 
+from icevault.core.faults import Fault
 from icevault.core.models import VaultRef
 from icevault.server.routes import Route
 from icevault.server.transfer import StepClock, TransferLimits
@@ -43,6 +44,7 @@ class Call:
     wake_jobs: Callable[[], None]
     body: bytes = b""  # a JSON operation's body, read and checked at the edge
     tree_hash_binds_body: bool = False  # see app.Caller
+    body_fault: Fault | None = None  # --test-controls: corrupt or cut this response's body
 
     @property
     def vault(self) -> VaultRef:

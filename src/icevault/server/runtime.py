@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -12,6 +13,9 @@ from icevault.config import ServerSettings
 from icevault.server.transfer import TransferLimits
 from icevault.service.glacier import Glacier
 from icevault.service.notifications import Notifier
+
+if TYPE_CHECKING:
+    from icevault.server.testcontrols import TestControls
 
 
 @dataclass(slots=True)
@@ -24,6 +28,9 @@ class Runtime:
     job_event: asyncio.Event
     notifier: Notifier
     limits: TransferLimits
+    controls: TestControls | None = None  # --test-controls: clock and faults
+    # One pass over due jobs at a time (the job worker, or a test advancing the clock).
+    job_pass: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 RUNTIME = web.AppKey("runtime", Runtime)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from icevault.core.models import Clock, SystemClock, Tier
+from icevault.core.models import Clock, Job, SystemClock, Tier
 from icevault.store.blobs.base import BlobStore
 from icevault.store.metadata.base import MetadataStore
 
@@ -44,3 +45,5 @@ class Context:
     clock: Clock = field(default_factory=SystemClock)
     limits: Limits = field(default_factory=Limits)
     timing: Timing = field(default_factory=Timing)
+    # Test controls only: why a job due now must fail instead of completing, if it must.
+    injected_job_failure: Callable[[Job], str | None] = lambda _job: None

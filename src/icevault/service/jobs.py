@@ -322,6 +322,9 @@ class JobService:
 
     def _complete(self, job: Job) -> Job | None:
         now = self.ctx.clock.now_ms()
+        injected = self.ctx.injected_job_failure(job)
+        if injected is not None:
+            return self.ctx.meta.finish_job(job.id, JobCompletion(JobStatus.FAILED, injected, now))
         if job.action is JobAction.ARCHIVE_RETRIEVAL:
             failure = self._verify_retrieval(job)
             if failure is not None:

@@ -72,6 +72,12 @@ class VaultService:
             )
         self._deleted(ref)
 
+    def delete_with_contents(self, ref: VaultRef) -> None:
+        """Delete a vault with its archives, jobs and uploads (test resets, never Glacier's
+        DeleteVault)."""
+        self.ctx.meta.delete_vault(ref, with_contents=True)
+        self._deleted(ref)
+
     def list_tags(self, ref: VaultRef) -> dict[str, str]:
         validate_vault_name(ref.name)
         tags = self.ctx.meta.get_tags(ref)

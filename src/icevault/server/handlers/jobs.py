@@ -7,6 +7,7 @@ import logging
 
 from aiohttp import web
 
+from icevault.core.faults import Fault, FaultKind
 from icevault.core.ranges import ByteRange
 from icevault.server import parse
 from icevault.server.call import Call
@@ -88,6 +89,9 @@ async def get_job_output(call: Call) -> web.StreamResponse:
 async def _send_body(call: Call, response: web.StreamResponse, output: JobOutput) -> None:
     if output.length == 0:
         return
+    if call.body_fault is not None:
+        await _send_faulty_body(call, response, output, call.body_fault)
+        return
     segment = output.reader.file_segment()
     transport = call.request.transport
     if transport is None:
@@ -118,3 +122,29 @@ async def _send_body(call: Call, response: web.StreamResponse, output: JobOutput
                  deadline, STEP)
         transport.abort()
         raise ConnectionResetError("the reader stopped reading") from None
+
+
+async def _send_faulty_body(call: Call, response: web.StreamResponse, output: JobOutput,
+                            fault: Fault) -> None:
+    """Serve the output as a test fault asks: one byte changed in the middle (the headers,
+    checksum included, stay those of the right bytes), or the connection cut after
+    ``after_bytes``."""
+    corrupt_at = output.length // 2 if fault.kind is FaultKind.CORRUPT_BODY else None
+    cut_at = fault.after_bytes if fault.kind is FaultKind.DROP_CONNECTION else None
+    sent = 0
+    while True:
+        data = await call.run(output.reader.read, READ_BLOCK)
+        if not data:
+            break
+        if corrupt_at is not None and sent <= corrupt_at < sent + len(data):
+            changed = bytearray(data)
+            changed[corrupt_at - sent] ^= 0xFF
+            data = bytes(changed)
+        if cut_at is not None and sent + len(data) >= cut_at:
+            await response.write(data[: cut_at - sent])
+            transport = call.request.transport
+            if transport is not None:
+                transport.close()  # after what is buffered is sent: exactly after_bytes
+            raise ConnectionResetError("connection dropped by a test fault")
+        await response.write(data)
+        sent += len(data)

@@ -178,6 +178,18 @@ class LocalBlobStore:
     def create(self) -> _LocalWriter:
         return _LocalWriter(self)
 
+    def create_zero_filled(self, size: int) -> str:
+        """A committed blob of ``size`` zero bytes, as a sparse file (test seeding): no byte
+        is written and no disk space used. Not fsynced: seeded test data need not survive a
+        crash."""
+        key = new_blob_key()
+        fd = os.open(self.blob_path(key), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.ftruncate(fd, size)
+        finally:
+            os.close(fd)
+        return key
+
     def open_range(self, key: str, start: int, length: int) -> _LocalReader:
         return _LocalReader(self.blob_path(key), start, length, key)
 

@@ -138,7 +138,11 @@ class VaultPort(Protocol):
         """Vaults sorted by name from ``start_name`` (inclusive), at most ``limit``."""
         ...
 
-    def delete_vault(self, ref: VaultRef) -> DeleteVaultOutcome: ...
+    def delete_vault(self, ref: VaultRef, *, with_contents: bool = False) -> DeleteVaultOutcome:
+        """Delete an empty vault (NOT_EMPTY otherwise), or with ``with_contents`` (test
+        resets) one with archives and open uploads; every blob it kept alive becomes
+        garbage."""
+        ...
 
     def get_tags(self, ref: VaultRef) -> dict[str, str] | None: ...
 
@@ -156,6 +160,11 @@ class ArchivePort(Protocol):
 
     def insert_archive(self, archive: Archive, leaves: bytes) -> bool:
         """Record a committed archive and count it in its vault; False if the vault is gone."""
+        ...
+
+    def insert_archives(self, records: Sequence[tuple[Archive, bytes]]) -> bool:
+        """Record many committed archives (with their packed leaves) in one transaction, as
+        :meth:`insert_archive` each; False, and nothing recorded, if a vault is gone."""
         ...
 
     def get_archive(self, ref: VaultRef, archive_id: str) -> Archive | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sqlalchemy import (
     delete,
     insert,
@@ -28,6 +30,31 @@ class ArchiveRows(SqlEngine):
             if not self._vault_exists(conn, archive.vault):
                 return False
             self._insert_archive(conn, archive, leaves)
+            return True
+
+    def insert_archives(self, records: Sequence[tuple[Archive, bytes]]) -> bool:
+        if not records:
+            return True
+        vaults = {archive.vault for archive, _ in records}
+        with self._tx(write=True) as conn:
+            if not all(self._vault_exists(conn, ref) for ref in vaults):
+                return False
+            conn.execute(insert(t.archives), [
+                {"id": archive.id, "account_id": archive.vault.account_id,
+                 "vault_name": archive.vault.name, "description": archive.description,
+                 "size": archive.size, "tree_hash": archive.tree_hash, "leaf_hashes": leaves,
+                 "blob_key": archive.blob_key, "created_at": archive.created_at,
+                 "deleted_at": None}
+                for archive, leaves in records
+            ])
+            for ref in vaults:
+                mine = [archive for archive, _ in records if archive.vault == ref]
+                conn.execute(
+                    update(t.vaults).where(self._vault_where(ref)).values(
+                        archive_count=t.vaults.c.archive_count + len(mine),
+                        size_bytes=t.vaults.c.size_bytes + sum(a.size for a in mine),
+                    )
+                )
             return True
 
     def get_archive(self, ref: VaultRef, archive_id: str) -> Archive | None:

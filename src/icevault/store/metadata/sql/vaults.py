@@ -84,7 +84,7 @@ class VaultRows(SqlEngine):
         with self._tx() as conn:
             return [self._row_to_vault(row) for row in conn.execute(query)]
 
-    def delete_vault(self, ref: VaultRef) -> DeleteVaultOutcome:
+    def delete_vault(self, ref: VaultRef, *, with_contents: bool = False) -> DeleteVaultOutcome:
         with self._tx(write=True) as conn:
             if not self._vault_exists(conn, ref):
                 return DeleteVaultOutcome.NOT_FOUND
@@ -103,8 +103,14 @@ class VaultRows(SqlEngine):
             open_upload = conn.execute(
                 select(t.uploads.c.id).where(in_vault_u, t.uploads.c.state == UploadState.OPEN)
             ).first()
-            if live is not None or open_upload is not None:
+            if not with_contents and (live is not None or open_upload is not None):
                 return DeleteVaultOutcome.NOT_EMPTY
+            for (key,) in conn.execute(
+                select(t.uploads.c.staging_key).where(
+                    in_vault_u, t.uploads.c.state == UploadState.OPEN
+                )
+            ):
+                self._garbage(conn, GarbageKind.STAGING, key)
             # Everything the vault owned goes, and every blob it kept alive is reclaimed.
             for (key,) in conn.execute(
                 select(t.jobs.c.output_blob_key).where(

@@ -1,0 +1,57 @@
+"""The pytest plugin (registered through the ``pytest11`` entry point).
+
+Fixtures:
+
+* ``icevault_server``: a fresh server for each test;
+* ``icevault_session_server``: one server for the whole session, its vaults and fault rules
+  removed before each test;
+* ``glacier_client``: a boto3 Glacier client for ``icevault_server``.
+
+Both server fixtures point unchanged ``boto3.client("glacier")`` code at the server for the
+test's duration (``patch_env``). ``@pytest.mark.icevault(tier_delays={"standard": "4h"},
+auth="off", ...)`` passes options to ``icevault_server``'s :class:`IcevaultServer`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from icevault.testing.server import IcevaultServer
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "icevault(**options): options for the icevault_server fixture's server "
+        "(tier_delays, auth, faults, job_expiry, upload_expiry, inventory_delay, extra_args)",
+    )
+
+
+@pytest.fixture
+def icevault_server(request: pytest.FixtureRequest) -> Iterator[IcevaultServer]:
+    marker = request.node.get_closest_marker("icevault")
+    options: dict[str, Any] = dict(marker.kwargs) if marker is not None else {}
+    options.setdefault("patch_env", True)
+    with IcevaultServer(**options) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def _icevault_shared_server() -> Iterator[IcevaultServer]:
+    with IcevaultServer() as server:
+        yield server
+
+
+@pytest.fixture
+def icevault_session_server(_icevault_shared_server: IcevaultServer) -> Iterator[IcevaultServer]:
+    server = _icevault_shared_server
+    server.reset()
+    with server.patch_env():
+        yield server
+
+
+@pytest.fixture
+def glacier_client(icevault_server: IcevaultServer) -> Any:
+    return icevault_server.client()

@@ -1,0 +1,307 @@
+"""A real icevault server for a test: a process on a free loopback port with temporary data.
+
+The server is ``icevault serve --test-controls`` exactly as users run it; this class starts
+it, hands out boto3 clients with valid credentials, and drives its control endpoint (clock,
+faults, seeding, reset) over HTTP.
+"""
+
+from __future__ import annotations
+
+import configparser
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from icevault.core.faults import Fault
+
+_ANNOUNCED = re.compile(r"serving the Glacier API on (https?://127\.0\.0\.1:(\d+))")
+_CONTROL = "/_icevault/test"
+# botocore reads these; patch_env replaces all of them for the test's duration.
+_ENV_OWNED = (
+    "AWS_ENDPOINT_URL_GLACIER", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN", "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE", "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS",
+)
+
+
+class ServerStartError(RuntimeError):
+    """The server process exited or did not announce its port in time; carries its log."""
+
+
+def launch(args: Sequence[str], log_path: Path, *, timeout: float = 30.0,
+           preexec: Callable[[], None] | None = None,
+           env: Mapping[str, str] | None = None) -> tuple[subprocess.Popen[bytes], str]:
+    """Start ``icevault serve ARGS --port 0`` with its output appended to ``log_path``; return
+    the process and its base URL once it listens.
+
+    The port is the one the server bound and announced, so none is picked in advance and
+    raced for, and no probe connection is needed."""
+    start_offset = log_path.stat().st_size if log_path.exists() else 0
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "icevault", "serve", "--host", "127.0.0.1", "--port", "0",
+             *args],
+            stdout=log, stderr=subprocess.STDOUT, preexec_fn=preexec,
+            env=None if env is None else dict(env),
+        )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with open(log_path, "rb") as file:
+            file.seek(start_offset)
+            match = _ANNOUNCED.search(file.read().decode(errors="replace"))
+        if match:
+            return proc, match.group(1)
+        if proc.poll() is not None:
+            raise ServerStartError(f"icevault exited at start:\n{_tail(log_path)}")
+        time.sleep(0.005)
+    proc.kill()
+    proc.wait()
+    raise ServerStartError(f"icevault did not start within {timeout} s:\n{_tail(log_path)}")
+
+
+def _tail(path: Path, limit: int = 4000) -> str:
+    return path.read_text(errors="replace")[-limit:] if path.exists() else ""
+
+
+def _duration_arg(value: str | float | timedelta) -> str:
+    if isinstance(value, timedelta):
+        return f"{value.total_seconds()}s"
+    return str(value)
+
+
+class IcevaultServer:
+    """``with IcevaultServer() as server:`` a fresh server, stopped and removed on exit.
+
+    ``tier_delays`` maps tiers to delays (``{"standard": "4h"}``; seconds as numbers);
+    ``auth`` is ``"sigv4"`` (the default: real signatures, real keys) or ``"off"``. With
+    ``patch_env=True`` the environment points unchanged boto3 code at the server while it
+    runs (see :meth:`patch_env`)."""
+
+    def __init__(
+        self,
+        *,
+        tier_delays: Mapping[str, str | float | timedelta] | None = None,
+        auth: str = "sigv4",
+        region: str = "us-east-1",
+        faults: Sequence[Fault] = (),
+        job_expiry: str | float | timedelta | None = None,
+        upload_expiry: str | float | timedelta | None = None,
+        inventory_delay: str | float | timedelta | None = None,
+        extra_args: Sequence[str] = (),
+        data_dir: Path | None = None,
+        patch_env: bool = False,
+        start_timeout: float = 30.0,
+    ) -> None:
+        if auth not in ("sigv4", "off"):
+            raise ValueError("auth is 'sigv4' or 'off'")
+        self.auth = auth
+        self.region = region
+        self._tier_delays = dict(tier_delays or {})
+        self._faults = list(faults)
+        self._durations = {"--job-expiry": job_expiry, "--upload-expiry": upload_expiry,
+                           "--inventory-delay": inventory_delay}
+        self._extra_args = list(extra_args)
+        self._given_dir = data_dir
+        self._patch_env_on_enter = patch_env
+        self._start_timeout = start_timeout
+        self._workdir: Path | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._env_patch: contextlib.ExitStack | None = None
+        self.endpoint_url = ""
+        self.access_key_id = ""
+        self.secret_access_key = ""
+
+    # -- life cycle -----------------------------------------------------------------------
+
+    @property
+    def data_dir(self) -> Path:
+        if self._given_dir is not None:
+            return self._given_dir
+        assert self._workdir is not None, "the server is not started"
+        return self._workdir / "data"
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir.parent / f"{self.data_dir.name}-server.log"
+
+    def start(self) -> IcevaultServer:
+        if self._proc is not None:
+            return self
+        if self._given_dir is None:
+            self._workdir = Path(tempfile.mkdtemp(prefix="icevault-test-"))
+        args = ["--data-dir", str(self.data_dir), "--auth", self.auth, "--region", self.region,
+                "--test-controls"]
+        if self._tier_delays:
+            args += ["--tier-delays", ",".join(
+                f"{tier.lower()}={_duration_arg(delay)}" for tier, delay in self._tier_delays.items()
+            )]
+        for flag, value in self._durations.items():
+            if value is not None:
+                args += [flag, _duration_arg(value)]
+        if self._faults:
+            self.data_dir.parent.mkdir(parents=True, exist_ok=True)
+            faults_file = self.data_dir.parent / f"{self.data_dir.name}-faults.json"
+            faults_file.write_text(json.dumps([fault.to_json() for fault in self._faults]))
+            args += ["--faults", str(faults_file)]
+        self.data_dir.parent.mkdir(parents=True, exist_ok=True)
+        self._proc, self.endpoint_url = launch(
+            [*args, *self._extra_args], self.log_path, timeout=self._start_timeout
+        )
+        self.access_key_id, self.secret_access_key = self._credentials()
+        return self
+
+    def stop(self) -> None:
+        """Stop the server (SIGTERM, then SIGKILL after 20 s) and remove its temporary data."""
+        self._restore_env()
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            self._workdir = None
+
+    def __enter__(self) -> IcevaultServer:
+        self.start()
+        if self._patch_env_on_enter:
+            self._env_patch = contextlib.ExitStack()
+            self._env_patch.enter_context(self.patch_env())
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    def _restore_env(self) -> None:
+        patch, self._env_patch = self._env_patch, None
+        if patch is not None:
+            patch.close()
+
+    def log(self) -> str:
+        """The server's log so far (injected faults are logged there too)."""
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def _credentials(self) -> tuple[str, str]:
+        if self.auth == "off":
+            return "AKIDICEVAULTTESTING", "icevault-testing-secret"
+        parser = configparser.ConfigParser()
+        parser.read(self.data_dir / "credentials")
+        section = parser["icevault"]
+        return section["aws_access_key_id"], section["aws_secret_access_key"]
+
+    # -- clients --------------------------------------------------------------------------
+
+    def client(self, **config: Any) -> Any:
+        """A boto3 Glacier client for this server with valid credentials; ``config`` goes to
+        ``botocore.config.Config`` (e.g. ``retries={"max_attempts": 1}``)."""
+        import boto3
+        import botocore.config
+
+        return boto3.client(
+            "glacier", endpoint_url=self.endpoint_url, region_name=self.region,
+            aws_access_key_id=self.access_key_id, aws_secret_access_key=self.secret_access_key,
+            config=botocore.config.Config(**config) if config else None,
+        )
+
+    @contextlib.contextmanager
+    def patch_env(self) -> Iterator[None]:
+        """Point code that calls ``boto3.client("glacier")`` with no arguments at this server:
+        ``AWS_ENDPOINT_URL_GLACIER``, credentials and region are set (and any AWS profile
+        variable removed) until the block ends, then restored."""
+        saved = {name: os.environ.get(name) for name in _ENV_OWNED}
+        for name in _ENV_OWNED:
+            os.environ.pop(name, None)
+        os.environ.update({
+            "AWS_ENDPOINT_URL_GLACIER": self.endpoint_url,
+            "AWS_ACCESS_KEY_ID": self.access_key_id,
+            "AWS_SECRET_ACCESS_KEY": self.secret_access_key,
+            "AWS_DEFAULT_REGION": self.region,
+            "AWS_REGION": self.region,
+        })
+        try:
+            yield
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+
+    # -- test controls --------------------------------------------------------------------
+
+    def _control(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(self.endpoint_url + _CONTROL + path, data=data,
+                                         method=method)
+        request.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(request, timeout=120) as response:
+                raw = response.read()
+        except urllib.error.HTTPError as exc:
+            with exc:
+                detail = exc.read().decode(errors="replace")
+            raise ValueError(f"icevault test controls refused {method} {path}: {detail}") from None
+        return json.loads(raw) if raw else None
+
+    def now(self) -> datetime:
+        """The server's clock (real time plus every advance)."""
+        text = self._control("GET", "/clock")["now"]
+        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+
+    def advance_clock(self, *, days: float = 0, hours: float = 0, minutes: float = 0,
+                      seconds: float = 0) -> datetime:
+        """Move the server's clock forward. Before this returns, every job due by the new
+        time has completed (and notified), and job outputs and multipart uploads older than
+        their 24 h are expired."""
+        delta = timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+        text = self._control("POST", "/clock", {"advance_seconds": delta.total_seconds()})["now"]
+        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+
+    def inject(self, fault: Fault) -> int:
+        """Put a fault rule in force; returns its rule number (as in :meth:`faults_seen`)."""
+        return int(self._control("POST", "/faults", fault.to_json())["rule"])
+
+    def clear_faults(self) -> None:
+        """Remove every fault rule and forget what was injected."""
+        self._control("DELETE", "/faults")
+
+    def faults_seen(self) -> list[dict[str, Any]]:
+        """Each fault injected so far, in order: rule, kind, operation, vault, job, time."""
+        return list(self._control("GET", "/faults/seen")["faults"])
+
+    def seed_vault(self, name: str, *, archives: int, sizes: tuple[int, int] | int = (1, 1 << 20),
+                   descriptions: str = "mixed", seed: int = 0,
+                   years: float = 5.0) -> dict[str, Any]:
+        """Fill a vault (created if missing) with ``archives`` zero-filled archives: sizes
+        log-uniform in ``sizes`` (inclusive), creation dates over the past ``years``, and
+        descriptions ``"mixed"`` (mt-aws-glacier's mt2, FastGlacier's, plain names,
+        duplicates and empty ones), ``"filenames"``, ``"mt2"``, ``"fastglacier"`` or
+        ``"empty"``. The same seed gives the same sizes, dates and descriptions."""
+        low, high = (sizes, sizes) if isinstance(sizes, int) else sizes
+        result: dict[str, Any] = self._control("POST", f"/vaults/{name}/seed", {
+            "archives": archives, "min_size": low, "max_size": high,
+            "descriptions": descriptions, "seed": seed, "years": years,
+        })
+        return result
+
+    def reset(self) -> None:
+        """Delete every vault (with its archives, jobs and uploads) and every fault rule."""
+        self._control("POST", "/reset")
