@@ -25,12 +25,63 @@ def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 def test_migrated_schema_matches_the_models(empty_url: str) -> None:
-    SqlMetadataStore(empty_url).close()
+    # Every revision in turn, from an empty database (not the store's create-and-stamp path).
     engine = create_engine(empty_url)
+    with engine.begin() as conn:
+        migrations.upgrade_with_alembic(conn)
     with engine.connect() as conn:
+        assert migrations.current(conn) == migrations.head()
         diffs = compare_metadata(MigrationContext.configure(conn), metadata)
     engine.dispose()
     assert diffs == []
+
+
+def test_head_constant_is_the_scripts_head() -> None:
+    # A new revision without bumping HEAD would leave databases at the old revision.
+    assert migrations.HEAD == migrations.head()
+
+
+def _schema(url: str) -> dict[str, object]:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            found = inspect(conn)
+            return {
+                table: (
+                    sorted((c["name"], str(c["type"]), c["nullable"])
+                           for c in found.get_columns(table)),
+                    found.get_pk_constraint(table)["constrained_columns"],
+                    sorted((i["name"], tuple(i["column_names"]), bool(i["unique"]))
+                           for i in found.get_indexes(table)),
+                    sorted((tuple(f["constrained_columns"]), f["referred_table"])
+                           for f in found.get_foreign_keys(table)),
+                    sorted(tuple(u["column_names"]) for u in found.get_unique_constraints(table)),
+                )
+                for table in sorted(found.get_table_names())
+            }
+    finally:
+        engine.dispose()
+
+
+def test_new_database_is_built_as_the_migrations_build_it(empty_url: str,
+                                                          request: pytest.FixtureRequest,
+                                                          tmp_path: Path) -> None:
+    # A new database is created from the models and stamped at HEAD (no Alembic import);
+    # it must be the same database that running every migration gives.
+    SqlMetadataStore(empty_url).close()
+    if empty_url.startswith("sqlite"):
+        migrated_url = sqlite_url(tmp_path / "migrated.sqlite3")
+    else:
+        migrated_url = request.getfixturevalue("postgres").new_database()
+    engine = create_engine(migrated_url)
+    with engine.begin() as conn:
+        migrations.upgrade_with_alembic(conn)
+    engine.dispose()
+    assert _schema(empty_url) == _schema(migrated_url)
+    engine = create_engine(empty_url)
+    with engine.connect() as conn:
+        assert migrations.current(conn) == migrations.HEAD
+    engine.dispose()
 
 
 def test_pre_alembic_database_is_stamped_and_upgraded(empty_url: str) -> None:

@@ -12,13 +12,12 @@ import click
 from icevault.cli.common import (
     EXIT_VERIFY,
     ProgressBar,
-    Settings,
     emit,
     glacier_client,
-    global_options,
     handle_errors,
     size_option,
 )
+from icevault.cli.options import Settings, global_options
 from icevault.client.chunks import check_chunk_size
 from icevault.client.download import download_job_output
 from icevault.client.files import tree_hash_file

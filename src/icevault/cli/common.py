@@ -6,12 +6,12 @@ import functools
 import json
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import click
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
+from icevault.cli.options import Settings
 from icevault.client.api import make_glacier_client
 from icevault.client.exceptions import ClientError as TransferError
 from icevault.client.progress import Subscriber
@@ -25,52 +25,6 @@ EXIT_USAGE = 2
 EXIT_VERIFY = 3
 EXIT_JOB = 4
 EXIT_INTERRUPTED = 130
-
-GLOBAL_OPTIONS = ("endpoint_url", "profile", "region", "output")
-
-
-@dataclass
-class Settings:
-    endpoint_url: str | None = None
-    profile: str | None = None
-    region: str | None = None
-    output: str = "json"
-
-
-def _global_option_decorators() -> list[Callable[[F], F]]:
-    return [
-        click.option("--endpoint-url", default=None, help="Glacier endpoint, e.g. http://127.0.0.1:9099."),
-        click.option("--profile", default=None, help="AWS profile from the shared config files."),
-        click.option("--region", default=None, help="AWS region (default: from the profile or AWS_*)."),
-        click.option("--output", type=click.Choice(["json", "table"]), default=None,
-                     help="Output format (default json)."),
-    ]
-
-
-def global_options(func: F) -> F:
-    """Accept the AWS CLI's global options after the subcommand too, as the AWS CLI does."""
-    for decorate in reversed(_global_option_decorators()):
-        func = decorate(func)
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        ctx = click.get_current_context()
-        settings: Settings = ctx.find_object(Settings) or Settings()
-        for name in GLOBAL_OPTIONS:
-            value = kwargs.pop(name)
-            if value is not None:
-                setattr(settings, name, value)
-        ctx.obj = settings
-        return func(*args, **kwargs)
-
-    return wrapper  # type: ignore[return-value]
-
-
-def group_global_options(func: F) -> F:
-    for decorate in reversed(_global_option_decorators()):
-        func = decorate(func)
-    return func
-
 
 def glacier_client(settings: Settings, workers: int = 10, *, retries: bool = True) -> Any:
     """botocore retries throttling and 5xx for ordinary calls; downloads ask for none, since

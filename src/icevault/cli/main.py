@@ -2,16 +2,41 @@
 
 from __future__ import annotations
 
+import importlib
+
 import click
 
 from icevault import __version__
-from icevault.cli.admin import admin
-from icevault.cli.commands import COMMANDS
-from icevault.cli.common import Settings, group_global_options
-from icevault.cli.serve import serve
+from icevault.cli.options import Settings, group_global_options
+
+# Subcommands are imported when used: ``icevault serve`` must not pay for botocore and the
+# client, nor ``icevault download`` for the server (a test server starts in under a second).
+# This is click's documented lazy-loading pattern for a group.
+_LAZY = {
+    "serve": "icevault.cli.serve:serve",
+    "admin": "icevault.cli.admin:admin",
+    **{name: f"icevault.cli.commands:{name}" for name in (
+        "vault", "upload", "retrieve", "jobs", "download", "get", "inventory", "treehash",
+        "verify",
+    )},
+}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *_LAZY])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = _LAZY.get(cmd_name)
+        if target is None:
+            return super().get_command(ctx, cmd_name)
+        module, _, attr = target.partition(":")
+        command = getattr(importlib.import_module(module), attr)
+        assert isinstance(command, click.Command)
+        return command
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="icevault")
 @group_global_options
 @click.pass_context
@@ -25,12 +50,6 @@ def cli(ctx: click.Context, endpoint_url: str | None, profile: str | None, regio
     4 job not ready, failed, expired or not found; 130 interrupted (rerun to resume).
     """
     ctx.obj = Settings(endpoint_url, profile, region, output or "json")
-
-
-cli.add_command(serve)
-cli.add_command(admin)
-for command in COMMANDS:
-    cli.add_command(command)
 
 
 def main() -> None:

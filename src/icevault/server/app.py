@@ -44,7 +44,6 @@ from icevault.service.glacier import Glacier
 from icevault.service.notifications import Notifier
 from icevault.store.blobs.base import BlobStore
 from icevault.store.blobs.local import LocalBlobStore
-from icevault.store.blobs.s3 import S3BlobStore, S3Location
 from icevault.store.metadata.sql import SqlMetadataStore, sqlite_url
 from icevault.store.paths import make_private_dir
 
@@ -97,10 +96,14 @@ def build_glacier(settings: ServerSettings, clock: Clock | None = None) -> Glaci
     data_dir = settings.data_dir
     make_private_dir(data_dir)
     meta = SqlMetadataStore(settings.metadata_url or sqlite_url(data_dir / "metadata.sqlite3"))
-    blobs: BlobStore = (
-        S3BlobStore(S3Location.parse(settings.blob_url)) if settings.blob_url
-        else LocalBlobStore(data_dir)
-    )
+    blobs: BlobStore
+    if settings.blob_url:
+        # Imported only when used: boto3 adds a quarter of a second to every start.
+        from icevault.store.blobs.s3 import S3BlobStore, S3Location
+
+        blobs = S3BlobStore(S3Location.parse(settings.blob_url))
+    else:
+        blobs = LocalBlobStore(data_dir)
     timing = Timing(
         tier_delays_ms={
             tier: int(settings.tier_delays_s.get(tier, 0.0) * 1000) for tier in Tier

@@ -1,0 +1,60 @@
+"""The AWS CLI's global options, shared by the top-level group and every client command.
+
+Kept apart from ``common`` so that ``icevault serve`` starts without importing botocore.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import click
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+GLOBAL_OPTIONS = ("endpoint_url", "profile", "region", "output")
+
+
+@dataclass
+class Settings:
+    endpoint_url: str | None = None
+    profile: str | None = None
+    region: str | None = None
+    output: str = "json"
+
+
+def _global_option_decorators() -> list[Callable[[F], F]]:
+    return [
+        click.option("--endpoint-url", default=None, help="Glacier endpoint, e.g. http://127.0.0.1:9099."),
+        click.option("--profile", default=None, help="AWS profile from the shared config files."),
+        click.option("--region", default=None, help="AWS region (default: from the profile or AWS_*)."),
+        click.option("--output", type=click.Choice(["json", "table"]), default=None,
+                     help="Output format (default json)."),
+    ]
+
+
+def global_options(func: F) -> F:
+    """Accept the AWS CLI's global options after the subcommand too, as the AWS CLI does."""
+    for decorate in reversed(_global_option_decorators()):
+        func = decorate(func)
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        ctx = click.get_current_context()
+        settings: Settings = ctx.find_object(Settings) or Settings()
+        for name in GLOBAL_OPTIONS:
+            value = kwargs.pop(name)
+            if value is not None:
+                setattr(settings, name, value)
+        ctx.obj = settings
+        return func(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def group_global_options(func: F) -> F:
+    for decorate in reversed(_global_option_decorators()):
+        func = decorate(func)
+    return func
