@@ -10,6 +10,8 @@ import pytest
 from tests.seaweed import SeaweedServer
 from tests.support import ServerProcess
 
+pytest_plugins = ["pytester"]  # the testing kit's plugin is tested in a user's project
+
 _names = itertools.count()
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import configparser
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -19,8 +18,9 @@ import boto3
 import botocore.config
 import psutil
 
+from icevault.testing.server import ServerStartError, launch
+
 REGION = "us-east-1"
-_ANNOUNCED = re.compile(r"serving the Glacier API on https?://127\.0\.0\.1:(\d+)")
 
 
 def free_port() -> int:
@@ -46,36 +46,17 @@ class ServerProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 30.0) -> ServerProcess:
-        """Start on a port the system picks (``--port 0``) and read it from the server's
-        announcement, which it makes only once it listens: no port is picked in advance and
-        raced for, and no probe connection is needed."""
+        """Start on a port the system picks (the testing kit's launcher, as users' tests)."""
         self.log_path = self.data_dir.parent / f"{self.data_dir.name}-server.log"
-        start_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
-        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the process lifetime
-        self.proc = subprocess.Popen(
-            [
-                sys.executable, "-m", "icevault", "serve",
-                "--host", "127.0.0.1", "--port", "0",
-                "--data-dir", str(self.data_dir), "--auth", self.auth,
-                *self.extra_args,
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            preexec_fn=self.preexec,
-        )
-        log.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with open(self.log_path, "rb") as file:
-                file.seek(start_offset)
-                match = _ANNOUNCED.search(file.read().decode(errors="replace"))
-            if match:
-                self.port = int(match.group(1))
-                return self
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited early:\n{self.log()}")
-            time.sleep(0.02)
-        raise RuntimeError(f"server did not start:\n{self.log()}")
+        try:
+            self.proc, url = launch(
+                ["--data-dir", str(self.data_dir), "--auth", self.auth, *self.extra_args],
+                self.log_path, timeout=timeout, preexec=self.preexec,
+            )
+        except ServerStartError as exc:
+            raise RuntimeError(str(exc)) from None
+        self.port = int(url.rsplit(":", 1)[1])
+        return self
 
     def log(self) -> str:
         return self.log_path.read_text() if self.log_path and self.log_path.exists() else ""

@@ -38,7 +38,7 @@ def test_migrated_schema_matches_the_models(empty_url: str) -> None:
 
 def test_head_constant_is_the_scripts_head() -> None:
     # A new revision without bumping HEAD would leave databases at the old revision.
-    assert migrations.HEAD == migrations.head()
+    assert migrations.head() == migrations.HEAD
 
 
 def _schema(url: str) -> dict[str, object]:

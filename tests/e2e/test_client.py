@@ -25,7 +25,7 @@ from icevault.client import (
 )
 from icevault.client.jobs import start_retrieval
 from icevault.core.treehash import MIB, tree_hash
-from tests.faultproxy import FaultProxy
+from icevault.testing import Fault, IcevaultServer
 from tests.support import ServerProcess, pattern
 
 
@@ -167,33 +167,29 @@ def test_stream_upload_and_resume_by_upload_id(server: ServerProcess, vault: str
 
 
 @pytest.fixture()
-def proxied(tmp_path: Path) -> Iterator[tuple[ServerProcess, FaultProxy]]:
-    server = ServerProcess(tmp_path / "data", auth="sigv4").start()
-    proxy = FaultProxy(server.port).start()
-    yield server, proxy
-    proxy.stop()
-    server.stop()
+def kit_server() -> Iterator[IcevaultServer]:
+    with IcevaultServer(auth="sigv4") as server:
+        yield server
 
 
-def _proxied_client(server: ServerProcess, proxy: FaultProxy) -> Any:
-    import boto3
-    import botocore.config
-
-    key, secret = server.root_credentials()
-    return boto3.client("glacier", endpoint_url=proxy.url, region_name="us-east-1",
-                        aws_access_key_id=key, aws_secret_access_key=secret,
-                        config=botocore.config.Config(retries={"total_max_attempts": 1}))
+def _no_retry_client(server: IcevaultServer) -> Any:
+    # botocore's own retries off: the downloader's retries are what is under test.
+    return server.client(retries={"total_max_attempts": 1})
 
 
-def test_download_recovers_from_every_fault(proxied: tuple[ServerProcess, FaultProxy], tmp_path: Path) -> None:
-    server, proxy = proxied
-    client = _proxied_client(server, proxy)
+def test_download_recovers_from_every_fault(kit_server: IcevaultServer, tmp_path: Path) -> None:
+    client = _no_retry_client(kit_server)
     client.create_vault(vaultName="faults")
     data = pattern(8 * MIB + 99, seed=9)
     archive_id = client.upload_archive(vaultName="faults", body=data)["archiveId"]
     job_id = start_retrieval(client, "faults", archive_id)
     wait_for_job(client, "faults", job_id, initial_delay=0.05)
-    proxy.inject("drop", "corrupt", "strip-checksum", "503", "throttle")
+    # One fault per GetJobOutput request, in this order (each rule fires once).
+    for fault in (Fault.drop_connection(after_bytes=MIB, times=1), Fault.corrupt_body(times=1),
+                  Fault.strip_checksum(times=1),
+                  Fault.error("GetJobOutput", "ServiceUnavailableException", 503, times=1),
+                  Fault.throttle("GetJobOutput", times=1)):
+        kit_server.inject(fault)
     events = Recorder()
     from icevault.client import DownloadConfig
 
@@ -202,6 +198,8 @@ def test_download_recovers_from_every_fault(proxied: tuple[ServerProcess, FaultP
                                  client=client, subscribers=[events], config=config)
     assert (tmp_path / "out").read_bytes() == data
     assert result.tree_hash == tree_hash(data)
+    assert [f["kind"] for f in kit_server.faults_seen()] == [
+        "drop_connection", "corrupt_body", "strip_checksum", "error", "error"]
     kinds = sorted(k["kind"] for e, k in events.events if e == "retry")
     # A connection cut mid-body surfaces as a reset or as a short body, depending on timing.
     kinds = sorted("connection" if k == "short-body" else k for k in kinds)
@@ -211,17 +209,17 @@ def test_download_recovers_from_every_fault(proxied: tuple[ServerProcess, FaultP
 
 
 @pytest.mark.parametrize(("fault", "message"), [
-    ("corrupt", "checksum-mismatch"), ("strip-checksum", "missing-checksum"), ("503", "server-error")])
+    (Fault.corrupt_body(), "checksum-mismatch"), (Fault.strip_checksum(), "missing-checksum"),
+    (Fault.error("GetJobOutput", "ServiceUnavailableException", 503), "server-error")])
 def test_persistent_fault_fails_clearly_and_leaves_no_file(
-    proxied: tuple[ServerProcess, FaultProxy], tmp_path: Path, fault: str, message: str
+    kit_server: IcevaultServer, tmp_path: Path, fault: Fault, message: str
 ) -> None:
-    server, proxy = proxied
-    client = _proxied_client(server, proxy)
+    client = _no_retry_client(kit_server)
     client.create_vault(vaultName="bad")
     archive_id = client.upload_archive(vaultName="bad", body=pattern(2 * MIB))["archiveId"]
     job_id = start_retrieval(client, "bad", archive_id)
     wait_for_job(client, "bad", job_id, initial_delay=0.05)
-    proxy.always(fault)
+    kit_server.inject(fault)  # every GetJobOutput from now on
     from icevault.client import DownloadConfig
 
     config = DownloadConfig(max_attempts=3, backoff_base_s=0.01, backoff_cap_s=0.02)
@@ -229,6 +227,7 @@ def test_persistent_fault_fails_clearly_and_leaves_no_file(
         download_job_output("bad", job_id, tmp_path / "out", chunk_size=MIB, client=client, config=config)
     assert not (tmp_path / "out").exists()
     assert (tmp_path / "out.icevault-journal").exists()  # a rerun resumes what was verified
+    assert len(kit_server.faults_seen()) >= 3
 
 
 def _journal_count(path: Path) -> int:

@@ -25,6 +25,7 @@ class FaultKind(enum.StrEnum):
     ERROR = "error"  # answer with a Glacier error instead of running the operation
     CORRUPT_BODY = "corrupt_body"  # serve wrong bytes under the right checksum header
     DROP_CONNECTION = "drop_connection"  # cut the connection after some bytes of the body
+    STRIP_CHECKSUM = "strip_checksum"  # leave out x-amz-sha256-tree-hash (as for unaligned ranges)
     FAIL_JOB = "fail_job"  # the next job to complete finishes with StatusCode Failed
 
 
@@ -77,6 +78,13 @@ class Fault:
                    after_bytes=after_bytes).checked()
 
     @classmethod
+    def strip_checksum(cls, operation: str = "GetJobOutput", *, times: int | None = None,
+                       probability: float | None = None, seed: int | None = None,
+                       vault: str | None = None, job: str | None = None) -> Fault:
+        return cls(FaultKind.STRIP_CHECKSUM, operation, vault, job, times, probability,
+                   seed).checked()
+
+    @classmethod
     def fail_job(cls, *, vault: str | None = None, job: str | None = None, times: int = 1,
                  message: str | None = None) -> Fault:
         return cls(FaultKind.FAIL_JOB, None, vault, job, times, message=message).checked()
@@ -120,7 +128,8 @@ class Fault:
                 raise InvalidParameterValueError("fail_job applies to jobs, not an operation")
         elif not self.operation:
             raise InvalidParameterValueError(f"{self.kind.value} needs an operation")
-        if self.kind in (FaultKind.CORRUPT_BODY, FaultKind.DROP_CONNECTION) and (
+        if self.kind in (FaultKind.CORRUPT_BODY, FaultKind.DROP_CONNECTION,
+                         FaultKind.STRIP_CHECKSUM) and (
             self.operation not in _BODY_OPERATIONS
         ):
             raise InvalidParameterValueError(

@@ -55,7 +55,8 @@ def launch(args: Sequence[str], log_path: Path, *, timeout: float = 30.0,
         proc = subprocess.Popen(
             [sys.executable, "-m", "icevault", "serve", "--host", "127.0.0.1", "--port", "0",
              *args],
-            stdout=log, stderr=subprocess.STDOUT, preexec_fn=preexec,
+            # preexec: tests set resource limits or a umask in the child.
+            stdout=log, stderr=subprocess.STDOUT, preexec_fn=preexec,  # noqa: PLW1509
             env=None if env is None else dict(env),
         )
     deadline = time.monotonic() + timeout
@@ -75,6 +76,12 @@ def launch(args: Sequence[str], log_path: Path, *, timeout: float = 30.0,
 
 def _tail(path: Path, limit: int = 4000) -> str:
     return path.read_text(errors="replace")[-limit:] if path.exists() else ""
+
+
+def _forget_boto3_default_session() -> None:
+    boto3 = sys.modules.get("boto3")
+    if boto3 is not None:
+        boto3.DEFAULT_SESSION = None
 
 
 def _duration_arg(value: str | float | timedelta) -> str:
@@ -227,6 +234,9 @@ class IcevaultServer:
         ``AWS_ENDPOINT_URL_GLACIER``, credentials and region are set (and any AWS profile
         variable removed) until the block ends, then restored."""
         saved = {name: os.environ.get(name) for name in _ENV_OWNED}
+        # boto3's default session resolves credentials once and keeps them: start a new one
+        # here, and again after, so neither this server's keys nor earlier ones leak across.
+        _forget_boto3_default_session()
         for name in _ENV_OWNED:
             os.environ.pop(name, None)
         os.environ.update({
@@ -244,16 +254,18 @@ class IcevaultServer:
                     os.environ.pop(name, None)
                 else:
                     os.environ[name] = value
+            _forget_boto3_default_session()
 
     # -- test controls --------------------------------------------------------------------
 
     def _control(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> Any:
         data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(self.endpoint_url + _CONTROL + path, data=data,
-                                         method=method)
+        # Always this server's own http(s) URL, never a user-supplied scheme.
+        request = urllib.request.Request(  # noqa: S310
+            self.endpoint_url + _CONTROL + path, data=data, method=method)
         request.add_header("Content-Type", "application/json")
         try:
-            with urllib.request.urlopen(request, timeout=120) as response:
+            with urllib.request.urlopen(request, timeout=120) as response:  # noqa: S310
                 raw = response.read()
         except urllib.error.HTTPError as exc:
             with exc:

@@ -72,7 +72,8 @@ async def get_job_output(call: Call) -> web.StreamResponse:
         headers = {"Accept-Ranges": "bytes", "Content-Type": output.content_type}
         if output.content_range is not None:
             headers["Content-Range"] = output.content_range
-        if output.checksum is not None:
+        stripped = call.body_fault is not None and call.body_fault.kind is FaultKind.STRIP_CHECKSUM
+        if output.checksum is not None and not stripped:
             headers["x-amz-sha256-tree-hash"] = output.checksum
         if output.archive_description is not None:
             headers["x-amz-archive-description"] = output.archive_description
@@ -89,7 +90,8 @@ async def get_job_output(call: Call) -> web.StreamResponse:
 async def _send_body(call: Call, response: web.StreamResponse, output: JobOutput) -> None:
     if output.length == 0:
         return
-    if call.body_fault is not None:
+    if call.body_fault is not None and call.body_fault.kind in (FaultKind.CORRUPT_BODY,
+                                                                FaultKind.DROP_CONNECTION):
         await _send_faulty_body(call, response, output, call.body_fault)
         return
     segment = output.reader.file_segment()
