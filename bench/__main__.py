@@ -243,6 +243,27 @@ def signed_upload_cpu(peer: Peer, size: int, tree: str, sha_limit_mb_s: float) -
                "binds the body, so its linear SHA-256 is not computed again")
 
 
+def kit_rows(quick: bool) -> list[Row]:
+    """The testing kit: a server per test, and seeded vaults (``python -m bench kit``)."""
+    from bench import kit
+
+    archives = 1000 if quick else 10_000
+    times = kit.measure(runs=1 if quick else 3, archives=archives)
+    return [
+        Row("testing kit: server start, first in a process", "s", times.cold_s, times.moto_s,
+            None, "< 1 s", times.cold_s < 1,
+            "to the first answer; starts the warm launcher too (moto: moto_server start)"),
+        Row("testing kit: server start, each later one", "s", times.warm_s, times.moto_s, None,
+            "< 1 s", times.warm_s < 1, "forked from the warm launcher; what most tests pay"),
+        Row("testing kit: server start in a new interpreter", "s", times.new_interpreter_s,
+            times.moto_s, None, "", None, "IcevaultServer(warm_start=False)"),
+        Row(f"testing kit: seed {archives:,} archives (1 B-64 MiB)", "s", times.seed_10k_s,
+            None, None, "< 10 s for 10,000" if not quick else "",
+            times.seed_10k_s < 10 if not quick else None,
+            f"{times.seed_bytes / 1e9:.0f} GB of sparse zeros, exact tree hashes"),
+    ]
+
+
 def run(args: argparse.Namespace) -> list[Row]:
     size = args.size
     big = args.big_size
@@ -504,6 +525,7 @@ def run(args: argparse.Namespace) -> list[Row]:
                         "uses more than one core", cores > 1.0,
                         "clients run on the same cores"))
         rows.append(signed_upload_cpu(ice_sig, per_client, upload_hash, sha_limit))
+        rows.extend(kit_rows(args.quick))
     finally:
         for peer in (ice, ice_sig, moto):
             if peer is not None:
@@ -552,7 +574,7 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-HARNESSES = ("crash", "fuzz", "soak")
+HARNESSES = ("crash", "fuzz", "kit", "soak")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,7 +19,16 @@ from typing import Any
 
 import pytest
 
-from icevault.testing.server import IcevaultServer
+from icevault.testing.server import IcevaultServer, prewarm
+
+_SERVER_FIXTURES = frozenset({"icevault_server", "icevault_session_server", "glacier_client"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # When some test will want a server, the warm launcher starts now, so that it has
+    # imported the server by the time the first such test runs (no launcher otherwise).
+    if any(_SERVER_FIXTURES & set(getattr(item, "fixturenames", ())) for item in items):
+        prewarm()
 
 
 def pytest_configure(config: pytest.Config) -> None:

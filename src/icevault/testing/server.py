@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -42,23 +43,116 @@ class ServerStartError(RuntimeError):
     """The server process exited or did not announce its port in time; carries its log."""
 
 
+class ForkedProcess:
+    """A server forked by the warm launcher: what the kit needs of ``subprocess.Popen``."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+
+    def poll(self) -> int | None:
+        """None while the process runs (the launcher reaps it when it exits)."""
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return 0
+        return None
+
+    def send_signal(self, signum: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signum)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(f"icevault serve (pid {self.pid})", timeout or 0)
+            time.sleep(0.01)
+        return 0
+
+
+class _WarmLauncher:
+    """The one ``python -m icevault.testing.launcher`` of this process (see its module)."""
+
+    _instance: _WarmLauncher | None = None
+    _guard = threading.Lock()
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "icevault.testing.launcher"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
+        )
+        self._ready = False
+
+    @classmethod
+    def running(cls) -> bool:
+        with cls._guard:
+            return cls._instance is not None and cls._instance._proc.poll() is None
+
+    @classmethod
+    def shared(cls) -> _WarmLauncher:
+        with cls._guard:
+            if cls._instance is None or cls._instance._proc.poll() is not None:
+                cls._instance = cls()
+            return cls._instance
+
+    def _reply(self) -> dict[str, Any]:
+        assert self._proc.stdout is not None
+        line = self._proc.stdout.readline()
+        if not line:
+            raise ServerStartError("the icevault test launcher exited")
+        reply: dict[str, Any] = json.loads(line)
+        return reply
+
+    def fork(self, args: Sequence[str], log_path: Path) -> ForkedProcess:
+        with self._lock:
+            if not self._ready:
+                self._reply()  # {"ready": true} once the server's modules are imported
+                self._ready = True
+            assert self._proc.stdin is not None
+            self._proc.stdin.write(json.dumps({"args": list(args), "log": str(log_path)}) + "\n")
+            self._proc.stdin.flush()
+            reply = self._reply()
+        if "pid" not in reply:
+            raise ServerStartError(f"the icevault test launcher refused: {reply.get('error')}")
+        return ForkedProcess(int(reply["pid"]))
+
+
+def prewarm() -> None:
+    """Start the warm launcher now (in the background), so the first server starts fast too."""
+    _WarmLauncher.shared()
+
+
 def launch(args: Sequence[str], log_path: Path, *, timeout: float = 30.0,
-           preexec: Callable[[], None] | None = None,
-           env: Mapping[str, str] | None = None) -> tuple[subprocess.Popen[bytes], str]:
+           preexec: Callable[[], None] | None = None, warm: bool = False,
+           ) -> tuple[subprocess.Popen[bytes] | ForkedProcess, str]:
     """Start ``icevault serve ARGS --port 0`` with its output appended to ``log_path``; return
     the process and its base URL once it listens.
 
-    The port is the one the server bound and announced, so none is picked in advance and
-    raced for, and no probe connection is needed."""
-    start_offset = log_path.stat().st_size if log_path.exists() else 0
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "icevault", "serve", "--host", "127.0.0.1", "--port", "0",
-             *args],
-            # preexec: tests set resource limits or a umask in the child.
-            stdout=log, stderr=subprocess.STDOUT, preexec_fn=preexec,  # noqa: PLW1509
-            env=None if env is None else dict(env),
-        )
+    ``warm`` forks it from the warm launcher (see :mod:`icevault.testing.launcher`) instead
+    of starting a new interpreter. The first warm start of a process starts the launcher and,
+    while it warms up, this one server in a new interpreter (the two import in parallel, so
+    the first start costs no more than a cold one). The port is the one the server bound and announced, so
+    none is picked in advance and raced for, and no probe connection is needed."""
+    log_path.touch()
+    start_offset = log_path.stat().st_size
+    full_args = ["--host", "127.0.0.1", "--port", "0", *args]
+    proc: subprocess.Popen[bytes] | ForkedProcess
+    if warm and _WarmLauncher.running():
+        assert preexec is None, "a forked server runs no preexec"
+        proc = _WarmLauncher.shared().fork(full_args, log_path)
+    else:
+        if warm:
+            prewarm()
+        with open(log_path, "ab") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "icevault", "serve", *full_args],
+                # preexec: tests set resource limits or a umask in the child.
+                stdout=log, stderr=subprocess.STDOUT, preexec_fn=preexec,  # noqa: PLW1509
+            )
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with open(log_path, "rb") as file:
@@ -81,7 +175,7 @@ def _tail(path: Path, limit: int = 4000) -> str:
 def _forget_boto3_default_session() -> None:
     boto3 = sys.modules.get("boto3")
     if boto3 is not None:
-        boto3.DEFAULT_SESSION = None
+        vars(boto3)["DEFAULT_SESSION"] = None
 
 
 def _duration_arg(value: str | float | timedelta) -> str:
@@ -96,7 +190,9 @@ class IcevaultServer:
     ``tier_delays`` maps tiers to delays (``{"standard": "4h"}``; seconds as numbers);
     ``auth`` is ``"sigv4"`` (the default: real signatures, real keys) or ``"off"``. With
     ``patch_env=True`` the environment points unchanged boto3 code at the server while it
-    runs (see :meth:`patch_env`)."""
+    runs (see :meth:`patch_env`). The server is ``icevault serve --test-controls`` forked
+    from a warm launcher (a fraction of a second); ``warm_start=False`` starts it in a new
+    interpreter instead (about a second)."""
 
     def __init__(
         self,
@@ -112,6 +208,7 @@ class IcevaultServer:
         data_dir: Path | None = None,
         patch_env: bool = False,
         start_timeout: float = 30.0,
+        warm_start: bool = True,
     ) -> None:
         if auth not in ("sigv4", "off"):
             raise ValueError("auth is 'sigv4' or 'off'")
@@ -125,8 +222,9 @@ class IcevaultServer:
         self._given_dir = data_dir
         self._patch_env_on_enter = patch_env
         self._start_timeout = start_timeout
+        self._warm_start = warm_start
         self._workdir: Path | None = None
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._proc: subprocess.Popen[bytes] | ForkedProcess | None = None
         self._env_patch: contextlib.ExitStack | None = None
         self.endpoint_url = ""
         self.access_key_id = ""
@@ -166,7 +264,8 @@ class IcevaultServer:
             args += ["--faults", str(faults_file)]
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
         self._proc, self.endpoint_url = launch(
-            [*args, *self._extra_args], self.log_path, timeout=self._start_timeout
+            [*args, *self._extra_args], self.log_path, timeout=self._start_timeout,
+            warm=self._warm_start,
         )
         self.access_key_id, self.secret_access_key = self._credentials()
         return self
