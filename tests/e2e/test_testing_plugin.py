@@ -3,6 +3,8 @@ fixtures pointing unchanged application code at a real server."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 APPLICATION = '''
@@ -22,6 +24,8 @@ def vault_names() -> list[str]:
 
 TESTS = '''
 import os
+
+from pathlib import Path
 
 import pytest
 
@@ -79,3 +83,17 @@ def test_plugin_fixtures_in_a_users_project(pytester: pytest.Pytester,
     # the installed package's pytest11 entry point (no -p, no conftest).
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q")
     result.assert_outcomes(passed=7)
+
+
+def _readme_block(after: str) -> str:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    start = readme.index("```python\n", readme.index(after)) + len("```python\n")
+    return readme[start:readme.index("```", start)]
+
+
+def test_the_readme_example_passes_as_written(pytester: pytest.Pytester) -> None:
+    # The README's testing example, exactly as printed, is a passing test suite.
+    pytester.makepyfile(myapp=_readme_block("Your application, unchanged"),
+                        test_myapp=_readme_block("Its tests:"))
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q")
+    result.assert_outcomes(passed=4)
