@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -163,3 +164,19 @@ def test_aborted_part_keeps_acknowledged_neighbours(blobs: BlobStore) -> None:
     key = blobs.promote_staging(staging, 2 * MIB)
     got = read_all(blobs, key, 0, 2 * MIB)
     assert got[MIB:] == right
+
+
+def test_local_zero_filled_blob_is_sparse_and_reads_as_zeros(tmp_path: Path) -> None:
+    from icevault.service.seeding import ZeroFilledBlobs
+    from icevault.store.blobs.local import LocalBlobStore
+
+    store = LocalBlobStore(tmp_path / "blobs")
+    assert isinstance(store, ZeroFilledBlobs)
+    size = 64 * 1024 * 1024 + 3
+    key = store.create_zero_filled(size)
+    path = store.blob_path(key)
+    assert path.stat().st_size == size
+    assert path.stat().st_blocks * 512 < 1024 * 1024  # no data blocks were written
+    assert read_all(store, key, size - 10, 10) == bytes(10)
+    assert key in set(store.iter_keys())
+    store.disk_threads.shutdown()

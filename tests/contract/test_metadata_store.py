@@ -241,3 +241,43 @@ def test_archive_leaves_whole_and_in_ranges(meta: MetadataStore) -> None:
     assert meta.get_archive_leaves(a.id, 64) == leaves[64 * 32:]
     assert meta.get_archive_leaves("no-such-archive", 0, 1) is None
     assert meta.get_archive_leaves("no-such-archive") is None
+
+
+def test_insert_archives_in_one_transaction(meta: MetadataStore) -> None:
+    other = VaultRef(ACCOUNT, "other")
+    meta.create_vault(V, 1, 10)
+    meta.create_vault(other, 1, 10)
+    batch = [(archive(f"k{i}", size=i + 1, vault=V if i % 2 else other), bytes([i]) * 32)
+             for i in range(6)]
+    assert meta.insert_archives(batch)
+    for ref, wanted in ((V, [1, 3, 5]), (other, [0, 2, 4])):
+        vault = meta.get_vault(ref)
+        assert vault is not None
+        assert (vault.archive_count, vault.size_bytes) == (3, sum(i + 1 for i in wanted))
+    first = batch[3][0]
+    assert meta.get_archive(V, first.id) == first
+    assert meta.get_archive_leaves(first.id) == bytes([3]) * 32
+    # A vault that is gone: nothing of the batch is recorded.
+    late = [(archive("z1", vault=V), b"\x00" * 32),
+            (archive("z2", vault=VaultRef(ACCOUNT, "gone")), b"\x00" * 32)]
+    assert not meta.insert_archives(late)
+    assert meta.get_archive(V, late[0][0].id) is None
+    assert meta.insert_archives([])
+
+
+def test_delete_vault_with_contents(meta: MetadataStore) -> None:
+    meta.create_vault(V, 1, 10)
+    a = archive("blob-a", size=3)
+    meta.insert_archive(a, b"\x00" * 32)
+    upload = Upload(new_upload_id(), V, None, 1 << 20, 10, 10, "stage-a", UploadState.OPEN)
+    meta.insert_upload(upload)
+    job = archive_job(a)
+    meta.insert_job(job)
+    assert meta.delete_vault(V) is DeleteVaultOutcome.NOT_EMPTY
+    assert meta.delete_vault(V, with_contents=True) is DeleteVaultOutcome.DELETED
+    assert meta.get_vault(V) is None
+    assert meta.get_archive(V, a.id) is None
+    assert meta.get_upload(V, upload.id) is None
+    assert meta.get_job(V, job.id) is None
+    assert {(GarbageKind.BLOB, "blob-a"), (GarbageKind.STAGING, "stage-a")} <= set(
+        garbage_keys(meta))
