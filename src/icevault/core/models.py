@@ -164,6 +164,28 @@ class Upload:
     state: UploadState
     archive_id: str | None = None
     declared_size: int | None = None  # the archive size parts' Content-Range named, if any
+    imported: ArchiveImport | None = None  # the archive's ID and date from another store
+
+
+IMPORT_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,200}$")
+
+
+@dataclass(frozen=True, slots=True)
+class ArchiveImport:
+    """An archive arriving from another Glacier store keeps its ID and creation date (an
+    icevault extension, allowed to callers granted ``icevault:ImportArchive``)."""
+
+    archive_id: str
+    created_at: int
+
+    def __post_init__(self) -> None:
+        if not IMPORT_ID_RE.match(self.archive_id) or self.archive_id.startswith("-"):
+            raise InvalidParameterValueError(
+                "Invalid archive ID to import: 1 to 200 characters from A-Z, a-z, 0-9, '_' "
+                "and '-', not starting with '-'"
+            )
+        if not MIN_MS <= self.created_at <= MAX_MS:
+            raise InvalidParameterValueError("Invalid creation date to import")
 
 
 class JobAction(enum.StrEnum):

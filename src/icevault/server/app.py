@@ -9,7 +9,7 @@ import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from aiohttp import web
@@ -29,7 +29,7 @@ from icevault.core.models import (
     Tier,
     validate_vault_name,
 )
-from icevault.server import background, routes, sigv4, testcontrols
+from icevault.server import background, parse, routes, sigv4, testcontrols
 from icevault.server.call import Call
 from icevault.server.errors import error_middleware
 from icevault.server.handlers import account, archives, jobs, policies, uploads, vaults
@@ -37,7 +37,7 @@ from icevault.server.routes import Op
 from icevault.server.runtime import RUNTIME, Runtime
 from icevault.server.transfer import TransferLimits
 from icevault.server.wire import job_json, read_small_body
-from icevault.service.access import AccessRequest
+from icevault.service.access import IMPORT_ACTION, AccessRequest
 from icevault.service.context import Context, Timing
 from icevault.service.faults import FaultPlan
 from icevault.service.glacier import Glacier
@@ -153,12 +153,19 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         secure_transport=request.secure,
         archive_id=route.resource_id if route.op is Op.DELETE_ARCHIVE else None,
     )
+    checks = [access]
+    if route.op in _IMPORTING and (
+        parse.IMPORT_ID_HEADER in request.headers or parse.IMPORT_DATE_HEADER in request.headers
+    ):
+        # Naming the new archive's ID and date needs a permission of its own.
+        checks.append(replace(access, operation=IMPORT_ACTION))
     access_service = runtime.glacier.access
-    if access_service.decidable_without_io(access):
-        access_service.authorize(access)  # pure computation on cached state
-    else:
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(runtime.executor, access_service.authorize, access)
+    for check in checks:
+        if access_service.decidable_without_io(check):
+            access_service.authorize(check)  # pure computation on cached state
+        else:
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(runtime.executor, access_service.authorize, check)
     body_fault = None
     if runtime.controls is not None:
         body_fault = _injected(runtime.controls, route)
@@ -188,6 +195,7 @@ def _injected(controls: testcontrols.TestControls, route: routes.Route) -> Fault
 
 
 _JOB_OPS = frozenset({Op.DESCRIBE_JOB, Op.GET_JOB_OUTPUT})
+_IMPORTING = frozenset({Op.UPLOAD_ARCHIVE, Op.INITIATE_MULTIPART_UPLOAD})
 
 
 # Bodies of these operations stream to storage; the client must declare their SHA-256 in

@@ -17,7 +17,7 @@ from icevault.core.errors import (
     MissingParameterValueError,
     SerializationError,
 )
-from icevault.core.models import InventoryFormat, JobStatus, Tier, parse_iso8601
+from icevault.core.models import ArchiveImport, InventoryFormat, JobStatus, Tier, parse_iso8601
 from icevault.core.parsing import is_decimal, parse_decimal
 from icevault.core.ranges import parse_retrieval_range
 from icevault.server.call import Call
@@ -41,6 +41,26 @@ def sha256_hex(value: str, name: str) -> str:
     if not _HEX64.fullmatch(lowered):
         raise InvalidParameterValueError(f"Invalid {name}: {value[:80]}")
     return lowered
+
+
+IMPORT_ID_HEADER = "x-icevault-archive-id"
+IMPORT_DATE_HEADER = "x-icevault-archive-creation-date"
+
+
+def asks_import(call: Call) -> bool:
+    return call.header(IMPORT_ID_HEADER) is not None or call.header(IMPORT_DATE_HEADER) is not None
+
+
+def archive_import(call: Call) -> ArchiveImport | None:
+    """The icevault extension for imports: keep another store's archive ID and date."""
+    archive_id, date = call.header(IMPORT_ID_HEADER), call.header(IMPORT_DATE_HEADER)
+    if archive_id is None and date is None:
+        return None
+    if archive_id is None or date is None:
+        raise MissingParameterValueError(
+            f"An import needs both {IMPORT_ID_HEADER} and {IMPORT_DATE_HEADER}"
+        )
+    return ArchiveImport(archive_id.strip(), parse_iso8601(date))
 
 
 def tree_hash(call: Call) -> str:

@@ -38,12 +38,21 @@ VAULT_POLICY_CACHE_S = 1.0
 @dataclass(frozen=True, slots=True)
 class AccessRequest:
     principal: Principal
-    operation: str  # the Glacier operation name, e.g. "GetJobOutput"
+    operation: str  # a Glacier operation name ("GetJobOutput"), or a whole action with its
+    # service prefix for icevault's own (IMPORT_ACTION)
     account_id: str  # the account that owns the resource
     vault: str | None
     source_ip: str | None = None
     secure_transport: bool = False
     archive_id: str | None = None
+
+
+# Creating an archive under an ID and creation date chosen by the caller (icevault migrate).
+IMPORT_ACTION = "icevault:ImportArchive"
+
+
+def action_name(operation: str) -> str:
+    return operation if ":" in operation else f"glacier:{operation}"
 
 
 def resource_arn(region: str, account_id: str, operation: str, vault: str | None) -> str:
@@ -128,7 +137,7 @@ class AccessService:
         resource = resource_arn(region, access.account_id, access.operation, access.vault)
         vault_ref = None if access.vault is None else VaultRef(access.account_id, access.vault)
         request = Request(
-            action=f"glacier:{access.operation}",
+            action=action_name(access.operation),
             resource=resource,
             principal_arn=principal.arn,
             principal_account=principal.account_id,
@@ -155,7 +164,7 @@ class AccessService:
     def _denied(principal: Principal, operation: str, resource: str, *, explicit: bool) -> AccessDeniedError:
         reason = "with an explicit deny" if explicit else "because no policy allows it"
         return AccessDeniedError(
-            f"User: {principal.arn} is not authorized to perform: glacier:{operation} on "
+            f"User: {principal.arn} is not authorized to perform: {action_name(operation)} on "
             f"resource: {resource} {reason}"
         )
 

@@ -16,11 +16,27 @@ from icevault.core.errors import (
     InvalidParameterValueError,
 )
 from icevault.core.ids import new_archive_id
-from icevault.core.models import Archive, VaultRef, validate_description, validate_vault_name
+from icevault.core.models import (
+    Archive,
+    ArchiveImport,
+    VaultRef,
+    validate_description,
+    validate_vault_name,
+)
 from icevault.service.context import Context
 from icevault.service.vaults import require_vault, vault_not_found
 from icevault.store.blobs.base import BlobWriter
-from icevault.store.metadata.base import DeleteArchiveOutcome
+from icevault.store.metadata.base import ArchiveIdTakenError, DeleteArchiveOutcome
+
+
+def import_conflict(existing: Archive, imported: Archive) -> InvalidParameterValueError:
+    where = "" if existing.vault == imported.vault else f" in vault {existing.vault.name}"
+    state = " (deleted)" if existing.deleted_at is not None else ""
+    return InvalidParameterValueError(
+        f"Archive ID {existing.id} exists already{where}{state} with tree hash "
+        f"{existing.tree_hash} and size {existing.size}; the archive imported under it has "
+        f"tree hash {imported.tree_hash} and size {imported.size}"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +48,7 @@ class UploadRequest:
     tree_hash: str
     content_sha256: str | None  # None: the tree hash alone binds the body
     content_length: int
+    imported: ArchiveImport | None = None  # keep another store's ID and creation date
 
 
 class StreamHasher:
@@ -97,16 +114,24 @@ class ArchiveUpload:
         except BaseException:
             writer.abort()  # a failed commit (a full disk) leaves no temporary file behind
             raise
+        imported = self._request.imported
         archive = Archive(
-            id=new_archive_id(),
+            id=new_archive_id() if imported is None else imported.archive_id,
             vault=self._request.vault,
             description=self._request.description,
             size=self.received,
             tree_hash=tree_hash,
-            created_at=self._ctx.clock.now_ms(),
+            created_at=self._ctx.clock.now_ms() if imported is None else imported.created_at,
             blob_key=blob_key,
         )
-        if not self._ctx.meta.insert_archive(archive, treehash.pack_leaves(leaves)):
+        try:
+            inserted = self._ctx.meta.insert_archive(archive, treehash.pack_leaves(leaves))
+        except ArchiveIdTakenError as taken:
+            self._ctx.blobs.delete(blob_key)
+            if taken.same_as(archive):
+                return taken.existing  # the same import again: nothing new to store
+            raise import_conflict(taken.existing, archive) from None
+        if not inserted:
             self._ctx.blobs.delete(blob_key)
             raise vault_not_found(self._ctx, archive.vault)
         return archive

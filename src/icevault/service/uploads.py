@@ -22,6 +22,7 @@ from icevault.core.errors import (
 from icevault.core.ids import new_archive_id, new_upload_id
 from icevault.core.models import (
     Archive,
+    ArchiveImport,
     Part,
     Upload,
     UploadState,
@@ -29,10 +30,11 @@ from icevault.core.models import (
     validate_description,
     validate_vault_name,
 )
-from icevault.service.archives import StreamHasher
+from icevault.service.archives import StreamHasher, import_conflict
 from icevault.service.context import Context
 from icevault.service.vaults import require_vault, vault_not_found
 from icevault.store.blobs.base import BlobWriter
+from icevault.store.metadata.base import ArchiveIdTakenError
 
 MIN_PART = treehash.MIB
 MAX_PART = 4 * 1024**3
@@ -189,7 +191,8 @@ class UploadService:
             raise upload_not_found(upload_id)
         return upload
 
-    def initiate(self, ref: VaultRef, part_size: int, description: str | None) -> Upload:
+    def initiate(self, ref: VaultRef, part_size: int, description: str | None,
+                 imported: ArchiveImport | None = None) -> Upload:
         validate_vault_name(ref.name)
         size = part_size
         if size < MIN_PART or size > MAX_PART or size & (size - 1):
@@ -210,6 +213,7 @@ class UploadService:
             updated_at=now,
             blob_key=self.ctx.blobs.create_staging(),
             state=UploadState.OPEN,
+            imported=imported,
         )
         if not self.ctx.meta.insert_upload(upload):
             self.ctx.blobs.delete_staging(upload.blob_key)
@@ -301,17 +305,23 @@ class UploadService:
                     f"uploaded parts is {computed}"
                 )
             blob_key = self.ctx.blobs.promote_staging(upload.blob_key, size)
+            imported = upload.imported
             archive = Archive(
-                id=new_archive_id(),
+                id=new_archive_id() if imported is None else imported.archive_id,
                 vault=ref,
                 description=upload.description,
                 size=size,
                 tree_hash=computed,
-                created_at=self.ctx.clock.now_ms(),
+                created_at=self.ctx.clock.now_ms() if imported is None else imported.created_at,
                 blob_key=blob_key,
             )
-            stored = self.ctx.meta.complete_upload(upload, archive, treehash.pack_leaves(leaves))
-            if stored is None or stored.id != archive.id:
+            try:
+                stored = self.ctx.meta.complete_upload(upload, archive,
+                                                       treehash.pack_leaves(leaves))
+            except ArchiveIdTakenError as taken:
+                self.ctx.blobs.delete(blob_key)
+                raise import_conflict(taken.existing, archive) from None
+            if stored is None or stored.blob_key != archive.blob_key:
                 self.ctx.blobs.delete(blob_key)
             if stored is None:
                 raise upload_not_found(upload_id)

@@ -17,6 +17,7 @@ async def upload_archive(call: Call) -> web.StreamResponse:
         tree_hash=parse.tree_hash(call),
         content_sha256=parse.content_sha256(call),
         content_length=parse.content_length(call),
+        imported=parse.archive_import(call),
     )
     upload = await call.run(call.glacier.archives.begin_upload, request)
     try:

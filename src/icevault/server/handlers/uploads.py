@@ -21,6 +21,7 @@ async def initiate_multipart_upload(call: Call) -> web.StreamResponse:
         call.vault,
         parse.part_size(call),
         call.header("x-amz-archive-description"),
+        parse.archive_import(call),
     )
     return empty_response(
         201,

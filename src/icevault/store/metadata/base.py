@@ -50,6 +50,20 @@ class DeleteArchiveOutcome(enum.Enum):
 NO_VAULT = VaultLock("", "", LockState.IN_PROGRESS, 0, None)
 
 
+class ArchiveIdTakenError(Exception):
+    """An archive with this ID exists already (an import names its own ID)."""
+
+    def __init__(self, existing: Archive) -> None:
+        super().__init__(f"archive {existing.id} exists")
+        self.existing = existing
+
+    def same_as(self, archive: Archive) -> bool:
+        """Whether the existing archive is this one again: an import repeated."""
+        existing = self.existing
+        return (existing.vault == archive.vault and existing.tree_hash == archive.tree_hash
+                and existing.size == archive.size and existing.deleted_at is None)
+
+
 class GarbageKind(enum.StrEnum):
     BLOB = "blob"
     STAGING = "staging"

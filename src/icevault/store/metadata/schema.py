@@ -101,6 +101,9 @@ uploads = Table(
     Column("state", String(16), nullable=False),
     Column("archive_id", String(200)),
     Column("declared_size", BigInteger),  # from a part's "Content-Range: bytes a-b/TOTAL"
+    # An import (icevault migrate): the archive keeps this ID and creation date.
+    Column("import_archive_id", String(200)),
+    Column("import_created_at", BigInteger),
     Index("uploads_by_vault", "account_id", "vault_name", "state", "id"),
     Index("uploads_by_staging", "staging_key"),
 )

@@ -26,7 +26,7 @@ from icevault.store.metadata.sql.engine import _ARCHIVE_COLUMNS, SqlEngine
 class ArchiveRows(SqlEngine):
     # -- archives -------------------------------------------------------------------------
     def insert_archive(self, archive: Archive, leaves: bytes) -> bool:
-        with self._tx(write=True) as conn:
+        with self._id_race(archive.id), self._tx(write=True) as conn:
             if not self._vault_exists(conn, archive.vault):
                 return False
             self._insert_archive(conn, archive, leaves)

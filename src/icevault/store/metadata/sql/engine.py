@@ -27,7 +27,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from icevault.core.errors import StorageUnavailableError
 from icevault.core.models import (
@@ -40,6 +40,7 @@ from icevault.core.models import (
 from icevault.store.metadata import migrations
 from icevault.store.metadata import schema as t
 from icevault.store.metadata.base import (
+    ArchiveIdTakenError,
     GarbageKind,
 )
 
@@ -276,7 +277,29 @@ class SqlEngine:
             corrupt_reason=row.corrupt_reason,
         )
 
+    @contextmanager
+    def _id_race(self, archive_id: str) -> Iterator[None]:
+        """Two imports of one ID at once on PostgreSQL: the loser's insert fails on the
+        unique key; it is told of the winner as if it had looked first."""
+        try:
+            yield
+        except IntegrityError:
+            with self._tx() as conn:
+                row = conn.execute(
+                    select(*_ARCHIVE_COLUMNS).where(t.archives.c.id == archive_id)
+                ).first()
+            if row is None:
+                raise
+            raise ArchiveIdTakenError(self._row_to_archive(row)) from None
+
     def _insert_archive(self, conn: Connection, archive: Archive, leaves: bytes) -> None:
+        """Raises ArchiveIdTakenError when the ID exists (only an import names its ID; on
+        PostgreSQL a concurrent import of the same ID fails on the unique key instead)."""
+        taken = conn.execute(
+            select(*_ARCHIVE_COLUMNS).where(t.archives.c.id == archive.id)
+        ).first()
+        if taken is not None:
+            raise ArchiveIdTakenError(self._row_to_archive(taken))
         conn.execute(
             insert(t.archives).values(
                 id=archive.id,

@@ -15,6 +15,7 @@ from sqlalchemy import (
 
 from icevault.core.models import (
     Archive,
+    ArchiveImport,
     Part,
     Upload,
     UploadState,
@@ -22,6 +23,7 @@ from icevault.core.models import (
 )
 from icevault.store.metadata import schema as t
 from icevault.store.metadata.base import (
+    ArchiveIdTakenError,
     GarbageKind,
 )
 from icevault.store.metadata.sql.engine import _ARCHIVE_COLUMNS, SqlEngine
@@ -42,6 +44,8 @@ class UploadRows(SqlEngine):
             state=UploadState(row.state),
             archive_id=row.archive_id,
             declared_size=row.declared_size,
+            imported=None if row.import_archive_id is None else ArchiveImport(
+                row.import_archive_id, row.import_created_at),
         )
 
     def insert_upload(self, upload: Upload) -> bool:
@@ -60,6 +64,8 @@ class UploadRows(SqlEngine):
                     staging_key=upload.blob_key,
                     state=upload.state,
                     archive_id=None,
+                    import_archive_id=None if upload.imported is None else upload.imported.archive_id,
+                    import_created_at=None if upload.imported is None else upload.imported.created_at,
                 )
             )
             return True
@@ -146,7 +152,7 @@ class UploadRows(SqlEngine):
             ]
 
     def complete_upload(self, upload: Upload, archive: Archive, leaves: bytes) -> Archive | None:
-        with self._tx(write=True) as conn:
+        with self._id_race(archive.id), self._tx(write=True) as conn:
             row = conn.execute(select(t.uploads).where(t.uploads.c.id == upload.id)).first()
             if row is None:
                 return None
@@ -157,7 +163,14 @@ class UploadRows(SqlEngine):
                 return None if existing is None else self._row_to_archive(existing)
             if row.state != UploadState.OPEN or not self._vault_exists(conn, upload.vault):
                 return None
-            self._insert_archive(conn, archive, leaves)
+            try:
+                self._insert_archive(conn, archive, leaves)
+            except ArchiveIdTakenError as taken:
+                if not taken.same_as(archive):
+                    raise
+                # The same import again (a migration resumed after its first completion):
+                # this upload completes onto the archive already there.
+                archive = taken.existing
             conn.execute(
                 update(t.uploads)
                 .where(t.uploads.c.id == upload.id)
