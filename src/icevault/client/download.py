@@ -30,7 +30,7 @@ from icevault.client.exceptions import (
     JobExpiredError,
     JobNotReadyError,
 )
-from icevault.client.fetch import Fetcher
+from icevault.client.fetch import Fetcher, FileSink
 from icevault.client.files import tree_hash_region
 from icevault.client.journal import Journal, JournalState
 from icevault.client.progress import Subscriber
@@ -156,9 +156,10 @@ def download_job_output(
         checkpoints = Checkpoints(fd, journal, cfg.clock)
         hashes = dict(resumed)
         if pending:
-            make_fetcher = partial(Fetcher, glacier, vault, job_id, account_id, job, part_path,
-                                   checkpoints, cfg, subs, limiter, stop)
-            hashes.update(_fetch_all(pending, make_fetcher, cfg.workers, stop, checkpoints))
+            make_fetcher = partial(Fetcher, glacier, vault, job_id, account_id, job,
+                                   checkpoints=checkpoints, config=cfg, subscribers=subs,
+                                   limiter=limiter, stop=stop)
+            hashes.update(_fetch_all(pending, make_fetcher, part_path, cfg, stop, checkpoints))
         checkpoints.close()
         ordered = [hashes[c.index] for c in chunks]
         whole = combine_hex(ordered) if job.checksummed and ordered else None
@@ -213,15 +214,17 @@ def _still_verified(previous: JournalState | None, state: JournalState, chunks: 
     return resumed
 
 
-def _fetch_all(pending: list[Chunk], make_fetcher: Callable[..., Fetcher], workers: int,
-               stop: threading.Event, checkpoints: Checkpoints) -> dict[int, str]:
+def _fetch_all(pending: list[Chunk], make_fetcher: Callable[..., Fetcher], part_path: Path,
+               cfg: DownloadConfig, stop: threading.Event,
+               checkpoints: Checkpoints) -> dict[int, str]:
     """Fetch ``pending`` in parallel; on the first failure stop the rest, keep what was
     verified (a rerun resumes from it) and raise."""
+    workers = cfg.workers
     with (
         ThreadPoolExecutor(max_workers=workers, thread_name_prefix="icevault-dl") as pool,
         ThreadPoolExecutor(max_workers=workers, thread_name_prefix="icevault-disk") as disk,
     ):
-        fetcher = make_fetcher(disk_threads=disk)
+        fetcher = make_fetcher(sink=FileSink(part_path, cfg.write_block, disk))
         futures: dict[Future[str], Chunk] = {pool.submit(fetcher.fetch, c): c for c in pending}
         try:
             finished, _ = wait(futures, return_when=FIRST_EXCEPTION)

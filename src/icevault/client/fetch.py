@@ -7,8 +7,9 @@ import os
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from botocore.exceptions import BotoCoreError
 from botocore.exceptions import ClientError as BotoClientError
@@ -94,6 +95,94 @@ def body_reader(body: Any, response: dict[str, Any], chunk: Chunk) -> tuple[
     return copy_into, lambda: None
 
 
+class ChunkWriter(Protocol):
+    """Where one chunk's bytes go as they arrive."""
+
+    def read_from(self, readinto: Callable[[memoryview], int], limit: int) -> memoryview: ...
+
+    def finish(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class ChunkSink(Protocol):
+    def open(self, chunk: Chunk) -> ChunkWriter: ...
+
+
+class _FileChunkWriter:
+    def __init__(self, path: Path, chunk: Chunk, write_block: int, disk_threads: Executor) -> None:
+        self._fd, direct = open_for_write(path, os.O_WRONLY, chunk.start)
+        self._out = SequentialWriter(self._fd, chunk.start, direct, write_block,
+                                     write_behind=disk_threads)
+
+    def read_from(self, readinto: Callable[[memoryview], int], limit: int) -> memoryview:
+        return self._out.read_from(readinto, limit)
+
+    def finish(self) -> None:
+        self._out.finish()
+
+    def close(self) -> None:
+        try:
+            self._out.close()
+        finally:
+            os.close(self._fd)
+
+
+@dataclass(frozen=True)
+class FileSink:
+    """Chunks written at their offsets in one file (a download's ``.part`` file)."""
+
+    path: Path
+    write_block: int
+    disk_threads: Executor
+
+    def open(self, chunk: Chunk) -> ChunkWriter:
+        return _FileChunkWriter(self.path, chunk, self.write_block, self.disk_threads)
+
+
+class _MemoryChunkWriter:
+    def __init__(self, sink: MemorySink, chunk: Chunk) -> None:
+        self._sink = sink
+        self._chunk = chunk
+        self._buffer = bytearray(chunk.size)
+        self._fill = 0
+
+    def read_from(self, readinto: Callable[[memoryview], int], limit: int) -> memoryview:
+        room = memoryview(self._buffer)[self._fill:self._fill + min(limit, len(self._buffer) - self._fill)]
+        with room:
+            n = readinto(room) if len(room) else 0
+        fresh = memoryview(self._buffer)[self._fill:self._fill + n]
+        self._fill += n
+        return fresh
+
+    def finish(self) -> None:
+        self._sink.landed(self._chunk, self._buffer)  # handed over whole, not copied
+        self._buffer = bytearray()
+
+    def close(self) -> None:
+        self._buffer = bytearray()
+
+
+class MemorySink:
+    """Chunks kept in memory until taken (a migration streams each one on as a part)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._landed: dict[int, bytearray] = {}
+
+    def open(self, chunk: Chunk) -> ChunkWriter:
+        return _MemoryChunkWriter(self, chunk)
+
+    def landed(self, chunk: Chunk, data: bytearray) -> None:
+        with self._lock:
+            self._landed[chunk.index] = data
+
+    def take(self, chunk: Chunk) -> bytearray:
+        """The verified bytes of a fetched chunk (once)."""
+        with self._lock:
+            return self._landed.pop(chunk.index)
+
+
 class Fetcher:
     def __init__(
         self,
@@ -102,26 +191,24 @@ class Fetcher:
         job_id: str,
         account_id: str,
         job: JobFacts,
-        part_path: Path,
-        checkpoints: Checkpoints,
+        sink: ChunkSink,
+        checkpoints: Checkpoints | None,
         config: DownloadConfig,
         subscribers: Sequence[Subscriber],
         limiter: BandwidthLimiter | None,
         stop: threading.Event,
-        disk_threads: Executor,
     ) -> None:
         self.client = client
         self.vault = vault
         self.job_id = job_id
         self.account_id = account_id
         self.job = job
-        self.part_path = part_path
+        self.sink = sink
         self.checkpoints = checkpoints
         self.config = config
         self.subscribers = subscribers
         self.limiter = limiter
         self.stop = stop
-        self.disk_threads = disk_threads
         self.rng_lock = threading.Lock()
 
     def _progress(self, amount: int) -> None:
@@ -158,7 +245,8 @@ class Fetcher:
                     subscriber.on_retry(chunk=chunk, attempt=attempt, error=error, kind=kind, delay=delay)
                 config.sleep(delay)
                 continue
-            self.checkpoints.add(chunk, tree_hash)
+            if self.checkpoints is not None:
+                self.checkpoints.add(chunk, tree_hash)
             return tree_hash
 
     def _fetch_once(self, chunk: Chunk) -> str:
@@ -184,9 +272,7 @@ class Fetcher:
             hasher = TreeHasher()
             position = chunk.start
             readinto, release = body_reader(body, response, chunk)
-            fd, direct = open_for_write(self.part_path, os.O_WRONLY, chunk.start)
-            out = SequentialWriter(fd, chunk.start, direct, self.config.write_block,
-                                   write_behind=self.disk_threads)
+            out = self.sink.open(chunk)
             try:
                 while position <= chunk.end:
                     if self.stop.is_set():
@@ -201,24 +287,23 @@ class Fetcher:
                     position += n
                     reported += n
                     self._progress(n)
-                out.finish()
+                if position == chunk.end + 1:
+                    if readinto(memoryview(bytearray(1))):
+                        raise ChunkError("long-body", f"more than {chunk.size} bytes for {chunk.range_header()}")
+                    release()
+                if position != chunk.end + 1:
+                    raise ChunkError(
+                        "short-body", f"{position - chunk.start} of {chunk.size} bytes for {chunk.range_header()}"
+                    )
+                computed = hasher.hexdigest()
+                if checksum and checksum != computed:
+                    raise ChunkError(
+                        "checksum-mismatch",
+                        f"chunk {chunk.range_header()}: server checksum {checksum}, bytes hash to {computed}",
+                    )
+                out.finish()  # only verified bytes reach the sink's readers
             finally:
                 out.close()
-                os.close(fd)
-            if position == chunk.end + 1:
-                if readinto(memoryview(bytearray(1))):
-                    raise ChunkError("long-body", f"more than {chunk.size} bytes for {chunk.range_header()}")
-                release()
-            if position != chunk.end + 1:
-                raise ChunkError(
-                    "short-body", f"{position - chunk.start} of {chunk.size} bytes for {chunk.range_header()}"
-                )
-            computed = hasher.hexdigest()
-            if checksum and checksum != computed:
-                raise ChunkError(
-                    "checksum-mismatch",
-                    f"chunk {chunk.range_header()}: server checksum {checksum}, bytes hash to {computed}",
-                )
             return computed
         except BaseException:
             if reported:
