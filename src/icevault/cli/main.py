@@ -15,6 +15,7 @@ from icevault.cli.options import Settings, group_global_options
 _LAZY = {
     "serve": "icevault.cli.serve:serve",
     "admin": "icevault.cli.admin:admin",
+    "migrate": "icevault.cli.migrate:migrate",
     **{name: f"icevault.cli.commands:{name}" for name in (
         "vault", "upload", "retrieve", "jobs", "download", "get", "inventory", "treehash",
         "verify",

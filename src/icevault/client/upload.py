@@ -96,6 +96,36 @@ def _inject_content_sha256(params: Any, **_kwargs: Any) -> None:
         params["headers"]["x-amz-content-sha256"] = value
 
 
+def prepare_client(glacier: Any) -> Any:
+    """Let ``glacier`` send the SHA-256 this module computes with each part and archive (so
+    botocore does not read the body a second time to compute it); returns it."""
+    glacier.meta.events.register_first(
+        "before-call.glacier.UploadMultipartPart", _inject_content_sha256,
+        unique_id="icevault-content-sha256-part",
+    )
+    glacier.meta.events.register_first(
+        "before-call.glacier.UploadArchive", _inject_content_sha256,
+        unique_id="icevault-content-sha256-archive",
+    )
+    return glacier
+
+
+def upload_part(glacier: Any, vault: str, upload_id: str, start: int,
+                data: bytes | bytearray, *, account_id: str = "-") -> str:
+    """Send one part of a multipart upload (``glacier`` from :func:`prepare_client`); return
+    its tree hash once the server has confirmed it stored exactly these bytes."""
+    tree, _pending_sha256.value = _hashes(data)
+    try:
+        response = glacier.upload_multipart_part(
+            accountId=account_id, vaultName=vault, uploadId=upload_id,
+            range=f"bytes {start}-{start + len(data) - 1}/*", body=data, checksum=tree,
+        )
+    finally:
+        _pending_sha256.value = None
+    _check_checksum(response, tree, f"the part at {start}")
+    return tree
+
+
 def _parts(size: int, part_size: int) -> Iterator[tuple[int, int]]:
     for start in range(0, size, part_size):
         yield start, min(part_size, size - start)
@@ -121,15 +151,7 @@ def upload_archive(
     """
     check_chunk_size(part_size)
     subs = list(subscribers)
-    glacier = client or make_glacier_client(max_pool_connections=max(10, workers))
-    glacier.meta.events.register_first(
-        "before-call.glacier.UploadMultipartPart", _inject_content_sha256,
-        unique_id="icevault-content-sha256-part",
-    )
-    glacier.meta.events.register_first(
-        "before-call.glacier.UploadArchive", _inject_content_sha256,
-        unique_id="icevault-content-sha256-archive",
-    )
+    glacier = prepare_client(client or make_glacier_client(max_pool_connections=max(10, workers)))
     if isinstance(path_or_stream, (str, os.PathLike)):
         fd = os.open(Path(path_or_stream), os.O_RDONLY)
         try:
@@ -248,7 +270,7 @@ def _check_checksum(response: dict[str, Any], expected: str, what: str) -> None:
         )
 
 
-def _hashes(data: bytes) -> tuple[str, str]:
+def _hashes(data: bytes | bytearray) -> tuple[str, str]:
     tree = TreeHasher()
     tree.update(data)
     return tree.hexdigest(), hashlib.sha256(data).hexdigest()
@@ -290,16 +312,8 @@ def _upload_stream(
 
     def send(start: int, data: bytes) -> None:
         try:
-            tree, _pending_sha256.value = _hashes(data)
-            try:
-                response = glacier.upload_multipart_part(
-                    accountId=account_id, vaultName=vault, uploadId=new_id,
-                    range=f"bytes {start}-{start + len(data) - 1}/*", body=data, checksum=tree,
-                )
-            finally:
-                _pending_sha256.value = None
-            _check_checksum(response, tree, f"the part at {start}")
-            hashes[start] = tree
+            hashes[start] = upload_part(glacier, vault, new_id, start, data,
+                                        account_id=account_id)
             for subscriber in subs:
                 subscriber.on_progress(bytes_transferred=len(data))
         finally:

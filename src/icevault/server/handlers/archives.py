@@ -26,14 +26,14 @@ async def upload_archive(call: Call) -> web.StreamResponse:
     except BaseException:
         await call.run(upload.abort)
         raise
-    return empty_response(
-        201,
-        {
-            "Location": f"{call.vault.location()}/archives/{archive.id}",
-            "x-amz-archive-id": archive.id,
-            "x-amz-sha256-tree-hash": archive.tree_hash,
-        },
-    )
+    headers = {
+        "Location": f"{call.vault.location()}/archives/{archive.id}",
+        "x-amz-archive-id": archive.id,
+        "x-amz-sha256-tree-hash": archive.tree_hash,
+    }
+    if request.imported is not None:
+        headers[parse.IMPORT_ID_HEADER] = archive.id
+    return empty_response(201, headers)
 
 
 async def delete_archive(call: Call) -> web.StreamResponse:

@@ -23,13 +23,15 @@ async def initiate_multipart_upload(call: Call) -> web.StreamResponse:
         call.header("x-amz-archive-description"),
         parse.archive_import(call),
     )
-    return empty_response(
-        201,
-        {
-            "Location": f"{call.vault.location()}/multipart-uploads/{upload.id}",
-            "x-amz-multipart-upload-id": upload.id,
-        },
-    )
+    headers = {
+        "Location": f"{call.vault.location()}/multipart-uploads/{upload.id}",
+        "x-amz-multipart-upload-id": upload.id,
+    }
+    if upload.imported is not None:
+        # Confirms the import: a store without the extension would ignore the request
+        # headers and give the archive a new ID, and the client must know before it sends.
+        headers[parse.IMPORT_ID_HEADER] = upload.imported.archive_id
+    return empty_response(201, headers)
 
 
 async def upload_multipart_part(call: Call) -> web.StreamResponse:

@@ -1,0 +1,198 @@
+"""Moving one archive whose retrieval job has succeeded on the source.
+
+The job's output is cut into tree-hash-aligned chunks (the client's chunk planner). Each
+chunk is fetched by the client's verified fetcher into memory (its length, range and
+checksum checked against the source's per-range tree hash, retried on its own), then sent
+as one part of a multipart upload on the target by the client's uploader (which checks the
+tree hash the target stored). Chunks move in parallel; at most one chunk per worker is ever
+in memory and nothing is staged on disk. The parts' hashes must combine into the source's
+tree hash before CompleteMultipartUpload, whose answer must name the source's archive ID and
+tree hash again.
+
+A rerun finds the parts that landed (ListParts on the target) and moves only the others.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from concurrent.futures import FIRST_EXCEPTION, Executor, Future, wait
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import ClientError as BotoClientError
+
+from icevault.client.chunks import Chunk, plan_chunks
+from icevault.client.download_config import DownloadConfig, JobFacts
+from icevault.client.exceptions import ClientError
+from icevault.client.fetch import Fetcher, MemorySink
+from icevault.client.imports import ID_HEADER, importing
+from icevault.client.progress import Subscriber
+from icevault.client.upload import upload_part
+from icevault.core.treehash import combine_hex
+from icevault.migrate.state import ArchiveState, MigrationState
+
+
+class JobLostError(ClientError):
+    """The source no longer has the job's output (it expired): a new job is needed."""
+
+
+class VerificationError(ClientError):
+    """What arrived is not the source's archive (tree hash, size or ID)."""
+
+    exit_code = 3
+
+
+class ExtensionMissingError(ClientError):
+    """The target does not keep archive IDs (not an icevault, or too old)."""
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    source: Any  # boto3 Glacier clients
+    target: Any  # with icevault.client.imports.enable_imports and upload.prepare_client
+    source_vault: str
+    target_vault: str
+    source_account: str = "-"
+    target_account: str = "-"
+
+
+def error_code(error: BaseException) -> str | None:
+    if isinstance(error, BotoClientError):
+        return str(error.response.get("Error", {}).get("Code", "")) or None
+    return None
+
+
+class ArchiveTransfer:
+    def __init__(self, ends: Endpoints, state: MigrationState, archive: ArchiveState,
+                 job_id: str, chunk_size: int, chunk_workers: Executor, config: DownloadConfig,
+                 subscribers: Sequence[Subscriber], stop: threading.Event) -> None:
+        self.ends = ends
+        self.state = state
+        self.archive = archive
+        self.job_id = job_id
+        self.chunk_size = chunk_size
+        self.chunk_workers = chunk_workers
+        self.config = config
+        self.subscribers = subscribers
+        self.stop = stop
+        self._landed_lock = threading.Lock()
+
+    # -- the target's upload --------------------------------------------------------------
+
+    def _initiate(self) -> str:
+        archive, ends = self.archive, self.ends
+        params: dict[str, Any] = {"accountId": ends.target_account, "vaultName": ends.target_vault,
+                                  "partSize": str(self.chunk_size)}
+        if archive.description:
+            params["archiveDescription"] = archive.description
+        with importing(archive.source_id, archive.creation_date):
+            response = ends.target.initiate_multipart_upload(**params)
+        upload_id = str(response["uploadId"])
+        confirmed = response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get(ID_HEADER)
+        if confirmed != archive.source_id:
+            # Completing would create the archive under an ID the target picked: never.
+            ends.target.abort_multipart_upload(accountId=ends.target_account,
+                                               vaultName=ends.target_vault, uploadId=upload_id)
+            raise ExtensionMissingError(
+                "the target did not confirm it keeps archive IDs (icevault's import extension); "
+                "migrating into it would give every archive a new ID. Use an icevault server "
+                "as the target."
+            )
+        self.state.upload_started(archive.source_id, upload_id)
+        return upload_id
+
+    def _landed(self, upload_id: str) -> tuple[int, dict[int, str]] | None:
+        """The upload's part size and landed parts (offset -> tree hash); None if the
+        upload is gone (finished or expired)."""
+        ends = self.ends
+        landed: dict[int, str] = {}
+        part_size = self.chunk_size
+        try:
+            for page in ends.target.get_paginator("list_parts").paginate(
+                accountId=ends.target_account, vaultName=ends.target_vault, uploadId=upload_id
+            ):
+                part_size = int(page["PartSizeInBytes"])
+                for part in page["Parts"]:
+                    landed[int(part["RangeInBytes"].split("-")[0])] = part["SHA256TreeHash"]
+        except BotoClientError as error:
+            if error_code(error) == "ResourceNotFoundException":
+                return None
+            raise
+        return part_size, landed
+
+    # -- moving ---------------------------------------------------------------------------
+
+    def run(self) -> str:
+        """Move the archive; returns the target's archive ID (the source's)."""
+        archive = self.archive
+        upload_id = archive.upload_id
+        found = None if upload_id is None else self._landed(upload_id)
+        if upload_id is None or found is None:
+            upload_id = self._initiate()
+            found = (self.chunk_size, {})
+        part_size, landed = found
+        chunks = plan_chunks(archive.size, part_size, archive_size=archive.size)
+        hashes: dict[int, str] = {c.index: landed[c.start] for c in chunks if c.start in landed}
+        pending = [c for c in chunks if c.index not in hashes]
+        if pending:
+            hashes.update(self._move_all(upload_id, pending, len(hashes)))
+        whole = combine_hex([hashes[c.index] for c in chunks])
+        if whole != archive.tree_hash:
+            raise VerificationError(
+                f"the parts of {archive.source_id} combine to tree hash {whole}; the source's "
+                f"inventory says {archive.tree_hash}"
+            )
+        ends = self.ends
+        response = ends.target.complete_multipart_upload(
+            accountId=ends.target_account, vaultName=ends.target_vault, uploadId=upload_id,
+            archiveSize=str(archive.size), checksum=whole,
+        )
+        target_id, stored = response.get("archiveId"), response.get("checksum")
+        if target_id != archive.source_id or stored != archive.tree_hash:
+            raise VerificationError(
+                f"the target stored {archive.source_id} as {target_id} with tree hash {stored}"
+            )
+        return str(target_id)
+
+    def _move_all(self, upload_id: str, pending: list[Chunk], already: int) -> dict[int, str]:
+        archive = self.archive
+        facts = JobFacts(output_size=archive.size, archive_start=0, archive_size=archive.size,
+                         expected_tree_hash=archive.tree_hash, checksummed=True,
+                         archive_id=archive.source_id)
+        sink = MemorySink()
+        fetcher = Fetcher(self.ends.source, self.ends.source_vault, self.job_id,
+                          self.ends.source_account, facts, sink, None, self.config,
+                          self.subscribers, None, self.stop)
+        landed = [already]
+
+        def move(chunk: Chunk) -> str:
+            try:
+                checksum = fetcher.fetch(chunk)
+            except BotoClientError as error:
+                if error_code(error) == "ResourceNotFoundException":
+                    raise JobLostError(f"the source's job {self.job_id} is gone") from error
+                raise
+            data = sink.take(chunk)
+            stored = upload_part(self.ends.target, self.ends.target_vault, upload_id,
+                                 chunk.start, data, account_id=self.ends.target_account)
+            del data
+            if stored != checksum:  # both are hashes of the same bytes; checked for certain
+                raise VerificationError(f"part {chunk.start} of {archive.source_id} changed")
+            with self._landed_lock:
+                landed[0] += 1
+                self.state.part_landed(archive.source_id, landed[0])
+            return checksum
+
+        futures: dict[Future[str], Chunk] = {self.chunk_workers.submit(move, c): c
+                                             for c in pending}
+        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        failed = [f for f in done if f.exception() is not None]
+        if failed:
+            for future in futures:
+                future.cancel()
+            wait([f for f in futures if not f.cancelled()])
+            error = failed[0].exception()
+            assert error is not None
+            raise error
+        return {futures[f].index: f.result() for f in futures}
