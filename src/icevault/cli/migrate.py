@@ -164,9 +164,12 @@ def migrate(ctx: click.Context, vault: str | None, target_vault: str | None,
         raise click.UsageError("Missing option '--vault'.")
     check_chunk_size(chunk_size)
     settings: Settings = ctx.obj
-    source = make_glacier_client(endpoint_url=source_endpoint_url, profile=source_profile,
-                                 region=source_region, max_pool_connections=max(10, workers),
-                                 retries=False)
+    source, source_output = (
+        make_glacier_client(endpoint_url=source_endpoint_url, profile=source_profile,
+                            region=source_region, max_pool_connections=max(10, workers),
+                            retries=retries)
+        for retries in (True, False)
+    )
     target = prepare_client(enable_imports(glacier_client(settings, workers)))
     target_vault = target_vault or vault
     state = MigrationState(":memory:" if dry_run else _state_path(vault, state_file))
@@ -192,8 +195,8 @@ def migrate(ctx: click.Context, vault: str | None, target_vault: str | None,
             if remaining:
                 options = MigrateOptions(tier=tier, max_jobs=max_jobs, workers=workers,
                                          chunk_size=chunk_size, poll_cap_s=poll_cap)
-                Migrator(Endpoints(source, target, vault, target_vault), state, options,
-                         bar).run()
+                Migrator(Endpoints(source, target, vault, target_vault, source_output), state,
+                         options, bar).run()
         finally:
             bar.close()
         if report_file is not None:

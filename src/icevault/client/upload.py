@@ -83,6 +83,44 @@ class _Section(io.RawIOBase):
         return self._size
 
 
+class _BufferBody(io.RawIOBase):
+    """A read-only, seekable file over bytes in memory, so botocore streams a part from a
+    buffer (a bytearray is not a body it takes) without a whole copy of it."""
+
+    def __init__(self, data: bytes | bytearray) -> None:
+        self._view, self._pos = memoryview(data), 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: len(self._view)}[whence]
+        self._pos = max(0, min(len(self._view), base + offset))
+        return self._pos
+
+    def read(self, size: int = -1) -> bytes:
+        remaining = len(self._view) - self._pos
+        want = remaining if size is None or size < 0 else min(max(size, SEND_BLOCK), remaining)
+        data = self._view[self._pos:self._pos + want].tobytes()
+        self._pos += len(data)
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        want = min(len(buffer), len(self._view) - self._pos)
+        memoryview(buffer)[:want] = self._view[self._pos:self._pos + want]
+        self._pos += want
+        return want
+
+    def __len__(self) -> int:
+        return len(self._view)
+
+
 def _hash_region(fd: int, start: int, size: int) -> tuple[str, str]:
     hashes = hash_region(fd, start, size)
     if hashes is None:
@@ -118,7 +156,8 @@ def upload_part(glacier: Any, vault: str, upload_id: str, start: int,
     try:
         response = glacier.upload_multipart_part(
             accountId=account_id, vaultName=vault, uploadId=upload_id,
-            range=f"bytes {start}-{start + len(data) - 1}/*", body=data, checksum=tree,
+            range=f"bytes {start}-{start + len(data) - 1}/*", body=_BufferBody(data),
+            checksum=tree,
         )
     finally:
         _pending_sha256.value = None

@@ -137,7 +137,7 @@ def load_source_inventory(source: Any, vault: str, account: str, state: Migratio
         )
     wait_for_inventory(source, vault, account, job_id, wait=wait, poll_cap_s=poll_cap_s)
     with job_inventory(source, vault, account, job_id) as entries:
-        return state.load_inventory(entries)
+        return state.load_inventory(entries)  # all or nothing: a bad inventory loads none
 
 
 def skip_present(target: Any, vault: str, account: str, state: MigrationState, *,

@@ -12,14 +12,17 @@ from typing import Any
 
 import ijson
 
+from icevault.client.exceptions import ClientError
 from icevault.core.errors import InvalidParameterValueError
 from icevault.core.models import parse_iso8601
 
 _TREE_HASH = re.compile(r"^[0-9a-f]{64}$")
 
 
-class InventoryError(ValueError):
-    """The inventory is not one Glacier writes (says where)."""
+class InventoryError(ClientError):
+    """The inventory is not one Glacier writes (says where). Glacier sends no checksum for
+    an inventory's bytes, so this is also how a damaged download shows: a rerun fetches it
+    again."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -147,7 +147,7 @@ class MigrationState:
                 "SELECT seq, source_id, size, tree_hash, description, creation_date, stage, "
                 "job_id, job_requested_at, upload_id, parts_done, target_id, error, "
                 # ``sql`` is always one of this module's own clauses; values are bound.
-                "verification_failed FROM archives " + sql, args).fetchall()  # noqa: S608
+                "verification_failed FROM archives " + sql, args).fetchall()
         return [ArchiveState(seq=row[0], source_id=row[1], size=row[2], tree_hash=row[3],
                              description=row[4], creation_date=row[5], stage=Stage(row[6]),
                              job_id=row[7], job_requested_at=row[8], upload_id=row[9],

@@ -49,10 +49,13 @@ class ExtensionMissingError(ClientError):
 
 @dataclass(frozen=True)
 class Endpoints:
-    source: Any  # boto3 Glacier clients
+    source: Any  # boto3 Glacier clients; this one with botocore's retries, for job calls
     target: Any  # with icevault.client.imports.enable_imports and upload.prepare_client
     source_vault: str
     target_vault: str
+    # For GetJobOutput: without botocore's retries, since the fetcher retries each chunk
+    # itself, classified, and botocore's would hide the faults from it.
+    source_output: Any = None
     source_account: str = "-"
     target_account: str = "-"
 
@@ -161,7 +164,8 @@ class ArchiveTransfer:
                          expected_tree_hash=archive.tree_hash, checksummed=True,
                          archive_id=archive.source_id)
         sink = MemorySink()
-        fetcher = Fetcher(self.ends.source, self.ends.source_vault, self.job_id,
+        fetcher = Fetcher(self.ends.source_output or self.ends.source, self.ends.source_vault,
+                          self.job_id,
                           self.ends.source_account, facts, sink, None, self.config,
                           self.subscribers, None, self.stop)
         landed = [already]
