@@ -29,7 +29,7 @@ from icevault.client.upload import prepare_client
 from icevault.migrate.discovery import load_source_inventory, skip_present
 from icevault.migrate.runner import MigrateOptions, MigrationProgress, Migrator
 from icevault.migrate.state import ArchiveState, MigrationState, Stage, default_state_path
-from icevault.migrate.transfer import Endpoints
+from icevault.migrate.transfer import Endpoints, check_import_support
 
 TIERS = ["Bulk", "Standard", "Expedited"]
 
@@ -177,7 +177,7 @@ def migrate(ctx: click.Context, vault: str | None, target_vault: str | None,
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         total = load_source_inventory(source, vault, "-", state, inventory_file=inventory_file,
-                                      wait=not no_wait, start_job=not dry_run,
+                                      wait=not (no_wait or dry_run), start_job=not dry_run,
                                       poll_cap_s=poll_cap)
         skipped, _ = skip_present(target, target_vault, "-", state, poll_cap_s=poll_cap)
         if dry_run:
@@ -193,6 +193,7 @@ def migrate(ctx: click.Context, vault: str | None, target_vault: str | None,
                               if s not in (Stage.VERIFIED, Stage.SKIPPED)), done)
         try:
             if remaining:
+                check_import_support(Endpoints(source, target, vault, target_vault))
                 options = MigrateOptions(tier=tier, max_jobs=max_jobs, workers=workers,
                                          chunk_size=chunk_size, poll_cap_s=poll_cap)
                 Migrator(Endpoints(source, target, vault, target_vault, source_output), state,

@@ -142,12 +142,12 @@ class MigrationState:
     # -- archives -------------------------------------------------------------------------
 
     def _rows(self, sql: str, args: tuple[object, ...] = ()) -> list[ArchiveState]:
+        # ``sql`` is always one of this module's own clauses; values are bound.
+        query = ("SELECT seq, source_id, size, tree_hash, description, creation_date, stage, "  # noqa: S608
+                 "job_id, job_requested_at, upload_id, parts_done, target_id, error, "
+                 "verification_failed FROM archives " + sql)
         with self._lock:
-            rows = self._db.execute(
-                "SELECT seq, source_id, size, tree_hash, description, creation_date, stage, "
-                "job_id, job_requested_at, upload_id, parts_done, target_id, error, "
-                # ``sql`` is always one of this module's own clauses; values are bound.
-                "verification_failed FROM archives " + sql, args).fetchall()
+            rows = self._db.execute(query, args).fetchall()
         return [ArchiveState(seq=row[0], source_id=row[1], size=row[2], tree_hash=row[3],
                              description=row[4], creation_date=row[5], stage=Stage(row[6]),
                              job_id=row[7], job_requested_at=row[8], upload_id=row[9],

@@ -61,9 +61,46 @@ class Endpoints:
 
 
 def error_code(error: BaseException) -> str | None:
+    """The Glacier error code; any 404 reads as ResourceNotFoundException (other stores name
+    a missing vault differently)."""
     if isinstance(error, BotoClientError):
-        return str(error.response.get("Error", {}).get("Code", "")) or None
+        code = str(error.response.get("Error", {}).get("Code", "")) or None
+        if code == "VaultNotFound" or (
+                error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404):
+            return "ResourceNotFoundException"
+        return code
     return None
+
+
+PROBE_ID = "icevault_migrate_import_probe"
+
+
+def check_import_support(ends: Endpoints) -> None:
+    """Before any job is paid for: the target must keep archive IDs (icevault's import
+    extension, and the caller's icevault:ImportArchive permission). The probe is an upload
+    that is aborted at once; no archive is created."""
+    try:
+        with importing(PROBE_ID, "2012-06-01T00:00:00.000Z"):
+            response = ends.target.initiate_multipart_upload(
+                accountId=ends.target_account, vaultName=ends.target_vault,
+                partSize=str(1024 * 1024))
+    except BotoClientError as error:
+        if error_code(error) == "AccessDeniedException":
+            raise  # says which permission is missing
+        raise ExtensionMissingError(
+            f"the target refused an import ({error}); it cannot keep archive IDs. Use an "
+            "icevault server as the target."
+        ) from error
+    ends.target.abort_multipart_upload(accountId=ends.target_account,
+                                       vaultName=ends.target_vault,
+                                       uploadId=response["uploadId"])
+    confirmed = response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get(ID_HEADER)
+    if confirmed != PROBE_ID:
+        raise ExtensionMissingError(
+            "the target did not confirm it keeps archive IDs (icevault's import extension); "
+            "migrating into it would give every archive a new ID. Use an icevault server as "
+            "the target."
+        )
 
 
 class ArchiveTransfer:

@@ -139,6 +139,8 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
             f"Invalid x-amz-glacier-version: {version}. This service speaks {GLACIER_VERSION}"
         )
     route = routes.match(request.method, request.raw_path, dict(request.query))
+    if runtime.controls is not None:
+        runtime.controls.requests[route.op.value] += 1
     caller = await authenticate(runtime, request, route)
     principal = caller.principal
     account = resolve_account(route.account, principal.account_id)

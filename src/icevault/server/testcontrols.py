@@ -10,6 +10,7 @@ says so in its log when it starts with it.
     POST   /_icevault/test/faults                a fault rule -> 201 {"rule": n}
     DELETE /_icevault/test/faults                remove every rule, forget what was injected
     GET    /_icevault/test/faults/seen           {"faults": [...]} in the order injected
+    GET    /_icevault/test/requests              {"requests": {operation: count}}
     POST   /_icevault/test/vaults/{name}/seed    {"archives", "min_size", "max_size",
                                                   "descriptions", "seed", "years"}
     POST   /_icevault/test/reset                 delete every vault of the server's account,
@@ -21,7 +22,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
@@ -45,6 +47,9 @@ PREFIX = "/_icevault/test"
 class TestControls:
     clock: AdjustableClock
     faults: FaultPlan
+    # Requests by Glacier operation since the start (or the last reset), authenticated or
+    # not: what a test asserts about how its code used the API.
+    requests: Counter[str] = field(default_factory=Counter)
 
 
 def injected_error(fault: Fault) -> GlacierError:
@@ -121,6 +126,10 @@ def _int(body: dict[str, Any], name: str, default: int) -> int:
     return value
 
 
+async def requests_seen(request: web.Request) -> web.Response:
+    return _reply({"requests": dict(_controls(request.app[RUNTIME]).requests)})
+
+
 async def seed(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
     name = validate_vault_name(request.match_info["name"])
@@ -147,6 +156,7 @@ async def seed(request: web.Request) -> web.Response:
 async def reset(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
     _controls(runtime).faults.clear()
+    _controls(runtime).requests.clear()
     loop = asyncio.get_running_loop()
     removed = await loop.run_in_executor(runtime.executor, _delete_all_vaults, runtime)
     return _reply({"vaults_deleted": removed})
@@ -171,5 +181,6 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post(f"{PREFIX}/faults", add_fault)
     app.router.add_delete(f"{PREFIX}/faults", clear_faults)
     app.router.add_get(f"{PREFIX}/faults/seen", faults_seen)
+    app.router.add_get(f"{PREFIX}/requests", requests_seen)
     app.router.add_post(f"{PREFIX}/vaults/{{name}}/seed", seed)
     app.router.add_post(f"{PREFIX}/reset", reset)

@@ -398,6 +398,11 @@ class IcevaultServer:
         """Each fault injected so far, in order: rule, kind, operation, vault, job, time."""
         return list(self._control("GET", "/faults/seen")["faults"])
 
+    def requests_seen(self) -> dict[str, int]:
+        """Requests the server received, by Glacier operation, since it started or was
+        last reset (authenticated or not, faulted or not)."""
+        return dict(self._control("GET", "/requests")["requests"])
+
     def seed_vault(self, name: str, *, archives: int, sizes: tuple[int, int] | int = (1, 1 << 20),
                    descriptions: str = "mixed", seed: int = 0,
                    years: float = 5.0) -> dict[str, Any]:
