@@ -177,18 +177,19 @@ def test_killed_at_random_moments_and_rerun_ends_exact(tmp_path: Path) -> None:
             body = pattern(rng.randrange(1, 6 * MIB), seed=n)
             data[client.upload_archive(vaultName=VAULT, body=body,
                                        archiveDescription=f"file {n}")["archiveId"]] = body
-        source.seed_vault(VAULT, archives=36, sizes=(1, 3 * MIB), seed=3)
+        source.seed_vault(VAULT, archives=66, sizes=(1, 3 * MIB), seed=3)
         expected = _inventory(client, VAULT)
         chunks = sum(-(-a["Size"] // MIB) for a in expected)
         migration = Migration(source, target.client(), target.endpoint_url,
                               (target.access_key_id, target.secret_access_key), tmp_path)
-        options = ("--max-jobs", "6", "--workers", "3", "--chunk-size", "1MiB")
+        # Jobs of 1 s, three at a time: about 30 s of work, so 20 kills fall inside it.
+        options = ("--max-jobs", "3", "--workers", "3", "--chunk-size", "1MiB")
         before = source.requests_seen().get("GetJobOutput", 0)
         kills = 0
         while kills < 20:
             process = migration.start(*options)
             try:
-                process.wait(timeout=rng.uniform(0.3, 2.5))
+                process.wait(timeout=rng.uniform(0.3, 2.2))
             except subprocess.TimeoutExpired:
                 process.send_signal(signal.SIGKILL)
                 process.wait()
