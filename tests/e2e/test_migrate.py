@@ -19,7 +19,7 @@ import psutil
 import pytest
 
 from icevault.client import download_job_output, upload_archive
-from icevault.core.treehash import MIB, tree_hash
+from icevault.core.treehash import MIB
 from icevault.testing import Fault, IcevaultServer
 from tests.support import pattern, wait_for_job
 
@@ -200,7 +200,7 @@ def test_killed_at_random_moments_and_rerun_ends_exact(tmp_path: Path) -> None:
                 want = {a["ArchiveId"]: a for a in expected}
                 assert all(listed[i] == want[i] for i in listed)
                 continue
-            out, err = process.communicate()
+            _out, err = process.communicate()
             pytest.fail(f"the migration finished after {kills} kills; the test needs 20 "
                         f"(rc {process.returncode}): {err[-2000:]}")
         final = migration.run(*options)
@@ -288,7 +288,7 @@ def test_a_target_that_cannot_keep_ids_gets_nothing(tmp_path: Path) -> None:
                 try:
                     moto_client.list_vaults()
                     break
-                except Exception:  # noqa: BLE001 - moto still starting
+                except Exception:
                     if time.monotonic() > deadline:
                         raise
                     time.sleep(0.1)
