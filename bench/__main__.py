@@ -243,6 +243,20 @@ def signed_upload_cpu(peer: Peer, size: int, tree: str, sha_limit_mb_s: float) -
                "binds the body, so its linear SHA-256 is not computed again")
 
 
+def migrate_row(args: argparse.Namespace) -> Row:
+    """icevault migrate against a verified download then upload (``python -m bench migrate``)."""
+    from bench import migrate
+
+    size = 64 * MIB if args.quick else 1024 * MIB
+    times = migrate.measure(size, work_dir=args.work_dir, rounds_wanted=1 if args.quick else 3)
+    return Row(f"migrate one {size // MIB} MiB archive between two servers", "s",
+               times.migrate_s, None, times.baseline_s, ">= 1.3x faster than download + upload",
+               times.speedup >= 1.3,
+               f"{times.speedup:.2f}x; limit column: verified download then upload (medians of "
+               f"{len(times.rounds)} alternating rounds); migrator peak RSS "
+               f"{times.migrate_peak_rss // MIB} MiB")
+
+
 def kit_rows(quick: bool) -> list[Row]:
     """The testing kit: a server per test, and seeded vaults (``python -m bench kit``)."""
     from bench import kit
@@ -526,6 +540,7 @@ def run(args: argparse.Namespace) -> list[Row]:
                         "clients run on the same cores"))
         rows.append(signed_upload_cpu(ice_sig, per_client, upload_hash, sha_limit))
         rows.extend(kit_rows(args.quick))
+        rows.append(migrate_row(args))
     finally:
         for peer in (ice, ice_sig, moto):
             if peer is not None:
@@ -574,7 +589,7 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-HARNESSES = ("crash", "fuzz", "kit", "soak")
+HARNESSES = ("crash", "fuzz", "kit", "migrate", "soak")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -128,6 +128,9 @@ def _hash_region(fd: int, start: int, size: int) -> tuple[str, str]:
     return hashes
 
 
+UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"  # SigV4's word for a payload the signature leaves out
+
+
 def _inject_content_sha256(params: Any, **_kwargs: Any) -> None:
     value = getattr(_pending_sha256, "value", None)
     if value is not None:
@@ -149,10 +152,26 @@ def prepare_client(glacier: Any) -> Any:
 
 
 def upload_part(glacier: Any, vault: str, upload_id: str, start: int,
-                data: bytes | bytearray, *, account_id: str = "-") -> str:
+                data: bytes | bytearray, *, account_id: str = "-",
+                tree_hash: str | None = None, icevault_target: bool = False) -> str:
     """Send one part of a multipart upload (``glacier`` from :func:`prepare_client`); return
-    its tree hash once the server has confirmed it stored exactly these bytes."""
-    tree, _pending_sha256.value = _hashes(data)
+    its tree hash once the server has confirmed it stored exactly these bytes.
+
+    ``tree_hash``: the part's tree hash when the caller has just computed it over these very
+    bytes (a migration verified it against the source), so it is not computed again.
+    ``icevault_target``: the server is icevault, which takes the signed tree hash as what
+    binds the body to the signature, so the plain SHA-256 (another pass over every byte) is
+    not computed; AWS wants it."""
+    if tree_hash is None and not icevault_target:
+        tree, linear = _hashes(data)
+    else:
+        if tree_hash is None:
+            hasher = TreeHasher()
+            hasher.update(data)
+            tree_hash = hasher.hexdigest()
+        tree = tree_hash
+        linear = UNSIGNED_PAYLOAD if icevault_target else hashlib.sha256(data).hexdigest()
+    _pending_sha256.value = linear
     try:
         response = glacier.upload_multipart_part(
             accountId=account_id, vaultName=vault, uploadId=upload_id,

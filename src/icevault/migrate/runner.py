@@ -22,6 +22,7 @@ from typing import Any
 from botocore.exceptions import ClientError as BotoClientError
 
 from icevault.client.download_config import DownloadConfig
+from icevault.client.fetch import BufferPool
 from icevault.client.progress import Subscriber
 from icevault.migrate.state import ArchiveState, MigrationState, Stage
 from icevault.migrate.transfer import (
@@ -83,6 +84,7 @@ class Migrator:
         self._rng = random.Random()
         self._hold_jobs_until = 0.0
         self._job_backoff = 1.0
+        self.buffers = BufferPool(keep=options.workers)
 
     # -- jobs on the source ---------------------------------------------------------------
 
@@ -95,7 +97,8 @@ class Migrator:
             accountId=self.ends.source_account, vaultName=self.ends.source_vault,
             jobParameters=params)
         active.job_id = str(response["jobId"])
-        active.next_poll, active.poll_delay = time.monotonic() + 0.25, 0.25
+        first = min(0.25, self.options.poll_cap_s)
+        active.next_poll, active.poll_delay = time.monotonic() + first, first
         self.state.job_requested(active.archive.source_id, active.job_id)
         self._job_backoff = 1.0
 
@@ -185,7 +188,7 @@ class Migrator:
         fresh = self.state.get_archive(archive.source_id)  # the upload recorded so far
         mover = ArchiveTransfer(self.ends, self.state, fresh, active.job_id,
                                 self.options.chunk_size, chunk_pool, self.options.download,
-                                [self.progress], self.stop)
+                                [self.progress], self.stop, self.buffers)
         active.transfer = archive_pool.submit(mover.run)
         return False
 

@@ -25,7 +25,7 @@ from botocore.exceptions import ClientError as BotoClientError
 from icevault.client.chunks import Chunk, plan_chunks
 from icevault.client.download_config import DownloadConfig, JobFacts
 from icevault.client.exceptions import ClientError
-from icevault.client.fetch import Fetcher, MemorySink
+from icevault.client.fetch import BufferPool, Fetcher, MemorySink
 from icevault.client.imports import ID_HEADER, importing
 from icevault.client.progress import Subscriber
 from icevault.client.upload import upload_part
@@ -106,7 +106,8 @@ def check_import_support(ends: Endpoints) -> None:
 class ArchiveTransfer:
     def __init__(self, ends: Endpoints, state: MigrationState, archive: ArchiveState,
                  job_id: str, chunk_size: int, chunk_workers: Executor, config: DownloadConfig,
-                 subscribers: Sequence[Subscriber], stop: threading.Event) -> None:
+                 subscribers: Sequence[Subscriber], stop: threading.Event,
+                 buffers: BufferPool) -> None:
         self.ends = ends
         self.state = state
         self.archive = archive
@@ -116,6 +117,7 @@ class ArchiveTransfer:
         self.config = config
         self.subscribers = subscribers
         self.stop = stop
+        self.buffers = buffers  # shared by every archive: memory is workers x chunk size
         self._landed_lock = threading.Lock()
 
     # -- the target's upload --------------------------------------------------------------
@@ -200,7 +202,7 @@ class ArchiveTransfer:
         facts = JobFacts(output_size=archive.size, archive_start=0, archive_size=archive.size,
                          expected_tree_hash=archive.tree_hash, checksummed=True,
                          archive_id=archive.source_id)
-        sink = MemorySink()
+        sink = MemorySink(self.buffers)
         fetcher = Fetcher(self.ends.source_output or self.ends.source, self.ends.source_vault,
                           self.job_id,
                           self.ends.source_account, facts, sink, None, self.config,
@@ -215,11 +217,16 @@ class ArchiveTransfer:
                     raise JobLostError(f"the source's job {self.job_id} is gone") from error
                 raise
             data = sink.take(chunk)
-            stored = upload_part(self.ends.target, self.ends.target_vault, upload_id,
-                                 chunk.start, data, account_id=self.ends.target_account)
-            del data
-            if stored != checksum:  # both are hashes of the same bytes; checked for certain
-                raise VerificationError(f"part {chunk.start} of {archive.source_id} changed")
+            # The fetcher hashed these bytes and matched the source's checksum: the target
+            # must store that tree hash (upload_part checks what it answers).
+            # The target is icevault (check_import_support): the signed tree hash binds the
+            # body, and the SHA-256 pass is saved.
+            try:
+                upload_part(self.ends.target, self.ends.target_vault, upload_id, chunk.start,
+                            data, account_id=self.ends.target_account, tree_hash=checksum,
+                            icevault_target=True)
+            finally:
+                sink.release(data)
             with self._landed_lock:
                 landed[0] += 1
                 self.state.part_landed(archive.source_id, landed[0])
