@@ -328,3 +328,36 @@ def test_a_caller_without_the_import_permission_gets_nothing(tmp_path: Path) -> 
             assert root.describe_vault(vaultName=VAULT)["NumberOfArchives"] == 0
     finally:
         target.stop()
+
+
+def test_interrupted_then_expired_jobs_are_started_again(tmp_path: Path) -> None:
+    with IcevaultServer(tier_delays={"standard": "1h"}) as source, IcevaultServer() as target:
+        client = source.client()
+        client.create_vault(vaultName=VAULT)
+        source.seed_vault(VAULT, archives=5, sizes=(1, 2 * MIB), seed=4)
+        expected = _inventory(client, VAULT)
+        migration = Migration(source, target.client(), target.endpoint_url,
+                              (target.access_key_id, target.secret_access_key), tmp_path)
+        process = migration.start("--max-jobs", "10")
+        deadline = time.monotonic() + 60
+        while source.requests_seen().get("InitiateJob", 0) < 1 + 5:  # inventory + archives
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=60)
+        assert process.returncode == 130, err
+        assert "run the same command again to resume" in err
+        assert migration.status()["job"]["archives"] == 5
+        # The jobs complete, and their outputs expire unread: a rerun starts new jobs.
+        source.advance_clock(hours=1)
+        source.advance_clock(hours=24, seconds=1)
+        rerun = migration.start("--max-jobs", "10")
+        while source.requests_seen().get("InitiateJob", 0) < 1 + 5 + 5:
+            assert rerun.poll() is None, rerun.communicate()
+            assert time.monotonic() < deadline + 60
+            time.sleep(0.1)
+        source.advance_clock(hours=1)  # the new jobs complete
+        _, err = rerun.communicate(timeout=120)
+        assert rerun.returncode == 0, err
+        assert _inventory(target.client(), VAULT) == expected

@@ -76,3 +76,16 @@ def test_state_loads_all_or_nothing_and_survives_reopening(tmp_path: Path) -> No
     assert again.get_archive("id-2").stage is Stage.PLANNED
     assert again.counts()[Stage.PLANNED] == (1, 1)
     again.close()
+
+
+def test_a_job_output_near_its_expiry_is_not_used() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from icevault.migrate.runner import output_fresh_enough
+
+    completed = "2026-01-01T00:00:00.000Z"
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    margin = timedelta(hours=1)
+    assert output_fresh_enough(completed, start + timedelta(hours=22, minutes=59), margin)
+    assert not output_fresh_enough(completed, start + timedelta(hours=23, minutes=1), margin)
+    assert output_fresh_enough(None, start, margin)  # not completed yet

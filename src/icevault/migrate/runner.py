@@ -65,6 +65,14 @@ class _Active:
     job_failures: int = 0
 
 
+def output_fresh_enough(completion_date: str | None, now: datetime, margin: timedelta) -> bool:
+    """Whether a succeeded job's output has more than ``margin`` left of its 24 hours."""
+    if not completion_date:
+        return True
+    done = datetime.fromisoformat(completion_date.replace("Z", "+00:00"))
+    return now < done + OUTPUT_LIFETIME - margin
+
+
 class MigrationProgress(Subscriber):
     """What the loop reports: bytes through the fetcher, and archives as they finish."""
 
@@ -120,11 +128,8 @@ class Migrator:
         return job
 
     def _fresh_enough(self, job: dict[str, Any]) -> bool:
-        completed = job.get("CompletionDate")
-        if not completed:
-            return True
-        done = datetime.fromisoformat(str(completed).replace("Z", "+00:00"))
-        return datetime.now(UTC) < done + OUTPUT_LIFETIME - self.options.expiry_margin
+        return output_fresh_enough(job.get("CompletionDate"), datetime.now(UTC),
+                                   self.options.expiry_margin)
 
     def _need_new_job(self, active: _Active) -> None:
         active.job_id = None
