@@ -137,6 +137,19 @@ class ServerProcess:
         )
 
 
+def peak_rss_until_exit(process: subprocess.Popen[Any], interval: float = 0.02) -> int:
+    """The highest resident memory ``process`` reached, sampled until it exits."""
+    peak = 0
+    watched = psutil.Process(process.pid)
+    while process.poll() is None:
+        try:
+            peak = max(peak, watched.memory_info().rss)
+        except psutil.NoSuchProcess:
+            break
+        time.sleep(interval)
+    return peak
+
+
 def wait_for_job(client: Any, vault: str, job_id: str, timeout: float = 20.0) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:

@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
 
 from icevault.client import (
@@ -26,7 +25,7 @@ from icevault.client import (
 from icevault.client.jobs import start_retrieval
 from icevault.core.treehash import MIB, tree_hash
 from icevault.testing import Fault, IcevaultServer
-from tests.support import ServerProcess, pattern
+from tests.support import ServerProcess, pattern, peak_rss_until_exit
 
 
 def cli(server: ServerProcess, *args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess[str]:
@@ -300,14 +299,7 @@ def test_one_gib_download_keeps_client_memory_bounded(tmp_path: Path) -> None:
                     "--endpoint-url", server.url],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
-        peak = 0
-        watched = psutil.Process(proc.pid)
-        while proc.poll() is None:
-            try:
-                peak = max(peak, watched.memory_info().rss)
-            except psutil.NoSuchProcess:
-                break
-            time.sleep(0.02)
+        peak = peak_rss_until_exit(proc)
         stdout, stderr = proc.communicate(timeout=600)
         assert proc.returncode == 0, stderr
         got = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)

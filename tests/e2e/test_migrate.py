@@ -15,13 +15,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
 
 from icevault.client import download_job_output, upload_archive
 from icevault.core.treehash import MIB
 from icevault.testing import Fault, IcevaultServer
-from tests.support import pattern, wait_for_job
+from tests.support import pattern, peak_rss_until_exit, wait_for_job
 
 VAULT = "photos"
 
@@ -126,14 +125,7 @@ def test_whole_vault_through_faults_keeps_every_id_and_byte(
     report = tmp_path / "report.json"
     process = migration.start("--inventory", str(inventory_file), "--max-jobs", "100",
                               "--workers", "4", "--chunk-size", "16MiB", "--report", str(report))
-    peak = 0
-    watched = psutil.Process(process.pid)
-    while process.poll() is None:
-        try:
-            peak = max(peak, watched.memory_info().rss)
-        except psutil.NoSuchProcess:
-            break
-        time.sleep(0.05)
+    peak = peak_rss_until_exit(process)
     out, err = process.communicate(timeout=60)
     assert process.returncode == 0, err
     # Every fault was met, and survived.

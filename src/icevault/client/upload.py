@@ -40,11 +40,11 @@ class UploadResult:
     location: str | None = None
 
 
-class _Section(io.RawIOBase):
-    """A read-only, seekable window on a file, so botocore can stream one part of it."""
+class _Body(io.RawIOBase):
+    """A read-only, seekable request body of ``_size`` bytes that botocore streams."""
 
-    def __init__(self, fd: int, start: int, size: int) -> None:
-        self._fd, self._start, self._size, self._pos = fd, start, size, 0
+    _size = 0
+    _pos = 0
 
     def readable(self) -> bool:
         return True
@@ -59,6 +59,16 @@ class _Section(io.RawIOBase):
         base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
         self._pos = max(0, min(self._size, base + offset))
         return self._pos
+
+    def __len__(self) -> int:
+        return self._size
+
+
+class _Section(_Body):
+    """A window on a file, so botocore can stream one part of it."""
+
+    def __init__(self, fd: int, start: int, size: int) -> None:
+        self._fd, self._start, self._size, self._pos = fd, start, size, 0
 
     def read(self, size: int = -1) -> bytes:
         # urllib3 asks for 16 KiB at a time and sends whatever it gets; answering with at
@@ -79,30 +89,13 @@ class _Section(io.RawIOBase):
         self._pos += n
         return n
 
-    def __len__(self) -> int:
-        return self._size
 
-
-class _BufferBody(io.RawIOBase):
-    """A read-only, seekable file over bytes in memory, so botocore streams a part from a
-    buffer (a bytearray is not a body it takes) without a whole copy of it."""
+class _BufferBody(_Body):
+    """Bytes in memory, so botocore streams a part from a buffer (a bytearray is not a body
+    it takes) without a whole copy of it."""
 
     def __init__(self, data: bytes | bytearray) -> None:
-        self._view, self._pos = memoryview(data), 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: len(self._view)}[whence]
-        self._pos = max(0, min(len(self._view), base + offset))
-        return self._pos
+        self._view, self._size, self._pos = memoryview(data), len(data), 0
 
     def read(self, size: int = -1) -> bytes:
         remaining = len(self._view) - self._pos
@@ -116,9 +109,6 @@ class _BufferBody(io.RawIOBase):
         memoryview(buffer)[:want] = self._view[self._pos:self._pos + want]
         self._pos += want
         return want
-
-    def __len__(self) -> int:
-        return len(self._view)
 
 
 def _hash_region(fd: int, start: int, size: int) -> tuple[str, str]:
