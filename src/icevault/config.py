@@ -75,5 +75,6 @@ class ServerSettings:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     workers: int = 16
+    metrics: bool = True  # GET /metrics (Prometheus)
     test_controls: bool = False  # the control endpoint, clock control and fault injection
     faults: tuple[Fault, ...] = ()  # rules in force from the start (--faults FILE.json)

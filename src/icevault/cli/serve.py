@@ -159,6 +159,10 @@ def _load_faults(path: Path | None, test_controls: bool) -> tuple[Fault, ...]:
     help="MB/s the periodic scrub may read [default: unpaced].",
 )
 @click.option(
+    "--metrics", "metrics", type=click.Choice(["on", "off"]), default="on", show_default=True,
+    help="Serve Prometheus metrics at GET /metrics on the same listener.",
+)
+@click.option(
     "--test-controls", is_flag=True, default=False,
     help="For tests only: a control endpoint (/_icevault/test) that moves the clock, injects "
          "faults, seeds and resets vaults, without credentials. Never on real data.",
@@ -191,6 +195,7 @@ def serve(
     cache_ttl: float,
     scrub_interval: float,
     scrub_rate: float | None,
+    metrics: str,
     test_controls: bool,
     faults_file: Path | None,
 ) -> None:
@@ -240,6 +245,7 @@ def serve(
         cache_ttl_s=cache_ttl,
         scrub_interval_s=scrub_interval,
         scrub_rate=None if scrub_rate is None else scrub_rate * 1e6,
+        metrics=metrics == "on",
         test_controls=test_controls,
         faults=_load_faults(faults_file, test_controls),
     )

@@ -7,6 +7,7 @@ AWS error ``code``, the fault ``type`` ("Client" or "Server") and the HTTP ``sta
     GlacierError
     ├── ResourceNotFoundError            404  ResourceNotFoundException
     ├── InvalidParameterValueError       400  InvalidParameterValueException
+    │   └── BodyChecksumMismatchError         (uploaded bytes that fail their tree hash)
     ├── MissingParameterValueError       400  MissingParameterValueException
     ├── LimitExceededError               400  LimitExceededException
     ├── PolicyEnforcedError              400  PolicyEnforcedException
@@ -50,6 +51,11 @@ class ResourceNotFoundError(GlacierError):
 class InvalidParameterValueError(GlacierError):
     code = "InvalidParameterValueException"
     status = 400
+
+
+class BodyChecksumMismatchError(InvalidParameterValueError):
+    """Uploaded bytes that do not hash to the tree hash the client sent (counted as a
+    metric: in healthy operation, never)."""
 
 
 class MissingParameterValueError(GlacierError):

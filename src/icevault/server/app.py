@@ -29,7 +29,7 @@ from icevault.core.models import (
     Tier,
     validate_vault_name,
 )
-from icevault.server import background, parse, routes, sigv4, testcontrols
+from icevault.server import background, health, metrics, parse, routes, sigv4, testcontrols
 from icevault.server.call import Call
 from icevault.server.errors import error_middleware
 from icevault.server.handlers import account, archives, jobs, policies, uploads, vaults
@@ -139,6 +139,7 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
             f"Invalid x-amz-glacier-version: {version}. This service speaks {GLACIER_VERSION}"
         )
     route = routes.match(request.method, request.raw_path, dict(request.query))
+    request[metrics.OPERATION_KEY] = route.op.value
     if runtime.controls is not None:
         runtime.controls.requests[route.op.value] += 1
     caller = await authenticate(runtime, request, route)
@@ -283,7 +284,6 @@ async def _stamp(request: web.Request, response: web.StreamResponse) -> None:
 
 
 def create_app(settings: ServerSettings, glacier: Glacier | None = None) -> web.Application:
-    app = web.Application(middlewares=[error_middleware], client_max_size=1024 * 1024)
     controls = None
     if settings.test_controls:
         clock = AdjustableClock()
@@ -293,20 +293,38 @@ def create_app(settings: ServerSettings, glacier: Glacier | None = None) -> web.
     built = glacier or build_glacier(settings, controls.clock if controls else None)
     if controls is not None:
         built.ctx.injected_job_failure = controls.faults.job_failure
+    server_metrics = metrics.ServerMetrics(built.ctx) if settings.metrics else None
+    app = web.Application(
+        # Metrics outermost: they see every answer, errors included, as sent.
+        middlewares=[*([server_metrics.middleware()] if server_metrics else []),
+                     error_middleware],
+        client_max_size=1024 * 1024,
+    )
     runtime = Runtime(
         settings=settings,
         glacier=built,
         executor=ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="icevault"),
         job_event=asyncio.Event(),
         notifier=Notifier(
-            built.ctx, lambda job: job_json(job, settings.region), settings.notification_url
+            built.ctx, lambda job: job_json(job, settings.region), settings.notification_url,
+            on_delivery=server_metrics.notification if server_metrics else None,
         ),
         limits=TransferLimits(settings.io_timeout_s, settings.min_rate),
         controls=controls,
+        metrics=server_metrics,
     )
     app[RUNTIME] = runtime
+    # Before the catch-all below, which would shadow them.
+    health.add_routes(app)
+    if server_metrics is not None:
+        executor = runtime.executor
+
+        async def run(fn: Callable[[], bytes]) -> bytes:
+            return await asyncio.get_running_loop().run_in_executor(executor, fn)
+
+        app.router.add_get("/metrics", metrics.handler(server_metrics, run))
     if controls is not None:
-        testcontrols.add_routes(app)  # before the catch-all below, which would shadow them
+        testcontrols.add_routes(app)
         log.warning("test controls are on: %s changes the clock, injects faults and "
                     "deletes vaults without credentials; never use them with real data",
                     testcontrols.PREFIX)

@@ -34,6 +34,9 @@ async def complete_due_jobs(runtime: Runtime) -> int:
     async with runtime.job_pass:
         while done := await loop.run_in_executor(runtime.executor, jobs.run_due):
             for job in done:
+                if runtime.metrics is not None and job.completed_at is not None:
+                    runtime.metrics.job_delay.observe(max(0, job.completed_at - job.ready_at)
+                                                      / 1000)
                 # Delivery may wait on a slow webhook: keep it off the job loop's path.
                 loop.run_in_executor(runtime.executor, _notify, runtime.notifier, job)
             completed += len(done)

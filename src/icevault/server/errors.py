@@ -61,7 +61,11 @@ def storage_error(exc: OSError) -> GlacierError | None:
     return None
 
 
+ERROR_KEY = "icevault.error"  # the GlacierError a request was answered with (for metrics)
+
+
 def _refusal(request: web.Request, error: GlacierError) -> web.Response:
+    request[ERROR_KEY] = error
     response = error_response(error)
     if not request.content.at_eof():
         # A body we refused is not read on: closing the connection frees what aiohttp

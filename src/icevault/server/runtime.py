@@ -15,6 +15,7 @@ from icevault.service.glacier import Glacier
 from icevault.service.notifications import Notifier
 
 if TYPE_CHECKING:
+    from icevault.server.metrics import ServerMetrics
     from icevault.server.testcontrols import TestControls
 
 
@@ -29,6 +30,7 @@ class Runtime:
     notifier: Notifier
     limits: TransferLimits
     controls: TestControls | None = None  # --test-controls: clock and faults
+    metrics: ServerMetrics | None = None  # --metrics on
     # One pass over due jobs at a time (the job worker, or a test advancing the clock).
     job_pass: asyncio.Lock = field(default_factory=asyncio.Lock)
 

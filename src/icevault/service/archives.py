@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from icevault.core import treehash
 from icevault.core.errors import (
+    BodyChecksumMismatchError,
     InvalidParameterValueError,
 )
 from icevault.core.ids import new_archive_id
@@ -74,7 +75,7 @@ class StreamHasher:
                     f"x-amz-content-sha256 mismatch: expected {content_sha256}, computed {linear}"
                 )
         if computed != tree_hash:
-            raise InvalidParameterValueError(
+            raise BodyChecksumMismatchError(
                 f"Checksum mismatch: expected {tree_hash}, computed {computed}"
             )
         return computed, leaves

@@ -32,11 +32,13 @@ def _event_for(job: Job) -> str:
 
 class Notifier:
     def __init__(
-        self, ctx: Context, render: Callable[[Job], dict[str, Any]], webhook_url: str | None
+        self, ctx: Context, render: Callable[[Job], dict[str, Any]], webhook_url: str | None,
+        on_delivery: Callable[[bool], None] | None = None,
     ) -> None:
         self.ctx = ctx
         self.render = render
         self.webhook_url = webhook_url
+        self.on_delivery = on_delivery  # told of each delivery: delivered or not
         self.topics = TopicService(ctx)
 
     def topics_for(self, job: Job) -> list[str]:
@@ -63,7 +65,10 @@ class Notifier:
             if not targets:
                 self._record(job, topic, None, body, "recorded")
             for target in targets:
-                self._record(job, topic, target, body, self._deliver(target, topic, body))
+                outcome = self._deliver(target, topic, body)
+                if self.on_delivery is not None:
+                    self.on_delivery(outcome.startswith("delivered"))
+                self._record(job, topic, target, body, outcome)
 
     def _deliver(self, target: str, topic: str, body: str) -> str:
         # Only http(s): topic URLs are checked when registered, the operator's at start.

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from icevault.core import treehash
 from icevault.core.errors import (
+    BodyChecksumMismatchError,
     InvalidParameterValueError,
     ResourceNotFoundError,
 )
@@ -300,7 +301,7 @@ class UploadService:
             leaves = self._check_parts(upload, size)
             computed = treehash.combine(leaves).hex()
             if computed != expected_hash:
-                raise InvalidParameterValueError(
+                raise BodyChecksumMismatchError(
                     f"Invalid x-amz-sha256-tree-hash: {tree_hash}. The tree hash of the "
                     f"uploaded parts is {computed}"
                 )

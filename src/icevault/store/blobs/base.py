@@ -94,3 +94,8 @@ class BlobStore(Protocol):
     def sweep_temporary(self, older_than_s: float) -> int:
         """Remove uncommitted writes older than ``older_than_s`` seconds; return how many."""
         ...
+
+    def ping(self) -> None:
+        """Return if the store answers now; raise (OSError, or the client's error) if not.
+        Cheap: a readiness probe calls it every few seconds."""
+        ...

@@ -238,6 +238,12 @@ class LocalBlobStore:
             return
         _fsync_dir(path.parent)
 
+    def ping(self) -> None:
+        # The directories the store writes in must be there and writable.
+        for sub in ("blobs", "staging", "tmp"):
+            if not os.access(self.root / sub, os.W_OK | os.X_OK):
+                raise OSError(f"{self.root / sub} is missing or not writable")
+
     def iter_keys(self) -> Iterator[str]:
         for fan in sorted((self.root / "blobs").iterdir()):
             if fan.is_dir():

@@ -178,10 +178,22 @@ class S3BlobStore:
                 retries={"mode": "standard", "max_attempts": 5},
             ),
         )
+        # The readiness probe's own client: one attempt, short timeouts, so a store that is
+        # down is reported in seconds, not after the data path's retries.
+        self._probe = client or boto3.client(
+            "s3", endpoint_url=location.endpoint_url, region_name=location.region,
+            config=botocore.config.Config(
+                s3={"addressing_style": "path"}, connect_timeout=2, read_timeout=2,
+                retries={"total_max_attempts": 1},
+            ),
+        )
         try:
             self.client.head_bucket(Bucket=self.bucket)
         except ClientError:
             self.client.create_bucket(Bucket=self.bucket)
+
+    def ping(self) -> None:
+        self._probe.head_bucket(Bucket=self.bucket)
 
     # -- keys -----------------------------------------------------------------------------
     def _blob(self, key: str) -> str:

@@ -344,8 +344,26 @@ class PolicyPort(Protocol):
     def delete_topic(self, account_id: str, name: str) -> bool: ...
 
 
+@dataclass(frozen=True, slots=True)
+class StoreStats:
+    """What the store holds now, for metrics (every account together)."""
+
+    archives: int  # live ones
+    archive_bytes: int
+    corrupt_archives: int  # live ones marked as failing verification
+    jobs: dict[str, int]  # by status code
+    open_uploads: int
+    oldest_due_job_at: int | None  # ready_at of the longest-waiting job that is due
+
+
 class MaintenancePort(Protocol):
     """The garbage list, server-wide settings and what the sweeps ask."""
+
+    def ping(self) -> None:
+        """Return if the database answers now; raise if it does not (readiness)."""
+        ...
+
+    def store_stats(self, now: int) -> StoreStats: ...
 
     def enqueue_garbage(self, kind: GarbageKind, key: str) -> None: ...
 

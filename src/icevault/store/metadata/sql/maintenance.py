@@ -6,21 +6,46 @@ from collections.abc import Sequence
 
 from sqlalchemy import (
     delete,
+    func,
     select,
 )
 
 from icevault.core.models import (
+    JobStatus,
     UploadState,
 )
 from icevault.store.metadata import schema as t
 from icevault.store.metadata.base import (
     GarbageItem,
     GarbageKind,
+    StoreStats,
 )
 from icevault.store.metadata.sql.engine import SqlEngine
 
 
 class MaintenanceRows(SqlEngine):
+    # -- health and metrics ---------------------------------------------------------------
+    def ping(self) -> None:
+        with self._tx() as conn:
+            conn.execute(select(1)).scalar()
+
+    def store_stats(self, now: int) -> StoreStats:
+        live = t.archives.c.deleted_at.is_(None)
+        with self._tx() as conn:
+            count, total = conn.execute(
+                select(func.count(), func.coalesce(func.sum(t.archives.c.size), 0)).where(live)
+            ).one()
+            corrupt = conn.execute(select(func.count()).where(
+                live, t.archives.c.corrupt_at.is_not(None))).scalar_one()
+            jobs = {str(status): int(n) for status, n in conn.execute(
+                select(t.jobs.c.status, func.count()).group_by(t.jobs.c.status))}
+            uploads = conn.execute(select(func.count()).where(
+                t.uploads.c.state == UploadState.OPEN)).scalar_one()
+            oldest = conn.execute(select(func.min(t.jobs.c.ready_at)).where(
+                t.jobs.c.status == JobStatus.IN_PROGRESS, t.jobs.c.ready_at <= now)).scalar()
+        return StoreStats(int(count), int(total), int(corrupt), jobs, int(uploads),
+                          None if oldest is None else int(oldest))
+
     # -- garbage --------------------------------------------------------------------------
     def enqueue_garbage(self, kind: GarbageKind, key: str) -> None:
         with self._tx(write=True) as conn:
