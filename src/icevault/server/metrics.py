@@ -79,7 +79,7 @@ class ServerMetrics:
     def __init__(self, ctx: Context) -> None:
         # The *_created series of every counter double the exposition and no dashboard uses
         # them (a process-wide setting: this process serves one application).
-        disable_created_metrics()
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped in the library
         self.registry = CollectorRegistry()
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
