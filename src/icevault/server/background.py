@@ -11,11 +11,10 @@ import threading
 from icevault.core.models import Job
 from icevault.server.runtime import Runtime
 from icevault.service.notifications import Notifier
-from icevault.service.scrub import Scrubber
+from icevault.service.scrub import LAST_FULL_SCRUB_KEY, Scrubber
 
 log = logging.getLogger("icevault.server")
 
-LAST_SCRUB_KEY = "scrub:last-finished"
 SCRUB_CHECK_S = 60.0
 
 
@@ -88,7 +87,7 @@ async def scrub_periodically(runtime: Runtime) -> None:
     try:
         while True:
             last = await loop.run_in_executor(runtime.executor, ctx.meta.get_setting,
-                                              LAST_SCRUB_KEY)
+                                              LAST_FULL_SCRUB_KEY)
             now = ctx.clock.now_ms()
             if last is None or now - int(last) >= settings.scrub_interval_s * 1000:
                 report = await loop.run_in_executor(None, lambda: Scrubber(ctx).run(
@@ -96,9 +95,6 @@ async def scrub_periodically(runtime: Runtime) -> None:
                 log.info("scrub: %d archives checked, %d bytes read, %d corrupt%s",
                          report.checked, report.bytes_read, len(report.corrupt),
                          "" if report.finished else " (interrupted; resumes next time)")
-                if report.finished:
-                    await loop.run_in_executor(runtime.executor, ctx.meta.set_setting,
-                                               LAST_SCRUB_KEY, str(ctx.clock.now_ms()))
             await asyncio.sleep(min(SCRUB_CHECK_S, settings.scrub_interval_s))
     except asyncio.CancelledError:
         stop.set()

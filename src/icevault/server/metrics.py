@@ -18,10 +18,10 @@ from prometheus_client import (
     CollectorRegistry,
     Counter,
     GCCollector,
-    disable_created_metrics,
     Histogram,
     PlatformCollector,
     ProcessCollector,
+    disable_created_metrics,
     generate_latest,
 )
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -31,9 +31,9 @@ from icevault.core.errors import BodyChecksumMismatchError
 from icevault.core.models import JobStatus
 from icevault.server.errors import ERROR_KEY
 from icevault.service.context import Context
+from icevault.service.scrub import LAST_FULL_SCRUB_KEY
 
 OPERATION_KEY = "icevault.operation"  # set by dispatch once the request is routed
-SCRUB_FINISHED_KEY = "scrub:last-finished"  # background.LAST_SCRUB_KEY
 
 # Request durations from a fast lookup to a large transfer.
 _DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
@@ -68,7 +68,7 @@ class _StoreCollector(Collector):
         yield GaugeMetricFamily(
             "icevault_job_queue_lag_seconds",
             "How long the longest-waiting due job has waited to be completed.", value=lag)
-        last = self.ctx.meta.get_setting(SCRUB_FINISHED_KEY)
+        last = self.ctx.meta.get_setting(LAST_FULL_SCRUB_KEY)
         yield GaugeMetricFamily(
             "icevault_scrub_last_finished_timestamp_seconds",
             "When the last full scrub finished (0: never).",

@@ -23,6 +23,10 @@ class ScrubReport:
     finished: bool = False
 
 
+# When the last pass over every archive of the store finished (milliseconds).
+LAST_FULL_SCRUB_KEY = "scrub:last-finished"
+
+
 def _position_key(vault: VaultRef | None) -> str:
     return "scrub:all" if vault is None else f"scrub:{vault.account_id}/{vault.name}"
 
@@ -53,6 +57,8 @@ class Scrubber:
             if not batch:
                 meta.set_setting(key, None)
                 report.finished = True
+                if vault is None:  # a pass over the whole store, from the server or the CLI
+                    meta.set_setting(LAST_FULL_SCRUB_KEY, str(self.ctx.clock.now_ms()))
                 break
             for seq, archive in batch:
                 if should_stop():
