@@ -178,3 +178,44 @@ def test_health_needs_no_credentials_and_says_when_a_store_is_gone(
     finally:
         server.stop()
         objects.stop()
+
+
+def test_json_log_has_a_line_per_request_and_event_and_no_secret(tmp_path: Path) -> None:
+    server = ServerProcess(tmp_path / "data", auth="sigv4",
+                           extra_args=["--log-format", "json"]).start()
+    try:
+        client = server.client()
+        created = client.create_vault(vaultName="logged")
+        data = pattern(MIB + 5, seed=4)
+        uploaded = client.upload_archive(vaultName="logged", body=data)
+        with pytest.raises(ClientError):
+            client.describe_vault(vaultName="absent")
+        job = client.initiate_job(vaultName="logged", jobParameters={
+            "Type": "archive-retrieval", "ArchiveId": uploaded["archiveId"]})
+        wait_for_job(client, "logged", job["jobId"])
+        lines = [json.loads(line) for line in server.log().splitlines()
+                 if line.startswith("{")]
+        requests = [r for r in lines if r.get("event") == "request"]
+        by_id = {r["request_id"]: r for r in requests}
+        upload = by_id[uploaded["ResponseMetadata"]["RequestId"]]
+        key, secret = server.root_credentials()
+        account = created["location"].split("/")[1]
+        assert upload["operation"] == "UploadArchive" and upload["vault"] == "logged"
+        assert (upload["status"], upload["error_code"], upload["bytes_in"]) == (201, None,
+                                                                                 len(data))
+        assert upload["account"] == account
+        assert upload["principal"] == f"arn:aws:iam::{account}:root"
+        assert upload["duration_ms"] >= 0 and upload["level"] == "INFO"
+        assert {"time", "logger", "message"} <= set(upload)
+        refused = [r for r in requests if r["operation"] == "DescribeVault"
+                   and r["status"] == 404]
+        assert refused and refused[0]["error_code"] == "ResourceNotFoundException"
+        completed = [r for r in lines if r.get("event") == "job_completed"]
+        assert completed and completed[0]["job_id"] == job["jobId"]
+        assert completed[0]["status"] == "Succeeded"
+        text = server.log()
+        assert secret not in text and "Signature=" not in text
+        assert all(line.startswith("{") for line in text.splitlines()[1:] if line.strip()), \
+            [line for line in text.splitlines() if not line.startswith("{")][:5]
+    finally:
+        server.stop()

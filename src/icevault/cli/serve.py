@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -159,6 +158,10 @@ def _load_faults(path: Path | None, test_controls: bool) -> tuple[Fault, ...]:
     help="MB/s the periodic scrub may read [default: unpaced].",
 )
 @click.option(
+    "--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+    help="Log lines for people (text) or one JSON object per line (json).",
+)
+@click.option(
     "--metrics", "metrics", type=click.Choice(["on", "off"]), default="on", show_default=True,
     help="Serve Prometheus metrics at GET /metrics on the same listener.",
 )
@@ -195,12 +198,13 @@ def serve(
     cache_ttl: float,
     scrub_interval: float,
     scrub_rate: float | None,
+    log_format: str,
     metrics: str,
     test_controls: bool,
     faults_file: Path | None,
 ) -> None:
     """Run the Glacier-compatible server."""
-    from icevault.server import redact
+    from icevault.server import logformat
     from icevault.server.app import create_app
     from icevault.server.listener import (
         ListenerSettings,
@@ -210,15 +214,7 @@ def serve(
     )
     from icevault.server.listener import serve as serve_app
 
-    logging.basicConfig(
-        level=getattr(logging, log_level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    for handler in logging.getLogger().handlers:
-        redact.install(handler)
-    # Alembic narrates every migration step at INFO; a server's log needs none of it.
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    logformat.configure(log_level, log_format)
     try:
         delays = parse_tier_delays(tier_delays)
     except ValueError as exc:
@@ -262,12 +258,11 @@ def serve(
             ssl_context.load_cert_chain(tls_cert, tls_key)
         except (OSError, ssl.SSLError) as exc:
             raise StartupError(f"cannot load --tls-cert/--tls-key: {exc}") from None
+    lifecycle = logging.getLogger(logformat.LIFECYCLE)
     if auth == "off":
-        click.echo(
-            "WARNING: --auth off: requests are not authenticated; anyone who can reach "
-            f"{host}:{port} can read and delete every archive. Use it for local testing only.",
-            err=True,
-        )
+        lifecycle.warning(
+            "--auth off: requests are not authenticated; anyone who can reach %s:%s can read "
+            "and delete every archive. Use it for local testing only.", host, port)
     started = False
     bound_port = port
 
@@ -276,9 +271,9 @@ def serve(
         # server reads it here, with no race for a port picked in advance.
         nonlocal started
         started = True
-        scheme = "https" if ssl_context else "http"
-        click.echo(f"icevault serving the Glacier API on {scheme}://{host}:{bound_port} "
-                   f"(data in {data_dir})", err=True)
+        url = f"{'https' if ssl_context else 'http'}://{host}:{bound_port}"
+        lifecycle.info("icevault serving the Glacier API on %s (data in %s)", url, data_dir,
+                       extra={"event": "listening", "url": url, "data_dir": str(data_dir)})
 
     try:
         open_files = raise_open_file_limit()

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -29,7 +28,16 @@ from icevault.core.models import (
     Tier,
     validate_vault_name,
 )
-from icevault.server import background, health, metrics, parse, routes, sigv4, testcontrols
+from icevault.server import (
+    background,
+    health,
+    metrics,
+    parse,
+    requestlog,
+    routes,
+    sigv4,
+    testcontrols,
+)
 from icevault.server.call import Call
 from icevault.server.errors import error_middleware
 from icevault.server.handlers import account, archives, jobs, policies, uploads, vaults
@@ -139,12 +147,15 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
             f"Invalid x-amz-glacier-version: {version}. This service speaks {GLACIER_VERSION}"
         )
     route = routes.match(request.method, request.raw_path, dict(request.query))
-    request[metrics.OPERATION_KEY] = route.op.value
+    request[requestlog.OPERATION_KEY] = route.op.value
+    request[requestlog.VAULT_KEY] = route.vault
     if runtime.controls is not None:
         runtime.controls.requests[route.op.value] += 1
     caller = await authenticate(runtime, request, route)
     principal = caller.principal
     account = resolve_account(route.account, principal.account_id)
+    request[requestlog.ACCOUNT_KEY] = account
+    request[requestlog.PRINCIPAL_KEY] = principal.arn
     if route.vault is not None:
         validate_vault_name(route.vault)
     access = AccessRequest(
@@ -279,8 +290,9 @@ def _header_lists(request: web.Request) -> dict[str, list[str]]:
 
 
 async def _stamp(request: web.Request, response: web.StreamResponse) -> None:
-    # Every response, error or not, streamed or not, carries a request id.
-    response.headers["x-amzn-RequestId"] = os.urandom(16).hex()
+    # Every response, error or not, streamed or not, carries a request id (the one in the
+    # request's log line).
+    response.headers["x-amzn-RequestId"] = requestlog.request_id(request)
 
 
 def create_app(settings: ServerSettings, glacier: Glacier | None = None) -> web.Application:
@@ -296,7 +308,8 @@ def create_app(settings: ServerSettings, glacier: Glacier | None = None) -> web.
     server_metrics = metrics.ServerMetrics(built.ctx) if settings.metrics else None
     app = web.Application(
         # Metrics outermost: they see every answer, errors included, as sent.
-        middlewares=[*([server_metrics.middleware()] if server_metrics else []),
+        middlewares=[requestlog.request_log,
+                     *([server_metrics.middleware()] if server_metrics else []),
                      error_middleware],
         client_max_size=1024 * 1024,
     )

@@ -33,9 +33,13 @@ async def complete_due_jobs(runtime: Runtime) -> int:
     async with runtime.job_pass:
         while done := await loop.run_in_executor(runtime.executor, jobs.run_due):
             for job in done:
-                if runtime.metrics is not None and job.completed_at is not None:
-                    runtime.metrics.job_delay.observe(max(0, job.completed_at - job.ready_at)
-                                                      / 1000)
+                delay_ms = max(0, (job.completed_at or job.ready_at) - job.ready_at)
+                if runtime.metrics is not None:
+                    runtime.metrics.job_delay.observe(delay_ms / 1000)
+                log.info("job completed", extra={
+                    "event": "job_completed", "job_id": job.id, "account": job.vault.account_id,
+                    "vault": job.vault.name, "action": job.action.value,
+                    "status": job.status.value, "delay_ms": delay_ms})
                 # Delivery may wait on a slow webhook: keep it off the job loop's path.
                 loop.run_in_executor(runtime.executor, _notify, runtime.notifier, job)
             completed += len(done)
@@ -69,8 +73,13 @@ async def housekeeping(runtime: Runtime) -> None:
     while True:
         await asyncio.sleep(runtime.settings.maintenance_interval_s)
         try:
-            await loop.run_in_executor(runtime.executor, maintenance.expire)
-            await loop.run_in_executor(runtime.executor, maintenance.collect_garbage)
+            jobs, uploads = await loop.run_in_executor(runtime.executor, maintenance.expire)
+            collected = await loop.run_in_executor(runtime.executor,
+                                                   maintenance.collect_garbage)
+            if jobs or uploads or collected:
+                log.info("housekeeping", extra={
+                    "event": "housekeeping", "jobs_expired": jobs, "uploads_expired": uploads,
+                    "blobs_deleted": collected})
         except Exception:
             log.exception("housekeeping failed; will retry")
 
@@ -92,9 +101,9 @@ async def scrub_periodically(runtime: Runtime) -> None:
             if last is None or now - int(last) >= settings.scrub_interval_s * 1000:
                 report = await loop.run_in_executor(None, lambda: Scrubber(ctx).run(
                     bytes_per_second=settings.scrub_rate, should_stop=stop.is_set))
-                log.info("scrub: %d archives checked, %d bytes read, %d corrupt%s",
-                         report.checked, report.bytes_read, len(report.corrupt),
-                         "" if report.finished else " (interrupted; resumes next time)")
+                log.info("scrub pass", extra={
+                    "event": "scrub", "checked": report.checked, "bytes_read": report.bytes_read,
+                    "corrupt": len(report.corrupt), "finished": report.finished})
             await asyncio.sleep(min(SCRUB_CHECK_S, settings.scrub_interval_s))
     except asyncio.CancelledError:
         stop.set()

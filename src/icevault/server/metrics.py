@@ -30,10 +30,9 @@ from prometheus_client.registry import Collector
 from icevault.core.errors import BodyChecksumMismatchError
 from icevault.core.models import JobStatus
 from icevault.server.errors import ERROR_KEY
+from icevault.server.requestlog import OPERATION_KEY
 from icevault.service.context import Context
 from icevault.service.scrub import LAST_FULL_SCRUB_KEY
-
-OPERATION_KEY = "icevault.operation"  # set by dispatch once the request is routed
 
 # Request durations from a fast lookup to a large transfer.
 _DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,

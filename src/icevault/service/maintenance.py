@@ -60,7 +60,9 @@ class Maintenance:
         staging = self._sweep(list(self.ctx.blobs.iter_staging_keys()), staging=True)
         report = SweepReport(temporary, blobs, staging)
         if temporary or blobs or staging:
-            log.warning("removed orphaned data left by an earlier crash: %s", report)
+            log.warning("removed orphaned data left by an earlier crash",
+                        extra={"event": "orphans_swept", "temporary": temporary, "blobs": blobs,
+                               "staging": staging})
         return report
 
     def _sweep(self, keys: list[str], *, staging: bool) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from typing import Any
@@ -82,11 +83,18 @@ class Notifier:
             with urllib.request.urlopen(request, timeout=DELIVERY_TIMEOUT_S) as response:  # noqa: S310  # noqa: S310
                 return f"delivered {response.status}"
         except urllib.error.HTTPError as exc:
-            log.warning("notification to %s answered %s", target, exc.code)
+            self._failed(topic, target, f"answered {exc.code}")
             return f"failed {exc.code}"
         except (urllib.error.URLError, OSError) as exc:
-            log.warning("notification to %s failed: %s", target, exc)
+            self._failed(topic, target, str(exc))
             return f"failed: {exc}"
+
+    @staticmethod
+    def _failed(topic: str, target: str, why: str) -> None:
+        # The host only: a webhook URL's path or query may hold a token.
+        host = urllib.parse.urlsplit(target).hostname
+        log.warning("notification failed", extra={
+            "event": "notification_failed", "topic": topic, "host": host, "reason": why})
 
     def _record(self, job: Job, topic: str, target: str | None, body: str, status: str) -> None:
         self.ctx.meta.record_notification(
