@@ -198,7 +198,7 @@ def test_json_log_has_a_line_per_request_and_event_and_no_secret(tmp_path: Path)
         requests = [r for r in lines if r.get("event") == "request"]
         by_id = {r["request_id"]: r for r in requests}
         upload = by_id[uploaded["ResponseMetadata"]["RequestId"]]
-        key, secret = server.root_credentials()
+        _key, secret = server.root_credentials()
         account = created["location"].split("/")[1]
         assert upload["operation"] == "UploadArchive" and upload["vault"] == "logged"
         assert (upload["status"], upload["error_code"], upload["bytes_in"]) == (201, None,

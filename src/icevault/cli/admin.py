@@ -1,7 +1,8 @@
-"""``icevault admin``: accounts, users, access keys and identity policies.
+"""``icevault admin``: accounts, users, access keys, identity policies, topics, integrity.
 
 These commands work on a data directory directly (SQLite allows them while a server runs on
-it; the server picks changes up within seconds: keys and policies are cached for 5 s).
+it; the server picks changes up within seconds: keys and policies are cached for 5 s), or,
+with ``--endpoint-url``, through a server's admin API, with the same output.
 """
 
 from __future__ import annotations
@@ -14,28 +15,29 @@ from typing import Any
 
 import click
 
+from icevault.cli.adminclient import AdminClient
+from icevault.cli.options import Settings
 from icevault.core.errors import GlacierError
-from icevault.core.identity import AccessKey, KeyStatus
-from icevault.core.models import Archive, VaultRef, iso8601
+from icevault.core.models import Archive
+from icevault.service.admin import AdminOperations, Result
 from icevault.service.context import Context
-from icevault.service.identity import IdentityService
-from icevault.service.scrub import Scrubber
-from icevault.service.topics import TopicService, topic_arn
 from icevault.store.blobs.base import BlobStore
 from icevault.store.blobs.local import LocalBlobStore
-from icevault.store.blobs.s3 import S3BlobStore, S3Location
 from icevault.store.metadata.sql import SqlMetadataStore, sqlite_url
 
 
 class Admin:
-    """The stores behind the admin commands, opened on first use (so that --help needs none)."""
+    """Where the admin commands act: the stores of a data directory (opened on first use, so
+    that --help needs none), or a server's admin API (``--endpoint-url``)."""
 
     def __init__(self, data_dir: Path, metadata_url: str | None, blob_url: str | None,
-                 region: str) -> None:
+                 region: str, endpoint_url: str | None = None,
+                 profile: str | None = None) -> None:
         self.data_dir = data_dir
         self.region = region
         self.metadata_url = metadata_url
         self.blob_url = blob_url
+        self.remote = None if endpoint_url is None else AdminClient(endpoint_url, profile, region)
 
     @cached_property
     def meta(self) -> SqlMetadataStore:
@@ -48,38 +50,44 @@ class Admin:
 
     @cached_property
     def ctx(self) -> Context:
-        blobs: BlobStore = (
-            S3BlobStore(S3Location.parse(self.blob_url)) if self.blob_url
-            else LocalBlobStore(self.data_dir)
-        )
+        blobs: BlobStore
+        if self.blob_url:
+            from icevault.store.blobs.s3 import S3BlobStore, S3Location
+
+            blobs = S3BlobStore(S3Location.parse(self.blob_url))
+        else:
+            blobs = LocalBlobStore(self.data_dir)
         return Context(meta=self.meta, blobs=blobs, region=self.region)
 
     @cached_property
-    def identity(self) -> IdentityService:
-        return IdentityService(self.ctx)
+    def operations(self) -> AdminOperations:
+        return AdminOperations(self.ctx)
 
-    def account(self, account_id: str | None) -> str:
-        return account_id or self.meta.default_account()
+    def account(self, account_id: str | None) -> str | None:
+        """The account to act in: the one named; on a data directory the first account by
+        default; on a server, the caller's (the server fills it in)."""
+        if account_id is not None or self.remote is not None:
+            return account_id
+        return self.meta.default_account()
+
+    def call(self, action: str, **params: Any) -> Result:
+        """Run an action here or on the server; a refusal ends the command (exit 2)."""
+        try:
+            if self.remote is not None:
+                return self.remote.call(action, params)
+            return self.operations.run(action, params)
+        except GlacierError as exc:
+            click.echo(f"error: {exc.message}", err=True)
+            sys.exit(2)
 
     def close(self) -> None:
         if "meta" in self.__dict__:
             self.meta.close()
 
 
-def _emit(value: Any) -> None:
-    click.echo(json.dumps(value, indent=2))
-
-
-def _key_json(key: AccessKey, *, secret: bool) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "AccessKeyId": key.id,
-        "AccountId": key.account_id,
-        "UserName": key.user,
-        "Status": key.status.value,
-    }
-    if secret:
-        out["SecretAccessKey"] = key.secret
-    return out
+def _emit(value: Result) -> None:
+    if value is not None:
+        click.echo(json.dumps(value, indent=2))
 
 
 @click.group()
@@ -89,26 +97,28 @@ def _key_json(key: AccessKey, *, secret: bool) -> dict[str, Any]:
 @click.option("--blob-url", default=None,
               help="The server's --blob-url, if archive bytes are in an object store.")
 @click.option("--region", default="us-east-1", show_default=True,
-              help="The server's --region (it appears in topic ARNs).")
+              help="The server's --region (it appears in topic ARNs and signatures).")
+@click.option("--endpoint-url", default=None,
+              help="Act through this server's admin API (signed with --profile's key) instead "
+                   "of on a data directory.")
+@click.option("--profile", default=None, help="AWS profile whose key signs admin API calls.")
 @click.pass_context
 def admin(ctx: click.Context, data_dir: Path, metadata_url: str | None,
-          blob_url: str | None, region: str) -> None:
+          blob_url: str | None, region: str, endpoint_url: str | None,
+          profile: str | None) -> None:
     """Manage accounts, users, access keys, identity policies and topics; check stored
-    archives."""
-    ctx.obj = Admin(data_dir, metadata_url, blob_url, region)
+    archives. On a data directory, or on a server with --endpoint-url."""
+    parent = ctx.find_object(Settings)  # icevault --endpoint-url ... admin works too
+    if parent is not None:
+        endpoint_url = endpoint_url or parent.endpoint_url
+        profile = profile or parent.profile
+    ctx.obj = Admin(data_dir, metadata_url, blob_url, region, endpoint_url, profile)
     ctx.call_on_close(ctx.obj.close)
 
 
-def _run(fn: Any, *args: Any) -> Any:
-    try:
-        return fn(*args)
-    except GlacierError as exc:
-        click.echo(f"error: {exc.message}", err=True)
-        sys.exit(2)
-
-
 account_option = click.option("--account-id", default=None,
-                              help="Account to act in (default: the first account).")
+                              help="Account to act in (default: the first account; on a "
+                                   "server, your own).")
 
 
 @admin.command("create-account")
@@ -116,8 +126,7 @@ account_option = click.option("--account-id", default=None,
 @click.pass_obj
 def create_account(obj: Admin, account_id: str | None) -> None:
     """Create an account and its root access key (the secret is shown only now)."""
-    account, key = _run(obj.identity.create_account, account_id)
-    _emit({"AccountId": account, "AccessKey": _key_json(key, secret=True)})
+    _emit(obj.call("CreateAccount", account_id=account_id))
 
 
 @admin.command("create-user")
@@ -126,8 +135,7 @@ def create_account(obj: Admin, account_id: str | None) -> None:
 @click.pass_obj
 def create_user(obj: Admin, account_id: str | None, user: str) -> None:
     """Create a user; it may do nothing until a policy allows it."""
-    _run(obj.identity.create_user, obj.account(account_id), user)
-    _emit({"AccountId": obj.account(account_id), "UserName": user})
+    _emit(obj.call("CreateUser", account_id=obj.account(account_id), user=user))
 
 
 @admin.command("delete-user")
@@ -136,14 +144,14 @@ def create_user(obj: Admin, account_id: str | None, user: str) -> None:
 @click.pass_obj
 def delete_user(obj: Admin, account_id: str | None, user: str) -> None:
     """Delete a user with its access keys and policies."""
-    _run(obj.identity.delete_user, obj.account(account_id), user)
+    _emit(obj.call("DeleteUser", account_id=obj.account(account_id), user=user))
 
 
 @admin.command("list-users")
 @account_option
 @click.pass_obj
 def list_users(obj: Admin, account_id: str | None) -> None:
-    _emit({"Users": obj.meta.list_users(obj.account(account_id))})
+    _emit(obj.call("ListUsers", account_id=obj.account(account_id)))
 
 
 @admin.command("create-access-key")
@@ -152,37 +160,35 @@ def list_users(obj: Admin, account_id: str | None) -> None:
 @click.pass_obj
 def create_access_key(obj: Admin, account_id: str | None, user: str | None) -> None:
     """Create an access key; the secret is shown only now."""
-    key = _run(obj.identity.new_key, obj.account(account_id), user)
-    _emit({"AccessKey": _key_json(key, secret=True)})
+    _emit(obj.call("CreateAccessKey", account_id=obj.account(account_id), user=user))
 
 
 @admin.command("list-access-keys")
 @account_option
 @click.pass_obj
 def list_access_keys(obj: Admin, account_id: str | None) -> None:
-    keys = obj.meta.list_access_keys(obj.account(account_id))
-    _emit({"AccessKeys": [_key_json(k, secret=False) for k in keys]})
+    _emit(obj.call("ListAccessKeys", account_id=obj.account(account_id)))
 
 
 @admin.command("disable-access-key")
 @click.argument("key_id")
 @click.pass_obj
 def disable_access_key(obj: Admin, key_id: str) -> None:
-    _run(obj.identity.set_key_status, key_id, KeyStatus.INACTIVE)
+    _emit(obj.call("DisableAccessKey", key_id=key_id))
 
 
 @admin.command("enable-access-key")
 @click.argument("key_id")
 @click.pass_obj
 def enable_access_key(obj: Admin, key_id: str) -> None:
-    _run(obj.identity.set_key_status, key_id, KeyStatus.ACTIVE)
+    _emit(obj.call("EnableAccessKey", key_id=key_id))
 
 
 @admin.command("delete-access-key")
 @click.argument("key_id")
 @click.pass_obj
 def delete_access_key(obj: Admin, key_id: str) -> None:
-    _run(obj.identity.delete_key, key_id)
+    _emit(obj.call("DeleteAccessKey", key_id=key_id))
 
 
 @admin.command("put-user-policy")
@@ -198,7 +204,8 @@ def put_user_policy(obj: Admin, account_id: str | None, user: str, policy_name: 
     document = policy_document
     if document.startswith("@"):
         document = Path(document[1:]).read_text()
-    _run(obj.identity.put_user_policy, obj.account(account_id), user, policy_name, document)
+    _emit(obj.call("PutUserPolicy", account_id=obj.account(account_id), user=user,
+                   name=policy_name, document=document))
 
 
 @admin.command("delete-user-policy")
@@ -208,7 +215,8 @@ def put_user_policy(obj: Admin, account_id: str | None, user: str, policy_name: 
 @click.pass_obj
 def delete_user_policy(obj: Admin, account_id: str | None, user: str, policy_name: str) -> None:
     """Detach a named identity policy from a user."""
-    _run(obj.identity.delete_user_policy, obj.account(account_id), user, policy_name)
+    _emit(obj.call("DeleteUserPolicy", account_id=obj.account(account_id), user=user,
+                   name=policy_name))
 
 
 @admin.command("list-user-policies")
@@ -216,8 +224,7 @@ def delete_user_policy(obj: Admin, account_id: str | None, user: str, policy_nam
 @click.option("--user", required=True)
 @click.pass_obj
 def list_user_policies(obj: Admin, account_id: str | None, user: str) -> None:
-    policies = obj.meta.user_policies(obj.account(account_id), user)
-    _emit({"Policies": [{"PolicyName": n, "PolicyDocument": json.loads(d)} for n, d in policies]})
+    _emit(obj.call("ListUserPolicies", account_id=obj.account(account_id), user=user))
 
 
 # -- topics ------------------------------------------------------------------------------------
@@ -230,18 +237,14 @@ def list_user_policies(obj: Admin, account_id: str | None, user: str) -> None:
 def create_topic(obj: Admin, account_id: str | None, name: str, url: str) -> None:
     """Register an SNS topic name: jobs and vault notification configurations may name it
     by its ARN, and its notifications are POSTed to URL."""
-    arn = _run(TopicService(obj.ctx).create, obj.account(account_id), name, url)
-    _emit({"TopicArn": arn, "Url": url})
+    _emit(obj.call("CreateTopic", account_id=obj.account(account_id), name=name, url=url))
 
 
 @admin.command("list-topics")
 @account_option
 @click.pass_obj
 def list_topics(obj: Admin, account_id: str | None) -> None:
-    account = obj.account(account_id)
-    region = obj.ctx.region
-    _emit({"Topics": [{"TopicArn": topic_arn(region, account, name), "Url": url}
-                      for name, url in obj.meta.list_topics(account)]})
+    _emit(obj.call("ListTopics", account_id=obj.account(account_id)))
 
 
 @admin.command("delete-topic")
@@ -249,7 +252,7 @@ def list_topics(obj: Admin, account_id: str | None) -> None:
 @click.argument("name")
 @click.pass_obj
 def delete_topic(obj: Admin, account_id: str | None, name: str) -> None:
-    _run(TopicService(obj.ctx).delete, obj.account(account_id), name)
+    _emit(obj.call("DeleteTopic", account_id=obj.account(account_id), name=name))
 
 
 @admin.command("list-notifications")
@@ -258,10 +261,7 @@ def delete_topic(obj: Admin, account_id: str | None, name: str) -> None:
 @click.pass_obj
 def list_notifications(obj: Admin, account_id: str | None, vault: str) -> None:
     """The job-completion notifications of a vault: topic, target and how delivery went."""
-    rows = obj.meta.list_notifications(VaultRef(obj.account(account_id), vault))
-    _emit({"Notifications": [
-        {"JobId": row["job_id"], "Topic": row["topic"], "Target": row["target"],
-         "Status": row["status"], "At": iso8601(row["created_at"])} for row in rows]})
+    _emit(obj.call("ListNotifications", account_id=obj.account(account_id), vault=vault))
 
 
 # -- integrity ---------------------------------------------------------------------------------
@@ -271,11 +271,7 @@ def list_notifications(obj: Admin, account_id: str | None, vault: str) -> None:
 def list_corrupt(obj: Admin) -> None:
     """Archives whose stored bytes failed verification (never served; restore them from
     another copy)."""
-    _emit({"Corrupt": [
-        {"AccountId": a.vault.account_id, "VaultName": a.vault.name, "ArchiveId": a.id,
-         "Size": a.size, "SHA256TreeHash": a.tree_hash, "Reason": a.corrupt_reason,
-         "MarkedAt": None if a.corrupt_at is None else iso8601(a.corrupt_at)}
-        for a in obj.meta.corrupt_archives()]})
+    _emit(obj.call("ListCorrupt", account_id=None))
 
 
 @admin.command("scrub")
@@ -291,26 +287,24 @@ def scrub(obj: Admin, account_id: str | None, vault: str | None, rate: float | N
     A corrupt archive is reported and marked: it is never served again. Interrupted, the
     scrub resumes where it stopped. Exit codes: 0 all good, 3 corruption found, 130
     interrupted."""
-    ref = None if vault is None else VaultRef(obj.account(account_id), vault)
+    account = obj.account(account_id) if vault is not None else account_id
 
     def report(archive: Archive, reason: str | None) -> None:
         if reason is not None:
             click.echo(f"CORRUPT {archive.vault.account_id}/{archive.vault.name} "
                        f"{archive.id}: {reason}", err=True)
 
-    scrubber = Scrubber(obj.ctx)
     try:
-        result = scrubber.run(ref, bytes_per_second=None if rate is None else rate * 1e6,
-                              on_archive=report)
+        if obj.remote is None:
+            result = obj.operations.scrub(account or "", vault, rate, on_archive=report)
+        else:
+            result = obj.call("Scrub", account_id=account, vault=vault, rate_mb_s=rate)
+            for item in (result or {}).get("Corrupt", []):
+                click.echo(f"CORRUPT {item['AccountId']}/{item['VaultName']} "
+                           f"{item['ArchiveId']}: {item['Reason']}", err=True)
     except KeyboardInterrupt:
         click.echo("interrupted: run the same command to resume", err=True)
         sys.exit(130)
-    _emit({
-        "Checked": result.checked,
-        "BytesRead": result.bytes_read,
-        "ResumedAfterPosition": result.resumed_after,
-        "Corrupt": [{"AccountId": a.vault.account_id, "VaultName": a.vault.name,
-                     "ArchiveId": a.id, "Reason": reason} for a, reason in result.corrupt],
-    })
-    if result.corrupt:
+    _emit(result)
+    if result and result["Corrupt"]:
         sys.exit(3)

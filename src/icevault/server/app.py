@@ -4,23 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from dataclasses import replace
 
 from aiohttp import web
 
 from icevault.config import ServerSettings
 from icevault.core.errors import (
     InvalidParameterValueError,
-    InvalidSignatureError,
-    MissingParameterValueError,
 )
 from icevault.core.faults import Fault, FaultKind
-from icevault.core.identity import Principal
 from icevault.core.models import (
     ACCOUNT_ID_RE,
     AdjustableClock,
@@ -29,22 +24,23 @@ from icevault.core.models import (
     validate_vault_name,
 )
 from icevault.server import (
+    adminapi,
     background,
     health,
     metrics,
     parse,
     requestlog,
     routes,
-    sigv4,
     testcontrols,
 )
+from icevault.server.authn import authenticate
 from icevault.server.call import Call
 from icevault.server.errors import error_middleware
 from icevault.server.handlers import account, archives, jobs, policies, uploads, vaults
 from icevault.server.routes import Op
 from icevault.server.runtime import RUNTIME, Runtime
 from icevault.server.transfer import TransferLimits
-from icevault.server.wire import job_json, read_small_body
+from icevault.server.wire import job_json
 from icevault.service.access import IMPORT_ACTION, AccessRequest
 from icevault.service.context import Context, Timing
 from icevault.service.faults import FaultPlan
@@ -151,7 +147,7 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     request[requestlog.VAULT_KEY] = route.vault
     if runtime.controls is not None:
         runtime.controls.requests[route.op.value] += 1
-    caller = await authenticate(runtime, request, route)
+    caller = await authenticate(runtime, request, streamed=route.op in _STREAMED)
     principal = caller.principal
     account = resolve_account(route.account, principal.account_id)
     request[requestlog.ACCOUNT_KEY] = account
@@ -217,78 +213,6 @@ _IMPORTING = frozenset({Op.UPLOAD_ARCHIVE, Op.INITIATE_MULTIPART_UPLOAD})
 _STREAMED = frozenset({Op.UPLOAD_ARCHIVE, Op.UPLOAD_MULTIPART_PART})
 
 
-@dataclass(frozen=True, slots=True)
-class Caller:
-    principal: Principal
-    body: bytes  # a JSON operation's body (streamed bodies are read by their handler)
-    # An upload's body must match its x-amz-sha256-tree-hash, itself SHA-256 based: when the
-    # signature covers that header (or nothing is signed), checking the tree hash binds the
-    # body, and the linear SHA-256 of x-amz-content-sha256 need not be computed again.
-    tree_hash_binds_body: bool
-
-
-async def authenticate(
-    runtime: Runtime, request: web.Request, route: routes.Route
-) -> Caller:
-    """Who is calling, and the body of a JSON operation (streamed bodies are read later).
-
-    Everything the signature covers is checked before a body is read; a body is then
-    bound to the signature by its SHA-256 (the signed ``x-amz-content-sha256``)."""
-    glacier = runtime.glacier
-    streamed = route.op in _STREAMED
-    timeout = runtime.limits.io_timeout_s
-    if runtime.settings.auth == "off":
-        body = b"" if streamed else await read_small_body(request, timeout)
-        return Caller(Principal(glacier.ctx.meta.default_account(), None, None), body, True)
-    signed = sigv4.SignedRequest(
-        method=request.method,
-        raw_path=request.raw_path.split("?", 1)[0],
-        raw_query=request.rel_url.raw_query_string,
-        headers=_header_lists(request),
-    )
-    creds = sigv4.parse_credentials(signed)
-    loop = asyncio.get_running_loop()
-    key = await loop.run_in_executor(
-        runtime.executor, glacier.identity.lookup_key, creds.access_key_id
-    )
-    key = sigv4.check_key(key)
-    declared = signed.header("x-amz-content-sha256")
-    now = datetime.now(UTC)
-    region = glacier.ctx.region
-    body = b""
-    if streamed:
-        if declared is None:
-            raise MissingParameterValueError(
-                "Required parameter missing: x-amz-content-sha256 (needed to sign an upload)"
-            )
-        # The upload path hashes the body as it streams and refuses it on a mismatch.
-        sigv4.verify(signed, creds, key, region=region, now=now, body_sha256=None)
-    elif declared is not None:
-        sigv4.verify(signed, creds, key, region=region, now=now, body_sha256=None)
-        body = await read_small_body(request, timeout)
-        computed = hashlib.sha256(body).hexdigest()
-        if declared.strip().lower() != computed:
-            # The signature covers the declared hash, so the body itself must match it.
-            raise InvalidSignatureError(
-                "The provided x-amz-content-sha256 header does not match what was computed: "
-                f"declared {declared[:64]}, body {computed}"
-            )
-    else:
-        # Without a declared hash the signature covers the body itself; it is capped and timed.
-        body = await read_small_body(request, timeout)
-        sigv4.verify(signed, creds, key, region=region, now=now,
-                     body_sha256=hashlib.sha256(body).hexdigest())
-    return Caller(Principal(key.account_id, key.user, key.id), body,
-                  "x-amz-sha256-tree-hash" in creds.signed_headers)
-
-
-def _header_lists(request: web.Request) -> dict[str, list[str]]:
-    headers: dict[str, list[str]] = {}
-    for name, value in request.headers.items():
-        headers.setdefault(name.lower(), []).append(value)
-    return headers
-
-
 async def _stamp(request: web.Request, response: web.StreamResponse) -> None:
     # Every response, error or not, streamed or not, carries a request id (the one in the
     # request's log line).
@@ -329,6 +253,7 @@ def create_app(settings: ServerSettings, glacier: Glacier | None = None) -> web.
     app[RUNTIME] = runtime
     # Before the catch-all below, which would shadow them.
     health.add_routes(app)
+    adminapi.add_routes(app)
     if server_metrics is not None:
         executor = runtime.executor
 
