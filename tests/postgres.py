@@ -3,6 +3,7 @@ Unix socket there, stopped at the end. Needs PostgreSQL's server binaries (Debia
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import itertools
 import os
@@ -66,8 +67,19 @@ class PostgresServer:
                          "TEMPLATE template0")
         return self.url(name)
 
+    def pause(self) -> None:
+        """Stop the server, keeping its data (an outage)."""
+        self._run("pg_ctl", "-D", str(self.root / "data"), "-m", "fast", "-w", "stop")
+
+    def resume(self) -> None:
+        """Start it again on the same data, socket and port."""
+        self._run("pg_ctl", "-D", str(self.root / "data"), "-l", str(self.root / "log"), "-w",
+                  "-o", f"-p {self.port} -k {self.root} -c listen_addresses='' -c fsync=off",
+                  "start")
+
     def stop(self) -> None:
         try:
-            self._run("pg_ctl", "-D", str(self.root / "data"), "-m", "immediate", "stop")
+            with contextlib.suppress(subprocess.CalledProcessError):  # paused already
+                self._run("pg_ctl", "-D", str(self.root / "data"), "-m", "immediate", "stop")
         finally:
             shutil.rmtree(self.root, ignore_errors=True)

@@ -213,6 +213,7 @@ def serve(
         raise_open_file_limit,
     )
     from icevault.server.listener import serve as serve_app
+    from icevault.store.paths import DataDirInUseError, hold_data_dir
 
     logformat.configure(log_level, log_format)
     try:
@@ -283,9 +284,14 @@ def serve(
             ssl_context=ssl_context,
         )
         # Bound first: a port in use fails before anything is written to the data directory.
+        if metadata_url is None or blob_url is None:
+            # Kept for the process's life: the kernel drops it when the process ends.
+            lock = hold_data_dir(data_dir)  # noqa: F841
         sock = bind(host, port)
         bound_port = sock.getsockname()[1]
         asyncio.run(serve_app(create_app(settings), listener, sock, ready=announce))
+    except DataDirInUseError as exc:
+        raise StartupError(str(exc)) from None
     except Exception as exc:
         if started:
             raise

@@ -8,6 +8,7 @@ import contextlib
 import logging
 import threading
 
+from icevault.core.errors import StorageUnavailableError
 from icevault.core.models import Job
 from icevault.server.runtime import Runtime
 from icevault.service.notifications import Notifier
@@ -21,8 +22,15 @@ SCRUB_CHECK_S = 60.0
 def _notify(notifier: Notifier, job: Job) -> None:
     try:
         notifier.notify(job)
+    except StorageUnavailableError as exc:
+        _unavailable(f"the notification for job {job.id}", exc)
     except Exception:
         log.exception("could not record or deliver the notification for job %s", job.id)
+
+
+def _unavailable(work: str, exc: StorageUnavailableError) -> None:
+    log.warning("%s waits: %s", work, exc.message,
+                extra={"event": "storage_unavailable", "work": work})
 
 
 async def complete_due_jobs(runtime: Runtime) -> int:
@@ -62,6 +70,9 @@ async def job_worker(runtime: Runtime) -> None:
                         await runtime.job_event.wait()
         except asyncio.CancelledError:
             raise
+        except StorageUnavailableError as exc:  # a database or store outage: expected, said
+            _unavailable("job worker", exc)
+            await asyncio.sleep(1.0)
         except Exception:
             log.exception("job worker failed; retrying in 1 s")
             await asyncio.sleep(1.0)
@@ -80,6 +91,8 @@ async def housekeeping(runtime: Runtime) -> None:
                 log.info("housekeeping", extra={
                     "event": "housekeeping", "jobs_expired": jobs, "uploads_expired": uploads,
                     "blobs_deleted": collected})
+        except StorageUnavailableError as exc:
+            _unavailable("housekeeping", exc)
         except Exception:
             log.exception("housekeeping failed; will retry")
 

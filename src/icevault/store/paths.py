@@ -35,3 +35,37 @@ def ensure_private_dir(path: Path) -> bool:
     if not created and (path.stat().st_mode & 0o777) != PRIVATE_DIR_MODE:
         os.chmod(path, PRIVATE_DIR_MODE)
     return created
+
+
+LOCK_FILE = "icevault.lock"
+
+
+class DataDirInUseError(RuntimeError):
+    """Another server holds this data directory."""
+
+
+def hold_data_dir(data_dir: Path) -> int:
+    """Lock ``data_dir`` for this server; returns the lock's descriptor (keep it open).
+
+    Two servers on one SQLite file or one directory of archive files would corrupt each
+    other's state (each sweeps what it does not know as orphans); several servers need
+    PostgreSQL and an object store. The lock is the kernel's (flock), so a server killed in
+    any way leaves nothing stale behind."""
+    import fcntl
+
+    make_private_dir(data_dir)
+    path = data_dir / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise DataDirInUseError(
+            f"another icevault server (pid {holder}) is using {data_dir}: one data directory "
+            "serves one server; several servers need --metadata-url (PostgreSQL) and "
+            "--blob-url (an object store)"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    return fd

@@ -7,6 +7,7 @@ transactions start with ``BEGIN IMMEDIATE`` so two writers never deadlock upgrad
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections.abc import Iterator
@@ -27,7 +28,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from icevault.core.errors import StorageUnavailableError
 from icevault.core.models import (
@@ -62,6 +63,11 @@ def _private_sqlite_file(url: str) -> None:
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     os.close(fd)
     os.chmod(path, 0o600)
+
+
+def _unavailable(exc: BaseException) -> StorageUnavailableError:
+    return StorageUnavailableError(
+        f"The metadata database does not answer; try again ({type(exc).__name__})")
 
 
 class _Row(dict[str, Any]):
@@ -173,12 +179,21 @@ class SqlEngine:
             self._engine = create_engine(url, pool_size=32, max_overflow=32)
             _configure_sqlite(self._engine)
         else:
-            self._engine = create_engine(url, pool_size=32, max_overflow=32, pool_pre_ping=True)
+            # A database that does not answer fails a request in seconds (a 503 the client
+            # retries), not after the operating system's connect timeout.
+            self._engine = create_engine(url, pool_size=32, max_overflow=32, pool_pre_ping=True,
+                                         connect_args={"connect_timeout": 5})
         self._account_lock = threading.Lock()
         self._default_account: str | None = None
         self._migrate()
         self._local = threading.local()
         self._raw_connections: list[Any] = []
+        dbapi = self._engine.dialect.dbapi
+        # The driver's errors for a connection that is gone or cannot be made, and
+        # SQLAlchemy's for the latter.
+        self._connection_errors: tuple[type[BaseException], ...] = (
+            (dbapi.OperationalError, dbapi.InterfaceError, OperationalError)
+            if dbapi is not None and not self._is_sqlite else ())
         self._prepared = {
             name: _Prepared(statement, self._engine)
             for name, statement in (
@@ -191,11 +206,26 @@ class SqlEngine:
 
     def _fast_rows(self, name: str, values: dict[str, Any]) -> list[Any]:
         """Rows of a prebuilt SELECT through this thread's own raw connection. Each row
-        supports attribute access by column name, like a SQLAlchemy row."""
+        supports attribute access by column name, like a SQLAlchemy row.
+
+        A connection the database dropped (a restart, a failover) is replaced and the read
+        tried once more; a database that does not answer is a 503 to the client."""
+        try:
+            return self._fast_rows_once(name, values)
+        except self._connection_errors:
+            self._drop_raw()
+        try:
+            return self._fast_rows_once(name, values)
+        except self._connection_errors as exc:
+            self._drop_raw()
+            raise _unavailable(exc) from exc
+
+    def _fast_rows_once(self, name: str, values: dict[str, Any]) -> list[Any]:
         prepared = self._prepared[name]
         raw = getattr(self._local, "raw", None)
         if raw is None:
-            raw = self._local.raw = self._engine.raw_connection()
+            raw = self._engine.raw_connection()
+            self._local.raw = raw
             with self._account_lock:
                 self._raw_connections.append(raw)
         cursor = raw.cursor()
@@ -210,6 +240,17 @@ class SqlEngine:
         if not self._is_sqlite:
             raw.rollback()  # end the implicit transaction a DB-API driver opened
         return [_Row(zip(prepared.columns, row, strict=True)) for row in rows]
+
+    def _drop_raw(self) -> None:
+        raw = getattr(self._local, "raw", None)
+        self._local.raw = None
+        if raw is None:
+            return
+        with self._account_lock:
+            if raw in self._raw_connections:
+                self._raw_connections.remove(raw)
+        with contextlib.suppress(Exception):
+            raw.invalidate()  # the pool forgets it; a new one is made on next use
 
     # -- plumbing -------------------------------------------------------------------------
     @contextmanager
@@ -226,6 +267,12 @@ class SqlEngine:
                 raise StorageUnavailableError(
                     f"The metadata store cannot take writes: {exc.orig}"
                 ) from exc
+            if not self._is_sqlite:  # a database server down, restarting or unreachable
+                raise _unavailable(exc) from exc
+            raise
+        except DBAPIError as exc:
+            if exc.connection_invalidated:
+                raise _unavailable(exc) from exc
             raise
 
     def _migrate(self) -> None:

@@ -1,0 +1,92 @@
+"""A PostgreSQL outage seen from icevault: requests fail fast with 503 while the database is
+down, and every path, the hot reads included, recovers by itself when it is back."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from tests.postgres import PostgresServer
+from tests.support import ServerProcess, wait_for_job
+
+
+@pytest.fixture()
+def database() -> Iterator[PostgresServer]:
+    server = PostgresServer().start()  # its own: this test stops it
+    yield server
+    server.stop()
+
+
+def _every_path(client: Any, archive_id: str, job_id: str) -> bytes:
+    client.describe_vault(vaultName="v")  # a key lookup and a vault read
+    client.describe_job(vaultName="v", jobId=job_id)  # hot read
+    client.initiate_job(vaultName="v", jobParameters={"Type": "archive-retrieval",
+                                                      "ArchiveId": archive_id})  # a write
+    body: bytes = client.get_job_output(vaultName="v", jobId=job_id)["body"].read()
+    return body
+
+
+def test_requests_fail_fast_while_postgres_is_down_and_recover_after(
+        database: PostgresServer, tmp_path: Path) -> None:
+    server = ServerProcess(tmp_path / "data", auth="sigv4", extra_args=[
+        "--metadata-url", database.new_database(), "--cache-ttl", "100ms"]).start()
+    try:
+        client = server.client()
+        client.create_vault(vaultName="v")
+        archive_id = client.upload_archive(vaultName="v", body=b"acknowledged")["archiveId"]
+        job_id = client.initiate_job(vaultName="v", jobParameters={
+            "Type": "archive-retrieval", "ArchiveId": archive_id})["jobId"]
+        wait_for_job(client, "v", job_id)
+        assert _every_path(client, archive_id, job_id) == b"acknowledged"
+        database.pause()
+        time.sleep(0.3)  # past the key cache
+        for call in (lambda: client.describe_vault(vaultName="v"),
+                     lambda: client.describe_job(vaultName="v", jobId=job_id),
+                     lambda: client.get_job_output(vaultName="v", jobId=job_id)):
+            started = time.monotonic()
+            with pytest.raises(ClientError) as exc:
+                call()
+            error = exc.value.response
+            assert (error["Error"]["Code"], error["ResponseMetadata"]["HTTPStatusCode"]) == (
+                "ServiceUnavailableException", 503)
+            assert time.monotonic() - started < 5
+        database.resume()
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                assert _every_path(client, archive_id, job_id) == b"acknowledged"
+                break
+            except ClientError:
+                assert time.monotonic() < deadline, server.log()[-3000:]
+                time.sleep(0.2)
+        # Once back, it stays back: every path works on every try.
+        for _ in range(20):
+            assert _every_path(client, archive_id, job_id) == b"acknowledged"
+        assert "Traceback" not in server.log()
+    finally:
+        server.stop()
+
+
+def test_a_second_server_on_one_data_directory_is_refused(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    first = ServerProcess(tmp_path / "data", auth="off").start()
+    try:
+        second = subprocess.run(
+            [sys.executable, "-m", "icevault", "serve", "--port", "0", "--data-dir",
+             str(tmp_path / "data"), "--auth", "off"],
+            capture_output=True, text=True, timeout=60)
+        assert second.returncode == 2
+        assert f"another icevault server (pid {first.proc.pid}) is using" in second.stderr
+        assert "Traceback" not in second.stderr
+        first.client().list_vaults()  # the first one serves on, untouched
+        first.kill()  # however it ends, the directory is free again
+        ServerProcess(tmp_path / "data", auth="off").start().stop()
+    finally:
+        first.stop()
