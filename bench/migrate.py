@@ -20,8 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import psutil
-
+from bench.peers import peak_rss_until_exit
 from icevault.client import download_job_output, upload_archive
 from icevault.testing import IcevaultServer
 
@@ -68,14 +67,7 @@ def _migrate(source: IcevaultServer, target: IcevaultServer, work: Path, vault: 
          "--target-vault", f"{vault}-migrated{round_}", "--inventory", str(inventory),
          "--chunk-size", chunk, "--workers", str(workers), "--poll-cap", "0.2"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    peak = 0
-    watched = psutil.Process(process.pid)
-    while process.poll() is None:
-        try:
-            peak = max(peak, watched.memory_info().rss)
-        except psutil.NoSuchProcess:
-            break
-        time.sleep(0.02)
+    peak = peak_rss_until_exit(process)
     _, err = process.communicate()
     if process.returncode != 0:
         raise RuntimeError(f"icevault migrate failed: {err[-2000:]}")

@@ -125,3 +125,16 @@ def start_moto() -> Peer | None:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     _wait_port(port, proc)
     return Peer("moto", port, proc, "AKIDBENCH", "bench")
+
+
+def peak_rss_until_exit(process: subprocess.Popen[Any], interval: float = 0.02) -> int:
+    """The highest resident memory ``process`` reached, sampled until it exits."""
+    peak = 0
+    watched = psutil.Process(process.pid)
+    while process.poll() is None:
+        try:
+            peak = max(peak, watched.memory_info().rss)
+        except psutil.NoSuchProcess:
+            break
+        time.sleep(interval)
+    return peak

@@ -18,6 +18,7 @@ import boto3
 import botocore.config
 import psutil
 
+from bench.peers import peak_rss_until_exit  # noqa: F401 - shared with the benchmarks
 from icevault.testing.server import ServerStartError, launch
 
 REGION = "us-east-1"
@@ -135,19 +136,6 @@ class ServerProcess:
             check=check,
             timeout=120,
         )
-
-
-def peak_rss_until_exit(process: subprocess.Popen[Any], interval: float = 0.02) -> int:
-    """The highest resident memory ``process`` reached, sampled until it exits."""
-    peak = 0
-    watched = psutil.Process(process.pid)
-    while process.poll() is None:
-        try:
-            peak = max(peak, watched.memory_info().rss)
-        except psutil.NoSuchProcess:
-            break
-        time.sleep(interval)
-    return peak
 
 
 def wait_for_job(client: Any, vault: str, job_id: str, timeout: float = 20.0) -> dict[str, Any]:
