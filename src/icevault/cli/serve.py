@@ -284,11 +284,11 @@ def serve(
             ssl_context=ssl_context,
         )
         # Bound first: a port in use fails before anything is written to the data directory.
+        sock = bind(host, port)  # first: a busy port fails before anything is written
+        bound_port = sock.getsockname()[1]
         if metadata_url is None or blob_url is None:
             # Kept for the process's life: the kernel drops it when the process ends.
             lock = hold_data_dir(data_dir)  # noqa: F841
-        sock = bind(host, port)
-        bound_port = sock.getsockname()[1]
         asyncio.run(serve_app(create_app(settings), listener, sock, ready=announce))
     except DataDirInUseError as exc:
         raise StartupError(str(exc)) from None
