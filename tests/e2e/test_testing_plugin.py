@@ -69,6 +69,17 @@ def test_session_server_second_is_clean(icevault_session_server):
     assert vault_names() == []  # the vault and the throttling rule are gone
 
 
+@pytest.fixture(scope="session")
+def session_endpoint(icevault_session_server):
+    # A user's own session fixture may build on it: it is session-scoped itself.
+    return icevault_session_server.endpoint_url
+
+
+def test_session_fixture_of_the_user(session_endpoint, icevault_session_server):
+    assert session_endpoint == icevault_session_server.endpoint_url
+    assert vault_names() == []
+
+
 def test_environment_is_restored():
     assert os.environ.get("AWS_ENDPOINT_URL_GLACIER") is None
 '''
@@ -82,7 +93,7 @@ def test_plugin_fixtures_in_a_users_project(pytester: pytest.Pytester,
     # A separate interpreter, so the plugin is found the way a user's run finds it: through
     # the installed package's pytest11 entry point (no -p, no conftest).
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q")
-    result.assert_outcomes(passed=7)
+    result.assert_outcomes(passed=8)
 
 
 def _readme_block(after: str) -> str:

@@ -3,8 +3,8 @@
 Fixtures:
 
 * ``icevault_server``: a fresh server for each test;
-* ``icevault_session_server``: one server for the whole session, its vaults and fault rules
-  removed before each test;
+* ``icevault_session_server``: one server for the whole session (session scope), its vaults
+  and fault rules removed before each test that uses it;
 * ``glacier_client``: a boto3 Glacier client for ``icevault_server``.
 
 Both server fixtures point unchanged ``boto3.client("glacier")`` code at the server for the
@@ -48,17 +48,24 @@ def icevault_server(request: pytest.FixtureRequest) -> Iterator[IcevaultServer]:
 
 
 @pytest.fixture(scope="session")
-def _icevault_shared_server() -> Iterator[IcevaultServer]:
+def icevault_session_server() -> Iterator[IcevaultServer]:
+    """One server for the whole session (its vaults and fault rules are removed before each
+    test that uses it, and the environment points at it during each such test)."""
     with IcevaultServer() as server:
         yield server
 
 
-@pytest.fixture
-def icevault_session_server(_icevault_shared_server: IcevaultServer) -> Iterator[IcevaultServer]:
-    server = _icevault_shared_server
+@pytest.fixture(autouse=True)
+def _icevault_session_server_per_test(request: pytest.FixtureRequest) -> Iterator[None]:
+    # Autouse, so that a session-scoped server is still clean for every test that uses it;
+    # tests that do not use it pay nothing.
+    if "icevault_session_server" not in request.fixturenames:
+        yield
+        return
+    server: IcevaultServer = request.getfixturevalue("icevault_session_server")
     server.reset()
     with server.patch_env():
-        yield server
+        yield
 
 
 @pytest.fixture
