@@ -69,6 +69,10 @@ class ServerSettings:
     scrub_interval_s: float = 0.0  # 0: no periodic scrub
     scrub_rate: float | None = None  # bytes per second
     maintenance_interval_s: float = 60.0
+    # Unreferenced bytes younger than this are never swept: another server sharing the
+    # store may be between writing them and recording them.
+    orphan_grace_s: float = 24 * 3600.0
+    orphan_sweep_interval_s: float = 6 * 3600.0  # 0: only at start-up
     metadata_url: str | None = None
     blob_url: str | None = None  # s3://bucket/prefix?endpoint=...; None: files in data_dir
     notification_url: str | None = None

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from icevault.core.treehash import MIB, tree_hash
 from tests.seaweed import SeaweedServer
@@ -67,3 +70,43 @@ def test_workflow_with_blobs_in_s3(seaweed: SeaweedServer,
         assert glacier.describe_vault(vaultName="s3-vault")["NumberOfArchives"] == 2
     finally:
         server.stop()
+
+
+def test_a_second_server_on_the_same_bucket_leaves_the_firsts_data_alone(
+        seaweed: SeaweedServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "icevault")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "icevault")
+    store = seaweed.new_store_url()
+    first = ServerProcess(tmp_path / "first", auth="off", extra_args=["--blob-url", store]).start()
+    second = None
+    try:
+        client = first.client()
+        client.create_vault(vaultName="v")
+        data = pattern(2 * MIB + 3, seed=7)
+        archive_id = client.upload_archive(vaultName="v", body=data)["archiveId"]
+        upload_id = client.initiate_multipart_upload(vaultName="v", partSize=str(MIB))[
+            "uploadId"]
+        client.upload_multipart_part(vaultName="v", uploadId=upload_id, body=data[:MIB],
+                                     range=f"bytes 0-{MIB - 1}/*")
+        # Its own metadata knows none of the first one's bytes: without a grace, its start-up
+        # sweep took them for a crash's leftovers and deleted them.
+        second = ServerProcess(tmp_path / "second", auth="off",
+                               extra_args=["--blob-url", store]).start()
+        second.client().list_vaults()
+        for start in range(MIB, len(data), MIB):
+            end = min(start + MIB, len(data)) - 1
+            client.upload_multipart_part(vaultName="v", uploadId=upload_id,
+                                         body=data[start:end + 1], range=f"bytes {start}-{end}/*")
+        done = client.complete_multipart_upload(vaultName="v", uploadId=upload_id,
+                                                archiveSize=str(len(data)),
+                                                checksum=tree_hash(data))
+        for archive in (archive_id, done["archiveId"]):
+            job = client.initiate_job(vaultName="v", jobParameters={
+                "Type": "archive-retrieval", "ArchiveId": archive})
+            wait_for_job(client, "v", job["jobId"])
+            assert client.get_job_output(vaultName="v", jobId=job["jobId"])[
+                "body"].read() == data
+    finally:
+        if second is not None:
+            second.stop()
+        first.stop()

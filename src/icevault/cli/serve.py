@@ -158,6 +158,15 @@ def _load_faults(path: Path | None, test_controls: bool) -> tuple[Fault, ...]:
     help="MB/s the periodic scrub may read [default: unpaced].",
 )
 @click.option(
+    "--orphan-grace", default="24h", show_default=True, callback=_duration,
+    help="Unreferenced bytes younger than this are never swept (another server sharing the "
+         "object store may be writing them).",
+)
+@click.option(
+    "--orphan-sweep-interval", default="6h", show_default=True, callback=_duration,
+    help="How often unreferenced bytes are looked for besides at start (0: only at start).",
+)
+@click.option(
     "--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
     help="Log lines for people (text) or one JSON object per line (json).",
 )
@@ -198,6 +207,8 @@ def serve(
     cache_ttl: float,
     scrub_interval: float,
     scrub_rate: float | None,
+    orphan_grace: float,
+    orphan_sweep_interval: float,
     log_format: str,
     metrics: str,
     test_controls: bool,
@@ -242,6 +253,8 @@ def serve(
         cache_ttl_s=cache_ttl,
         scrub_interval_s=scrub_interval,
         scrub_rate=None if scrub_rate is None else scrub_rate * 1e6,
+        orphan_grace_s=orphan_grace,
+        orphan_sweep_interval_s=orphan_sweep_interval,
         metrics=metrics == "on",
         test_controls=test_controls,
         faults=_load_faults(faults_file, test_controls),

@@ -285,7 +285,11 @@ def create_app(settings: ServerSettings, glacier: Glacier | None = None) -> web.
                 "AWS_PROFILE=icevault",
                 key.account_id, key.id, path, path.resolve(),
             )
-        await loop.run_in_executor(runtime.executor, maintenance.sweep_orphans)
+        # A data directory is this server's alone (it holds the directory's lock), so what is
+        # unreferenced there now is a crash's leftover; a shared object store may hold
+        # another server's upload in flight, younger than the grace.
+        grace = 0.0 if runtime.glacier.ctx.blobs.opens_are_local else settings.orphan_grace_s
+        await loop.run_in_executor(runtime.executor, maintenance.sweep_orphans, grace)
         await loop.run_in_executor(runtime.executor, maintenance.expire)
         await loop.run_in_executor(runtime.executor, maintenance.collect_garbage)
         tasks = [

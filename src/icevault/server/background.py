@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 
 from icevault.core.errors import StorageUnavailableError
 from icevault.core.models import Job
@@ -81,9 +82,16 @@ async def job_worker(runtime: Runtime) -> None:
 async def housekeeping(runtime: Runtime) -> None:
     loop = asyncio.get_running_loop()
     maintenance = runtime.glacier.maintenance
+    settings = runtime.settings
+    last_sweep = time.monotonic()  # the start-up sweep
     while True:
-        await asyncio.sleep(runtime.settings.maintenance_interval_s)
+        await asyncio.sleep(settings.maintenance_interval_s)
         try:
+            interval = settings.orphan_sweep_interval_s
+            if interval > 0 and time.monotonic() - last_sweep >= interval:
+                last_sweep = time.monotonic()
+                await loop.run_in_executor(runtime.executor, maintenance.sweep_orphans,
+                                           settings.orphan_grace_s)
             jobs, uploads = await loop.run_in_executor(runtime.executor, maintenance.expire)
             collected = await loop.run_in_executor(runtime.executor,
                                                    maintenance.collect_garbage)

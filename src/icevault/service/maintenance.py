@@ -52,12 +52,17 @@ class Maintenance:
             self.ctx.meta.drop_garbage([item.seq for item in items])
             total += len(items)
 
-    def sweep_orphans(self) -> SweepReport:
-        """Remove bytes no metadata refers to: what a crash left between writing bytes and
-        recording them. Run only while no upload is in flight (at start-up)."""
-        temporary = self.ctx.blobs.sweep_temporary(0)
-        blobs = self._sweep(list(self.ctx.blobs.iter_keys()), staging=False)
-        staging = self._sweep(list(self.ctx.blobs.iter_staging_keys()), staging=True)
+    def sweep_orphans(self, grace_s: float = 0.0) -> SweepReport:
+        """Remove bytes no metadata refers to that were last written at least ``grace_s``
+        seconds ago: what a crash left between writing bytes and recording them.
+
+        A grace of 0 is only for a store no other server shares, at start-up, when no
+        upload is in flight. With a store shared by several servers, another one's upload
+        in flight (bytes written, metadata not yet recorded) is younger than any sensible
+        grace, so it is left alone."""
+        temporary = self.ctx.blobs.sweep_temporary(grace_s)
+        blobs = self._sweep(list(self.ctx.blobs.iter_keys(grace_s)), staging=False)
+        staging = self._sweep(list(self.ctx.blobs.iter_staging_keys(grace_s)), staging=True)
         report = SweepReport(temporary, blobs, staging)
         if temporary or blobs or staging:
             log.warning("removed orphaned data left by an earlier crash",

@@ -85,11 +85,12 @@ class BlobStore(Protocol):
 
     def delete_staging(self, staging_key: str) -> None: ...
 
-    def iter_keys(self) -> Iterator[str]:
-        """Every committed blob key (for the orphan sweep)."""
+    def iter_keys(self, older_than_s: float = 0.0) -> Iterator[str]:
+        """Every committed blob key last written at least ``older_than_s`` seconds ago (for
+        the orphan sweep)."""
         ...
 
-    def iter_staging_keys(self) -> Iterator[str]: ...
+    def iter_staging_keys(self, older_than_s: float = 0.0) -> Iterator[str]: ...
 
     def sweep_temporary(self, older_than_s: float) -> int:
         """Remove uncommitted writes older than ``older_than_s`` seconds; return how many."""

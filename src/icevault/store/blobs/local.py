@@ -33,6 +33,13 @@ from icevault.store.paths import ensure_private_dir, make_private_dir
 WRITE_BLOCK = 1024 * 1024
 
 
+def _older(entry: os.DirEntry[str], cutoff: float) -> bool:
+    try:
+        return entry.stat().st_mtime <= cutoff
+    except FileNotFoundError:
+        return False  # deleted meanwhile: nothing to sweep
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -244,15 +251,19 @@ class LocalBlobStore:
             if not os.access(self.root / sub, os.W_OK | os.X_OK):
                 raise OSError(f"{self.root / sub} is missing or not writable")
 
-    def iter_keys(self) -> Iterator[str]:
+    def iter_keys(self, older_than_s: float = 0.0) -> Iterator[str]:
+        cutoff = time.time() - older_than_s
         for fan in sorted((self.root / "blobs").iterdir()):
             if fan.is_dir():
                 for entry in os.scandir(fan):
-                    yield entry.name
+                    if _older(entry, cutoff):
+                        yield entry.name
 
-    def iter_staging_keys(self) -> Iterator[str]:
+    def iter_staging_keys(self, older_than_s: float = 0.0) -> Iterator[str]:
+        cutoff = time.time() - older_than_s
         for entry in os.scandir(self.root / "staging"):
-            yield entry.name
+            if _older(entry, cutoff):
+                yield entry.name
 
     def sweep_temporary(self, older_than_s: float) -> int:
         cutoff = time.time() - older_than_s

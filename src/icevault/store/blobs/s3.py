@@ -237,10 +237,12 @@ class S3BlobStore:
     def delete(self, key: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=self._blob(key))  # idempotent
 
-    def iter_keys(self) -> Iterator[str]:
+    def iter_keys(self, older_than_s: float = 0.0) -> Iterator[str]:
         base = f"{self.prefix}blobs/"
+        cutoff = datetime.now(UTC) - timedelta(seconds=older_than_s)
         for item in self._list(base):
-            yield item["Key"][len(base):]
+            if item["LastModified"] <= cutoff:
+                yield item["Key"][len(base):]
 
     def sweep_temporary(self, older_than_s: float) -> int:
         cutoff = datetime.now(UTC) - timedelta(seconds=older_than_s)
@@ -334,10 +336,11 @@ class S3BlobStore:
         for name in names:
             self.client.delete_object(Bucket=self.bucket, Key=name)
 
-    def iter_staging_keys(self) -> Iterator[str]:
+    def iter_staging_keys(self, older_than_s: float = 0.0) -> Iterator[str]:
         # By their markers: some stores keep an emptied "directory" listed as a prefix.
         base = f"{self.prefix}staging/"
         suffix = "/" + STAGING_MARKER
+        cutoff = datetime.now(UTC) - timedelta(seconds=older_than_s)
         for item in self._list(base):
-            if item["Key"].endswith(suffix):
+            if item["Key"].endswith(suffix) and item["LastModified"] <= cutoff:
                 yield item["Key"][len(base):-len(suffix)]
