@@ -90,3 +90,42 @@ def test_a_second_server_on_one_data_directory_is_refused(tmp_path: Path) -> Non
         ServerProcess(tmp_path / "data", auth="off").start().stop()
     finally:
         first.stop()
+
+
+def test_servers_starting_together_on_one_database_make_one_account_and_key(
+        database: PostgresServer, tmp_path: Path) -> None:
+    import threading
+
+    url = database.new_database()
+    servers = [ServerProcess(tmp_path / f"s{n}", auth="sigv4", extra_args=[
+        "--metadata-url", url]) for n in range(3)]
+    failures: list[BaseException] = []
+
+    def start(server: ServerProcess) -> None:
+        try:
+            server.start()
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=start, args=(s,)) for s in servers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    try:
+        assert not failures, failures
+        keys = {s.root_credentials() for s in servers}
+        assert len(keys) == 1  # one root key, written to every data directory
+        accounts = {s.client().list_vaults()["ResponseMetadata"]["HTTPStatusCode"]
+                    for s in servers}
+        assert accounts == {200}
+        import psycopg
+
+        dbname = url.split("@/")[1].split("?")[0]
+        with psycopg.connect(host=str(database.root), port=database.port, user="postgres",
+                             dbname=dbname) as conn:
+            assert conn.execute("SELECT count(*) FROM access_keys").fetchone() == (1,)
+            assert conn.execute("SELECT count(*) FROM accounts").fetchone() == (1,)
+    finally:
+        for server in servers:
+            server.stop()

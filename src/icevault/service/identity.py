@@ -51,13 +51,22 @@ class IdentityService:
 
     def bootstrap(self, data_dir: Path) -> AccessKey | None:
         """On first start, create the default account's root key and write it to
-        ``<data-dir>/credentials``; return it, or None when keys already exist."""
+        ``<data-dir>/credentials``; return it, or None when it was made before.
+
+        Several servers starting together on one database make one key: the first to claim
+        it wins, and the others write that same key to their own data directories."""
         account = self.ctx.meta.default_account()
-        if self.ctx.meta.count_access_keys():
+        if self.ctx.meta.count_access_keys() and (data_dir / CREDENTIALS_FILE).exists():
             return None
-        key = self.create_key(account, None)
-        write_credentials_file(data_dir / CREDENTIALS_FILE, key, self.ctx.region)
-        return key
+        if self.ctx.meta.count_access_keys() and self.ctx.meta.get_setting(
+                "bootstrap_key") is None:
+            return None  # keys made by the admin commands before any server started
+        mine = AccessKey(id=new_access_key_id(), secret=new_secret_key(), account_id=account,
+                         user=None, status=KeyStatus.ACTIVE, created_at=self.ctx.clock.now_ms())
+        key = self.ctx.meta.claim_bootstrap_key(mine)
+        if not (data_dir / CREDENTIALS_FILE).exists():
+            write_credentials_file(data_dir / CREDENTIALS_FILE, key, self.ctx.region)
+        return key if key.id == mine.id else None
 
     def create_key(self, account_id: str, user: str | None) -> AccessKey:
         key = AccessKey(

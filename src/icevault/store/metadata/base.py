@@ -92,6 +92,11 @@ class JobCompletion:
 class IdentityPort(Protocol):
     """Accounts, access keys, users and identity policies."""
 
+    def claim_bootstrap_key(self, key: AccessKey) -> AccessKey:
+        """Make ``key`` the first account's root key made at first start, unless one was
+        made already (by another server starting at the same time): return the one that is."""
+        ...
+
     def default_account(self) -> str:
         """The account that owns requests when authentication is off (created on first use)."""
         ...

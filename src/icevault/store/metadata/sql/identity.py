@@ -9,11 +9,14 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.exc import IntegrityError
 
 from icevault.core.identity import AccessKey, KeyStatus
 from icevault.core.ids import new_account_id
 from icevault.store.metadata import schema as t
 from icevault.store.metadata.sql.engine import SqlEngine
+
+_BOOTSTRAP_KEY = "bootstrap_key"  # the first account's root key, made at first start
 
 
 class IdentityRows(SqlEngine):
@@ -21,6 +24,13 @@ class IdentityRows(SqlEngine):
     def default_account(self) -> str:
         if self._default_account is not None:
             return self._default_account
+        try:
+            return self._default_account_once()
+        except IntegrityError:
+            # Servers starting together on one PostgreSQL database: another one created it.
+            return self._default_account_once()
+
+    def _default_account_once(self) -> str:
         with self._account_lock, self._tx(write=True) as conn:
             row = conn.execute(
                 select(t.settings.c.value).where(t.settings.c.key == "default_account")
@@ -74,6 +84,28 @@ class IdentityRows(SqlEngine):
         return AccessKey(
             row.id, row.secret, row.account_id, row.user_name, KeyStatus(row.status), row.created_at
         )
+
+    def claim_bootstrap_key(self, key: AccessKey) -> AccessKey:
+        try:
+            return self._claim_bootstrap_key(key)
+        except IntegrityError:  # another server starting at the same time claimed it first
+            return self._claim_bootstrap_key(key)
+
+    def _claim_bootstrap_key(self, key: AccessKey) -> AccessKey:
+        with self._tx(write=True) as conn:
+            claimed = conn.execute(
+                select(t.settings.c.value).where(t.settings.c.key == _BOOTSTRAP_KEY)).first()
+            if claimed is not None:
+                row = conn.execute(
+                    select(t.access_keys).where(t.access_keys.c.id == claimed[0])).first()
+                assert row is not None, "the bootstrap key is recorded with its key"
+                return AccessKey(row.id, row.secret, row.account_id, row.user_name,
+                                 KeyStatus(row.status), row.created_at)
+            conn.execute(insert(t.settings).values(key=_BOOTSTRAP_KEY, value=key.id))
+            conn.execute(insert(t.access_keys).values(
+                id=key.id, secret=key.secret, account_id=key.account_id, user_name=key.user,
+                status=key.status, created_at=key.created_at))
+            return key
 
     def count_access_keys(self) -> int:
         with self._tx() as conn:
