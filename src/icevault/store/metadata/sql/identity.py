@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
+    Connection,
     delete,
     func,
     insert,
@@ -17,6 +20,17 @@ from icevault.store.metadata import schema as t
 from icevault.store.metadata.sql.engine import SqlEngine
 
 _BOOTSTRAP_KEY = "bootstrap_key"  # the first account's root key, made at first start
+
+
+def _key(row: Any) -> AccessKey:
+    return AccessKey(row.id, row.secret, row.account_id, row.user_name, KeyStatus(row.status),
+                     row.created_at)
+
+
+def _insert_key(conn: Connection, key: AccessKey) -> None:
+    conn.execute(insert(t.access_keys).values(
+        id=key.id, secret=key.secret, account_id=key.account_id, user_name=key.user,
+        status=key.status, created_at=key.created_at))
 
 
 class IdentityRows(SqlEngine):
@@ -65,25 +79,14 @@ class IdentityRows(SqlEngine):
     # -- access keys ----------------------------------------------------------------------
     def insert_access_key(self, key: AccessKey) -> None:
         with self._tx(write=True) as conn:
-            conn.execute(
-                insert(t.access_keys).values(
-                    id=key.id,
-                    secret=key.secret,
-                    account_id=key.account_id,
-                    user_name=key.user,
-                    status=key.status,
-                    created_at=key.created_at,
-                )
-            )
+            _insert_key(conn, key)
 
     def get_access_key(self, key_id: str) -> AccessKey | None:
         rows = self._fast_rows("key", {"key_id": key_id})
         row = rows[0] if rows else None
         if row is None:
             return None
-        return AccessKey(
-            row.id, row.secret, row.account_id, row.user_name, KeyStatus(row.status), row.created_at
-        )
+        return _key(row)
 
     def claim_bootstrap_key(self, key: AccessKey) -> AccessKey:
         try:
@@ -99,12 +102,9 @@ class IdentityRows(SqlEngine):
                 row = conn.execute(
                     select(t.access_keys).where(t.access_keys.c.id == claimed[0])).first()
                 assert row is not None, "the bootstrap key is recorded with its key"
-                return AccessKey(row.id, row.secret, row.account_id, row.user_name,
-                                 KeyStatus(row.status), row.created_at)
+                return _key(row)
             conn.execute(insert(t.settings).values(key=_BOOTSTRAP_KEY, value=key.id))
-            conn.execute(insert(t.access_keys).values(
-                id=key.id, secret=key.secret, account_id=key.account_id, user_name=key.user,
-                status=key.status, created_at=key.created_at))
+            _insert_key(conn, key)
             return key
 
     def count_access_keys(self) -> int:
@@ -161,7 +161,7 @@ class IdentityRows(SqlEngine):
                 .order_by(t.access_keys.c.created_at)
             )
             return [
-                AccessKey(r.id, r.secret, r.account_id, r.user_name, KeyStatus(r.status), r.created_at)
+                _key(r)
                 for r in rows
             ]
 
