@@ -65,7 +65,10 @@ class ServerSettings:
     min_rate: int = 64 * 1024
     idle_timeout_s: float = 15.0
     max_connections: int | None = None  # None: derived from the open-file limit
-    cache_ttl_s: float = 5.0  # access keys and identity policies
+    # Access keys and identity policies: a change made through any server (or icevault
+    # admin) applies on every server within this bound. One key lookup per key per second
+    # costs nothing; a longer bound keeps a disabled key working longer.
+    cache_ttl_s: float = 1.0
     scrub_interval_s: float = 0.0  # 0: no periodic scrub
     scrub_rate: float | None = None  # bytes per second
     maintenance_interval_s: float = 60.0

@@ -129,3 +129,79 @@ def test_servers_starting_together_on_one_database_make_one_account_and_key(
     finally:
         for server in servers:
             server.stop()
+
+
+def test_a_change_made_through_one_server_applies_on_another_within_a_second(
+        database: PostgresServer, tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    url = database.new_database()
+    first = ServerProcess(tmp_path / "a", auth="sigv4", extra_args=["--metadata-url", url])
+    second = ServerProcess(tmp_path / "b", auth="sigv4", extra_args=["--metadata-url", url])
+    first.start()
+    second.start()
+    try:
+        root = first.client()
+        root.create_vault(vaultName="shared")
+
+        def admin(*args: str) -> Any:
+            result = subprocess.run(
+                [sys.executable, "-m", "icevault", "admin", "--endpoint-url", first.url,
+                 "--profile", "icevault", *args], capture_output=True, text=True, timeout=60,
+                env={"AWS_SHARED_CREDENTIALS_FILE": str(first.credentials_file),
+                     "AWS_CONFIG_FILE": "/dev/null", "PATH": "/usr/bin:/bin"})
+            assert result.returncode == 0, result.stderr
+            return json.loads(result.stdout) if result.stdout.strip() else None
+
+        admin("create-user", "worker")
+        admin("put-user-policy", "--user", "worker", "--policy-name", "all",
+              "--policy-document", json.dumps({"Version": "2012-10-17", "Statement": [
+                  {"Effect": "Allow", "Action": "glacier:*", "Resource": "*"}]}))
+        key = admin("create-access-key", "--user", "worker")["AccessKey"]
+        import boto3
+        import botocore.config
+
+        on_second = boto3.client(
+            "glacier", endpoint_url=second.url, region_name="us-east-1",
+            aws_access_key_id=key["AccessKeyId"], aws_secret_access_key=key["SecretAccessKey"],
+            config=botocore.config.Config(retries={"total_max_attempts": 1}))
+        for _ in range(3):  # cached on the second server
+            on_second.describe_vault(vaultName="shared")
+
+        def refused_within(change: Any, code: str) -> float:
+            change()
+            changed = time.monotonic()
+            while True:
+                try:
+                    on_second.describe_vault(vaultName="shared")
+                except ClientError as exc:
+                    assert exc.response["Error"]["Code"] == code
+                    return time.monotonic() - changed
+                assert time.monotonic() - changed < 10
+                time.sleep(0.02)
+
+        # A vault policy denying the user, set through the first server.
+        deny = json.dumps({"Version": "2012-10-17", "Statement": [{
+            "Effect": "Deny", "Principal": {"AWS": "*"}, "Action": "glacier:DescribeVault",
+            "Resource": "*"}]})
+        took = refused_within(lambda: root.set_vault_access_policy(
+            vaultName="shared", policy={"Policy": deny}), "AccessDeniedException")
+        assert took <= 1.5, took
+        root.delete_vault_access_policy(vaultName="shared")
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                on_second.describe_vault(vaultName="shared")
+                break
+            except ClientError:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        # The user's key, disabled through the first server's admin API.
+        took = refused_within(lambda: admin("disable-access-key", key["AccessKeyId"]),
+                              "UnrecognizedClientException")
+        assert took <= 1.5, took
+    finally:
+        first.stop()
+        second.stop()

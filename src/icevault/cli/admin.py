@@ -1,7 +1,7 @@
 """``icevault admin``: accounts, users, access keys, identity policies, topics, integrity.
 
 These commands work on a data directory directly (SQLite allows them while a server runs on
-it; the server picks changes up within seconds: keys and policies are cached for 5 s), or,
+it; the server picks changes up within its --cache-ttl, 1 s by default), or,
 with ``--endpoint-url``, through a server's admin API, with the same output.
 """
 

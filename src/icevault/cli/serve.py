@@ -145,7 +145,7 @@ def _load_faults(path: Path | None, test_controls: bool) -> tuple[Fault, ...]:
          "[default: from the open-file limit, at most 10000].",
 )
 @click.option(
-    "--cache-ttl", default="5s", show_default=True, callback=_duration,
+    "--cache-ttl", default="1s", show_default=True, callback=_duration,
     help="How long access keys and identity policies are cached: a key disabled or a policy "
          "changed with icevault admin applies within this time.",
 )

@@ -34,7 +34,7 @@ class Timing:
     finished_upload_memory_ms: int = 24 * HOUR_MS
     # Access keys and identity policies are cached this long (a change made by the admin
     # commands, from another process, applies within it); vault policies for at most 1 s.
-    cache_ttl_ms: int = 5000
+    cache_ttl_ms: int = 1000
 
 
 @dataclass(slots=True)
