@@ -56,11 +56,11 @@ class IdentityService:
         Several servers starting together on one database make one key: the first to claim
         it wins, and the others write that same key to their own data directories."""
         account = self.ctx.meta.default_account()
-        if self.ctx.meta.count_access_keys() and (data_dir / CREDENTIALS_FILE).exists():
+        if self.ctx.meta.count_access_keys() and (
+                (data_dir / CREDENTIALS_FILE).exists()
+                or self.ctx.meta.get_setting("bootstrap_key") is None):
+            # Started before; or keys made before any server started (by the admin commands).
             return None
-        if self.ctx.meta.count_access_keys() and self.ctx.meta.get_setting(
-                "bootstrap_key") is None:
-            return None  # keys made by the admin commands before any server started
         mine = AccessKey(id=new_access_key_id(), secret=new_secret_key(), account_id=account,
                          user=None, status=KeyStatus.ACTIVE, created_at=self.ctx.clock.now_ms())
         key = self.ctx.meta.claim_bootstrap_key(mine)
