@@ -69,6 +69,9 @@ class ServerSettings:
     # admin) applies on every server within this bound. One key lookup per key per second
     # costs nothing; a longer bound keeps a disabled key working longer.
     cache_ttl_s: float = 1.0
+    # How long a server holds a due job it is completing, or a notification it is sending,
+    # before another server on the same database may take it over.
+    job_lease_s: float = 300.0
     scrub_interval_s: float = 0.0  # 0: no periodic scrub
     scrub_rate: float | None = None  # bytes per second
     maintenance_interval_s: float = 60.0

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from icevault.store.blobs.base import BlobNotFoundError, BlobStore
+from icevault.store.blobs.base import BlobNotFoundError, BlobStore, StagedPart
+from tests.seaweed import SeaweedServer
 
 
 def read_all(store: BlobStore, key: str, start: int, length: int) -> bytes:
@@ -76,17 +77,31 @@ def test_delete_is_idempotent_and_missing_reads_fail(blobs: BlobStore) -> None:
         blobs.open_range("00deadbeef", 0, 1)
 
 
+class Parts:
+    """What the metadata records of a staging area's parts: the last write of each wins."""
+
+    def __init__(self, blobs: BlobStore, staging: str) -> None:
+        self.blobs, self.staging = blobs, staging
+        self.recorded: dict[int, StagedPart] = {}
+
+    def write(self, offset: int, chunks: list[bytes]) -> str:
+        part = self.blobs.open_part(self.staging, offset)
+        for chunk in chunks:
+            part.write(chunk)
+        name = part.commit()
+        self.recorded[offset] = StagedPart(offset, sum(map(len, chunks)), name)
+        return name
+
+    def promote(self, size: int) -> str:
+        return self.blobs.promote_staging(self.staging, size, sorted(self.recorded.values()))
+
+
 def test_staging_parts_in_any_order_then_promote(blobs: BlobStore) -> None:
     staging = blobs.create_staging()
+    parts = Parts(blobs, staging)
     for offset, data in [(8, b"89ab"), (0, b"0123"), (4, b"4567"), (0, b"abcd")]:
-        part = blobs.open_part(staging, offset)
-        part.write(data)
-        part.commit()
-    # A stray longer write beyond the final size is cut off by promote.
-    tail = blobs.open_part(staging, 12)
-    tail.write(b"zzzz")
-    tail.commit()
-    key = blobs.promote_staging(staging, 12)
+        parts.write(offset, [data])
+    key = parts.promote(12)
     assert read_all(blobs, key, 0, 12) == b"abcd456789ab"
     assert staging in set(blobs.iter_staging_keys())
     blobs.delete_staging(staging)
@@ -127,41 +142,36 @@ def test_blob_bytes_exact_for_any_size(blobs: BlobStore, size: int) -> None:
 def test_large_parts_with_a_short_last_part(blobs: BlobStore) -> None:
     part_size = 8 * MIB
     data = os.urandom(3 * part_size + 5000)
-    staging = blobs.create_staging()
+    parts = Parts(blobs, blobs.create_staging())
     # The last part first, then the others in reverse; one part written twice.
     offsets = list(range(0, len(data), part_size))[::-1] + [part_size]
     for offset in offsets:
-        part = blobs.open_part(staging, offset)
-        for piece in pieces(data[offset:offset + part_size], [100_000, 3, MIB, 5 * MIB + 1]):
-            part.write(piece)
-        part.commit()
-    key = blobs.promote_staging(staging, len(data))
+        parts.write(offset, pieces(data[offset:offset + part_size],
+                                   [100_000, 3, MIB, 5 * MIB + 1]))
+    key = parts.promote(len(data))
     assert read_all(blobs, key, 0, len(data)) == data
     assert read_all(blobs, key, part_size - 3, 10) == data[part_size - 3:part_size + 7]
 
 
 def test_part_at_an_unaligned_offset(blobs: BlobStore) -> None:
-    staging = blobs.create_staging()
+    parts = Parts(blobs, blobs.create_staging())
     first, second = os.urandom(5000), os.urandom(MIB + 3)
     for offset, data in ((0, first), (5000, second)):
-        part = blobs.open_part(staging, offset)
-        part.write(data)
-        part.commit()
-    key = blobs.promote_staging(staging, 5000 + MIB + 3)
+        parts.write(offset, [data])
+    key = parts.promote(5000 + MIB + 3)
     assert read_all(blobs, key, 0, 5000 + MIB + 3) == first + second
 
 
 def test_aborted_part_keeps_acknowledged_neighbours(blobs: BlobStore) -> None:
     staging = blobs.create_staging()
+    parts = Parts(blobs, staging)
     left, right = os.urandom(MIB), os.urandom(MIB)
     for offset, data in ((0, left), (MIB, right)):
-        part = blobs.open_part(staging, offset)
-        part.write(data)
-        part.commit()
+        parts.write(offset, [data])
     broken = blobs.open_part(staging, 0)
     broken.write(b"\0" * 1000)
     broken.abort()
-    key = blobs.promote_staging(staging, 2 * MIB)
+    key = parts.promote(2 * MIB)
     got = read_all(blobs, key, 0, 2 * MIB)
     assert got[MIB:] == right
 
@@ -194,3 +204,19 @@ def test_keys_younger_than_a_grace_are_not_listed(blobs: BlobStore) -> None:
     assert staging in set(blobs.iter_staging_keys())
     assert staging not in set(blobs.iter_staging_keys(older_than_s=3600))
     assert blobs.sweep_temporary(3600) == 0
+
+
+def test_a_shared_store_promotes_the_recorded_write_of_a_part(seaweed: SeaweedServer) -> None:
+    # Two servers on one bucket may write the same part at once while a third completes:
+    # the completion must copy exactly the write whose leaves it checked, not a newer one.
+    from icevault.store.blobs.s3 import S3BlobStore, S3Location
+
+    blobs = S3BlobStore(S3Location.parse(seaweed.new_store_url()), client=seaweed.client())
+    parts = Parts(blobs, blobs.create_staging())
+    first = parts.write(0, [b"recorded"])
+    recorded = dict(parts.recorded)
+    second = parts.write(0, [b"replaced"])
+    assert first != second
+    parts.recorded = recorded
+    key = parts.promote(8)
+    assert read_all(blobs, key, 0, 8) == b"recorded"

@@ -145,7 +145,7 @@ def test_jobs_listing_filters_and_due(meta: MetadataStore) -> None:
     for job in jobs:
         meta.insert_job(job)
     assert meta.next_due_time() == 100
-    assert [j.id for j in meta.due_jobs(115, 10)] == [jobs[0].id, jobs[1].id]
+    assert [j.id for j in meta.claim_due_jobs(115, 10, 1000)] == [jobs[0].id, jobs[1].id]
     meta.finish_job(jobs[0].id, JobCompletion(JobStatus.SUCCEEDED, "Succeeded", 200))
     listed = meta.list_jobs(V, completed=None, status=None, start_seq=None, limit=10)
     assert [j.id for j in listed] == [j.id for j in jobs]
@@ -155,6 +155,57 @@ def test_jobs_listing_filters_and_due(meta: MetadataStore) -> None:
     assert [j.id for j in waiting] == [jobs[1].id, jobs[2].id]
     later = meta.list_jobs(V, completed=None, status=None, start_seq=listed[1].seq, limit=1)
     assert [j.id for j in later] == [jobs[1].id]
+
+
+def test_a_claimed_job_is_held_until_its_lease_ends(meta: MetadataStore) -> None:
+    meta.create_vault(V, 1, 10)
+    a = archive()
+    meta.insert_archive(a, b"\x00" * 32)
+    first, second = (replace(archive_job(a, at=100), ready_at=100) for _ in range(2))
+    meta.insert_job(first)
+    meta.insert_job(second)
+    assert [j.id for j in meta.claim_due_jobs(200, 1, 1000)] == [first.id]
+    # Another server claiming now gets the other job, then nothing while the leases run.
+    assert [j.id for j in meta.claim_due_jobs(200, 10, 1000)] == [second.id]
+    assert meta.claim_due_jobs(1199, 10, 1000) == []
+    assert meta.next_due_time() == 1200
+    # The first server released its job (it could not finish it now): due again at once.
+    meta.release_jobs([second.id])
+    assert meta.next_due_time() == 100
+    assert [j.id for j in meta.claim_due_jobs(300, 10, 1000)] == [second.id]
+    # The server holding the first job died: at the lease's end another takes it.
+    assert [j.id for j in meta.claim_due_jobs(1200, 10, 1000)] == [first.id]
+    done = JobCompletion(JobStatus.SUCCEEDED, "Succeeded", 1300)
+    assert meta.finish_job(first.id, done) is not None
+    # The server that died comes back and finishes it too: it is not finished twice.
+    assert meta.finish_job(first.id, done) is None
+    meta.release_jobs([first.id])  # a finished job stays finished
+    assert [j.id for j in meta.claim_due_jobs(5000, 10, 1000)] == [second.id]
+
+
+def test_a_finished_job_notification_is_claimed_retried_and_settled(meta: MetadataStore) -> None:
+    meta.create_vault(V, 1, 10)
+    a = archive()
+    meta.insert_archive(a, b"\x00" * 32)
+    job = archive_job(a)
+    meta.insert_job(job)
+    assert meta.claim_notifications(10_000, 10, 500) == []  # not finished: nothing to send
+    meta.finish_job(job.id, JobCompletion(JobStatus.SUCCEEDED, "Succeeded", 3000))
+    claims = meta.claim_notifications(3000, 10, 500)
+    assert [(c.job.id, c.attempt, c.job.status) for c in claims] == [
+        (job.id, 1, JobStatus.SUCCEEDED)]
+    assert meta.claim_notifications(3499, 10, 500) == []  # held by its sender
+    meta.settle_notification(job.id, retry_at=4000)  # delivery failed: retry at 4000
+    assert meta.claim_notifications(3999, 10, 500) == []
+    assert [c.attempt for c in meta.claim_notifications(4000, 10, 500)] == [2]
+    # The sender died: the claim ends with its lease and the next server tries again.
+    assert [c.attempt for c in meta.claim_notifications(4500, 10, 500)] == [3]
+    meta.record_notification(V, job.id, "arn:t", "http://h/", "{}", "delivered 204", 4500)
+    meta.record_notification(V, job.id, "arn:t", "http://o/", "{}", "failed 500", 4500)
+    meta.record_notification(V, job.id, "arn:u", None, "{}", "recorded", 4500)
+    assert meta.delivered_notifications(job.id) == {("arn:t", "http://h/")}
+    meta.settle_notification(job.id, retry_at=None)
+    assert meta.claim_notifications(10**12, 10, 500) == []
 
 
 def test_inventory_completion_sets_last_inventory(meta: MetadataStore) -> None:

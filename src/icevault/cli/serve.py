@@ -150,6 +150,11 @@ def _load_faults(path: Path | None, test_controls: bool) -> tuple[Fault, ...]:
          "changed with icevault admin applies within this time.",
 )
 @click.option(
+    "--job-lease", default="5m", show_default=True, callback=_duration,
+    help="With several servers on one database: how long a server holds a due job (or a "
+         "notification) before another may take it over, should the first have died.",
+)
+@click.option(
     "--scrub-interval", default="0", show_default=True, callback=_duration,
     help="Re-verify every stored archive this often (e.g. 30d); 0 turns the periodic scrub off.",
 )
@@ -205,6 +210,7 @@ def serve(
     idle_timeout: float,
     max_connections: int | None,
     cache_ttl: float,
+    job_lease: float,
     scrub_interval: float,
     scrub_rate: float | None,
     orphan_grace: float,
@@ -251,6 +257,7 @@ def serve(
         idle_timeout_s=idle_timeout,
         max_connections=max_connections,
         cache_ttl_s=cache_ttl,
+        job_lease_s=job_lease,
         scrub_interval_s=scrub_interval,
         scrub_rate=None if scrub_rate is None else scrub_rate * 1e6,
         orphan_grace_s=orphan_grace,

@@ -140,6 +140,8 @@ class Part:
     start: int
     end: int  # inclusive
     tree_hash: str
+    # The name the blob store gave this write of the part (see BlobStore.open_part).
+    blob_part: str | None = field(default=None, compare=False)
 
     @property
     def size(self) -> int:

@@ -116,6 +116,8 @@ def build_glacier(settings: ServerSettings, clock: Clock | None = None) -> Glaci
         job_expiry_ms=int(settings.job_expiry_s * 1000),
         upload_expiry_ms=int(settings.upload_expiry_s * 1000),
         cache_ttl_ms=int(settings.cache_ttl_s * 1000),
+        job_lease_ms=int(settings.job_lease_s * 1000),
+        notification_lease_ms=min(60_000, int(settings.job_lease_s * 1000)),
     )
     ctx = Context(meta=meta, blobs=blobs, region=settings.region, timing=timing)
     if clock is not None:
@@ -242,6 +244,7 @@ def create_app(settings: ServerSettings, glacier: Glacier | None = None) -> web.
         glacier=built,
         executor=ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="icevault"),
         job_event=asyncio.Event(),
+        notify_event=asyncio.Event(),
         notifier=Notifier(
             built.ctx, lambda job: job_json(job, settings.region), settings.notification_url,
             on_delivery=server_metrics.notification if server_metrics else None,
@@ -294,6 +297,8 @@ def create_app(settings: ServerSettings, glacier: Glacier | None = None) -> web.
         await loop.run_in_executor(runtime.executor, maintenance.collect_garbage)
         tasks = [
             asyncio.create_task(background.job_worker(runtime), name="icevault-jobs"),
+            asyncio.create_task(background.notification_worker(runtime),
+                                name="icevault-notifications"),
             asyncio.create_task(background.housekeeping(runtime), name="icevault-housekeeping"),
             asyncio.create_task(background.scrub_periodically(runtime), name="icevault-scrub"),
         ]

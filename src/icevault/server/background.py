@@ -10,7 +10,6 @@ import threading
 import time
 
 from icevault.core.errors import StorageUnavailableError
-from icevault.core.models import Job
 from icevault.server.runtime import Runtime
 from icevault.service.notifications import Notifier
 from icevault.service.scrub import LAST_FULL_SCRUB_KEY, Scrubber
@@ -20,13 +19,14 @@ log = logging.getLogger("icevault.server")
 SCRUB_CHECK_S = 60.0
 
 
-def _notify(notifier: Notifier, job: Job) -> None:
+def _send_notifications(notifier: Notifier) -> None:
     try:
-        notifier.notify(job)
+        while notifier.send_due():
+            pass
     except StorageUnavailableError as exc:
-        _unavailable(f"the notification for job {job.id}", exc)
+        _unavailable("job notifications", exc)
     except Exception:
-        log.exception("could not record or deliver the notification for job %s", job.id)
+        log.exception("could not send job notifications; retrying")
 
 
 def _unavailable(work: str, exc: StorageUnavailableError) -> None:
@@ -35,7 +35,7 @@ def _unavailable(work: str, exc: StorageUnavailableError) -> None:
 
 
 async def complete_due_jobs(runtime: Runtime) -> int:
-    """Complete every job due now and send its notification; how many completed."""
+    """Complete every job due now; how many completed."""
     loop = asyncio.get_running_loop()
     jobs = runtime.glacier.jobs
     completed = 0
@@ -49,10 +49,27 @@ async def complete_due_jobs(runtime: Runtime) -> int:
                     "event": "job_completed", "job_id": job.id, "account": job.vault.account_id,
                     "vault": job.vault.name, "action": job.action.value,
                     "status": job.status.value, "delay_ms": delay_ms})
-                # Delivery may wait on a slow webhook: keep it off the job loop's path.
-                loop.run_in_executor(runtime.executor, _notify, runtime.notifier, job)
             completed += len(done)
+    if completed:
+        runtime.notify_event.set()
     return completed
+
+
+async def send_notifications(runtime: Runtime) -> None:
+    """Send every job notification that is due: new ones and retries."""
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(runtime.executor, _send_notifications, runtime.notifier)
+
+
+async def notification_worker(runtime: Runtime) -> None:
+    """Sends notifications apart from the job loop, which a slow webhook must not hold up;
+    woken when jobs complete, and each second for retries and other servers' jobs."""
+    while True:
+        runtime.notify_event.clear()
+        await send_notifications(runtime)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(1.0):
+                await runtime.notify_event.wait()
 
 
 async def job_worker(runtime: Runtime) -> None:

@@ -27,6 +27,7 @@ class Runtime:
     glacier: Glacier
     executor: ThreadPoolExecutor
     job_event: asyncio.Event
+    notify_event: asyncio.Event
     notifier: Notifier
     limits: TransferLimits
     controls: TestControls | None = None  # --test-controls: clock and faults

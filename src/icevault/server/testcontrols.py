@@ -96,6 +96,7 @@ async def advance_clock(request: web.Request) -> web.Response:
     # Everything due by the new time happens before the answer: the caller's next request
     # sees the jobs completed and the expired outputs and uploads gone.
     await background.complete_due_jobs(runtime)
+    await background.send_notifications(runtime)
     loop = asyncio.get_running_loop()
     await loop.run_in_executor(runtime.executor, runtime.glacier.maintenance.expire)
     runtime.job_event.set()

@@ -35,6 +35,10 @@ class Timing:
     # Access keys and identity policies are cached this long (a change made by the admin
     # commands, from another process, applies within it); vault policies for at most 1 s.
     cache_ttl_ms: int = 1000
+    # A due job a server took is another server's to take after this (if the first died).
+    job_lease_ms: int = 5 * 60_000
+    # The same for a finished job's notification, and the longest wait between its retries.
+    notification_lease_ms: int = 60_000
 
 
 @dataclass(slots=True)

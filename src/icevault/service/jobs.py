@@ -7,6 +7,7 @@ of output ranges come from the archive's stored leaf hashes, so no data is read 
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, replace
 
 from icevault.core import treehash
@@ -311,11 +312,18 @@ class JobService:
 
     # -- the worker's side ----------------------------------------------------------------
     def run_due(self, limit: int = 32) -> list[Job]:
-        """Complete the jobs whose time has come; return them as they finished."""
+        """Complete the due jobs no other server holds; return them as they finished."""
         now = self.ctx.clock.now_ms()
         finished = []
-        for job in self.ctx.meta.due_jobs(now, limit):
-            done = self._complete(job)
+        claimed = self.ctx.meta.claim_due_jobs(now, limit, self.ctx.timing.job_lease_ms)
+        for index, job in enumerate(claimed):
+            try:
+                done = self._complete(job)
+            except BaseException:
+                # Due again at once (for this server's retry) rather than at the lease's end.
+                with contextlib.suppress(Exception):
+                    self.ctx.meta.release_jobs([j.id for j in claimed[index:]])
+                raise
             if done is not None:
                 finished.append(done)
         return finished

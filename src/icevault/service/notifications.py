@@ -8,6 +8,7 @@ the topic (see ``topics``) and to the operator's own webhook (``--notification-u
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import urllib.error
@@ -23,6 +24,16 @@ from icevault.service.topics import TopicService
 log = logging.getLogger(__name__)
 
 DELIVERY_TIMEOUT_S = 5.0
+# A delivery that failed is tried again after 2, 4, 8 ... s (at most the notification lease),
+# this many times in all.
+MAX_ATTEMPTS = 10
+# The same value on every delivery of one job's notification to one topic, retries and
+# deliveries by another server included: a receiver keeps the first and drops repeats.
+IDEMPOTENCY_HEADER = "x-icevault-idempotency-key"
+
+
+def idempotency_key(job: Job, topic: str) -> str:
+    return hashlib.sha256(f"{job.id}\n{topic}".encode()).hexdigest()[:32]
 
 
 def _event_for(job: Job) -> str:
@@ -51,11 +62,34 @@ class Notifier:
             topics.append(config.sns_topic)
         return topics
 
-    def notify(self, job: Job) -> None:
+    def send_due(self, limit: int = 32) -> int:
+        """Send the notifications of finished jobs that are due, each claimed first so that
+        no other server sharing the database sends it too; how many jobs were handled."""
+        timing = self.ctx.timing
+        claims = self.ctx.meta.claim_notifications(
+            self.ctx.clock.now_ms(), limit, timing.notification_lease_ms
+        )
+        for claim in claims:
+            failed = self._send(claim.job, claim.attempt)
+            retry_at = None
+            if failed and claim.attempt < MAX_ATTEMPTS:
+                wait = min(timing.notification_lease_ms, 1000 * 2**claim.attempt)
+                retry_at = self.ctx.clock.now_ms() + wait
+            elif failed:
+                log.warning("notification abandoned", extra={
+                    "event": "notification_abandoned", "job_id": claim.job.id,
+                    "attempts": claim.attempt})
+            self.ctx.meta.settle_notification(claim.job.id, retry_at)
+        return len(claims)
+
+    def _send(self, job: Job, attempt: int) -> bool:
+        """Deliver to every target not reached yet; whether any delivery failed."""
         topics = self.topics_for(job)
         if not topics:
-            return
+            return False
+        reached = self.ctx.meta.delivered_notifications(job.id) if attempt > 1 else set()
         body = json.dumps(self.render(job))
+        failed = False
         for topic in topics:
             targets = []
             registered = self.topics.url_for(topic)
@@ -63,24 +97,30 @@ class Notifier:
                 targets.append(registered)
             if self.webhook_url:
                 targets.append(self.webhook_url)
-            if not targets:
+            if not targets and attempt == 1:
                 self._record(job, topic, None, body, "recorded")
             for target in targets:
-                outcome = self._deliver(target, topic, body)
+                if (topic, target) in reached:
+                    continue
+                outcome = self._deliver(target, topic, body, idempotency_key(job, topic))
+                delivered = outcome.startswith("delivered")
+                failed = failed or not delivered
                 if self.on_delivery is not None:
-                    self.on_delivery(outcome.startswith("delivered"))
+                    self.on_delivery(delivered)
                 self._record(job, topic, target, body, outcome)
+        return failed
 
-    def _deliver(self, target: str, topic: str, body: str) -> str:
+    def _deliver(self, target: str, topic: str, body: str, key: str) -> str:
         # Only http(s): topic URLs are checked when registered, the operator's at start.
         request = urllib.request.Request(  # noqa: S310
             target,
             data=body.encode(),
             method="POST",
-            headers={"Content-Type": "application/json", "x-icevault-topic": topic},
+            headers={"Content-Type": "application/json", "x-icevault-topic": topic,
+                     IDEMPOTENCY_HEADER: key},
         )
         try:
-            with urllib.request.urlopen(request, timeout=DELIVERY_TIMEOUT_S) as response:  # noqa: S310  # noqa: S310
+            with urllib.request.urlopen(request, timeout=DELIVERY_TIMEOUT_S) as response:  # noqa: S310
                 return f"delivered {response.status}"
         except urllib.error.HTTPError as exc:
             self._failed(topic, target, f"answered {exc.code}")

@@ -12,7 +12,7 @@ import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from icevault.core import treehash
 from icevault.core.errors import (
@@ -34,7 +34,7 @@ from icevault.core.models import (
 from icevault.service.archives import StreamHasher, import_conflict
 from icevault.service.context import Context
 from icevault.service.vaults import require_vault, vault_not_found
-from icevault.store.blobs.base import BlobWriter
+from icevault.store.blobs.base import BlobWriter, StagedPart
 from icevault.store.metadata.base import ArchiveIdTakenError
 
 MIN_PART = treehash.MIB
@@ -145,10 +145,10 @@ class PartUpload:
                     f"{self._part.size}"
                 )
             tree_hash, leaves = self._hasher.check(self._tree_hash, self._content_sha256)
-            self._writer.commit()
+            part = replace(self._part, blob_part=self._writer.commit())
             ctx = self._service.ctx
             if not ctx.meta.put_part(
-                self._upload.id, self._part, treehash.pack_leaves(leaves), ctx.clock.now_ms()
+                self._upload.id, part, treehash.pack_leaves(leaves), ctx.clock.now_ms()
             ):
                 raise upload_not_found(self._upload.id)
             return tree_hash
@@ -298,14 +298,15 @@ class UploadService:
                 raise upload_not_found(upload_id)
             if upload.state is UploadState.COMPLETED:
                 return self._repeat_complete(ref, upload)
-            leaves = self._check_parts(upload, size)
+            parts, leaves = self._check_parts(upload, size)
             computed = treehash.combine(leaves).hex()
             if computed != expected_hash:
                 raise BodyChecksumMismatchError(
                     f"Invalid x-amz-sha256-tree-hash: {tree_hash}. The tree hash of the "
                     f"uploaded parts is {computed}"
                 )
-            blob_key = self.ctx.blobs.promote_staging(upload.blob_key, size)
+            blob_key = self.ctx.blobs.promote_staging(upload.blob_key, size, [
+                StagedPart(part.start, part.size, part.blob_part) for part in parts])
             imported = upload.imported
             archive = Archive(
                 id=new_archive_id() if imported is None else imported.archive_id,
@@ -336,7 +337,7 @@ class UploadService:
             raise upload_not_found(upload.id)
         return archive
 
-    def _check_parts(self, upload: Upload, size: int) -> list[bytes]:
+    def _check_parts(self, upload: Upload, size: int) -> tuple[list[Part], list[bytes]]:
         if upload.declared_size is not None and upload.declared_size != size:
             raise InvalidParameterValueError(
                 f"Invalid x-amz-archive-size: {size}. The parts' Content-Range declared the "
@@ -368,7 +369,7 @@ class UploadService:
             raise InvalidParameterValueError(
                 f"Invalid x-amz-archive-size: {size}. The uploaded parts hold {expected_start} bytes"
             )
-        return leaves
+        return [part for part, _ in parts], leaves
 
     def abort(self, ref: VaultRef, upload_id: str) -> None:
         validate_vault_name(ref.name)

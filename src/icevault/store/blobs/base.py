@@ -14,12 +14,21 @@ on the event loop. Contracts every adapter keeps:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import BinaryIO, Protocol
+from collections.abc import Iterator, Sequence
+from typing import BinaryIO, NamedTuple, Protocol
 
 
 class BlobNotFoundError(FileNotFoundError):
     """The key names no committed blob."""
+
+
+class StagedPart(NamedTuple):
+    """One part of a staging area as the metadata recorded it: where it goes, how long it
+    is, and the name its writer's commit returned."""
+
+    offset: int
+    length: int
+    name: str | None  # None: recorded before parts had names (the offset names it)
 
 
 class BlobWriter(Protocol):
@@ -28,7 +37,8 @@ class BlobWriter(Protocol):
     def write(self, data: bytes | bytearray | memoryview) -> None: ...
 
     def commit(self) -> str:
-        """Make the bytes durable and return their key (for a part: the staging key)."""
+        """Make the bytes durable and return their key (for a part: the name of these bytes
+        in the staging area, which :meth:`BlobStore.promote_staging` is given back)."""
         ...
 
     def abort(self) -> None:
@@ -74,13 +84,15 @@ class BlobStore(Protocol):
 
     def open_part(self, staging_key: str, offset: int) -> BlobWriter:
         """Writer of one part at ``offset`` of a staging area; parts may be written in
-        parallel and a part written again replaces the earlier bytes."""
+        parallel, and a part written again replaces the earlier bytes. Servers sharing a
+        store may write the same part at once: each write's commit returns its own name,
+        and only the part the metadata recorded is promoted."""
         ...
 
-    def promote_staging(self, staging_key: str, size: int) -> str:
-        """Turn the first ``size`` bytes of a staging area into a committed blob without
-        copying them through Python memory; the staging area is left for
-        :meth:`delete_staging`."""
+    def promote_staging(self, staging_key: str, size: int, parts: Sequence[StagedPart]) -> str:
+        """Turn ``parts`` (which tile the first ``size`` bytes) of a staging area into a
+        committed blob without copying them through Python memory; the staging area is left
+        for :meth:`delete_staging`."""
         ...
 
     def delete_staging(self, staging_key: str) -> None: ...

@@ -18,14 +18,14 @@ from __future__ import annotations
 import os
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO
 
 from icevault.core.ids import new_blob_key
 from icevault.diskio import SequentialWriter, open_for_write
-from icevault.store.blobs.base import BlobNotFoundError
+from icevault.store.blobs.base import BlobNotFoundError, StagedPart
 from icevault.store.paths import ensure_private_dir, make_private_dir
 
 # Direct writes of 1 MiB, each written by a disk thread while the next fills: per upload in
@@ -220,7 +220,10 @@ class LocalBlobStore:
         return _PartWriter(self._staging_path(staging_key), offset, staging_key, self.direct_io,
                            self.disk_threads)
 
-    def promote_staging(self, staging_key: str, size: int) -> str:
+    def promote_staging(self, staging_key: str, size: int, parts: Sequence[StagedPart]) -> str:
+        # One sparse file holds every part (a data directory has one server): the parts are
+        # already in place.
+        del parts
         path = self._staging_path(staging_key)
         try:
             fd = os.open(path, os.O_WRONLY)

@@ -20,7 +20,8 @@ server's uploads in flight.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import secrets
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, BinaryIO
@@ -31,7 +32,7 @@ import botocore.config
 from botocore.exceptions import ClientError
 
 from icevault.core.ids import new_blob_key
-from icevault.store.blobs.base import BlobNotFoundError
+from icevault.store.blobs.base import BlobNotFoundError, StagedPart
 
 S3_MIN_PART = 5 * 1024 * 1024
 PIECE = 8 * 1024 * 1024  # bytes buffered per writer before a part is sent
@@ -282,28 +283,22 @@ class S3BlobStore:
 
     def open_part(self, staging_key: str, offset: int) -> _S3Writer:
         base = self._require_staging(staging_key)
-        return _S3Writer(self, f"{base}{offset:016x}", staging_key)
+        # Each write of a part is a new object: a completion on another server copies only
+        # the objects the metadata recorded, never one being replaced under it.
+        name = f"{offset:016x}.{secrets.token_hex(8)}"
+        return _S3Writer(self, f"{base}{name}", name)
 
-    def _parts(self, base: str) -> list[tuple[int, int, str]]:
-        parts = []
-        for item in self._list(base):
-            name = item["Key"][len(base):]
-            if name != STAGING_MARKER:
-                parts.append((int(name, 16), int(item["Size"]), item["Key"]))
-        return sorted(parts)
-
-    def promote_staging(self, staging_key: str, size: int) -> str:
+    def promote_staging(self, staging_key: str, size: int, parts: Sequence[StagedPart]) -> str:
         base = self._require_staging(staging_key)
-        # The parts, by offset, must tile [0, size); a stray write past the end is ignored.
         pieces: list[tuple[int, int, str]] = []
         position = 0
-        for offset, length, name in self._parts(base):
+        for offset, length, name in sorted(parts):
             if offset >= size:
                 break
             if offset != position:
                 raise BlobNotFoundError(f"staging area {staging_key} has no bytes at {position}")
             take = min(length, size - position)
-            pieces.append((offset, take, name))
+            pieces.append((offset, take, base + (name or f"{offset:016x}")))
             position += take
         if position != size:
             raise BlobNotFoundError(f"staging area {staging_key} has {position} of {size} bytes")

@@ -88,6 +88,13 @@ class JobCompletion:
     inventory_marker_out: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class NotificationClaim:
+    """A finished job whose notification this server now holds for sending."""
+
+    job: Job
+    attempt: int  # 1 for the first sending, 2 for the first retry, ...
+
 
 class IdentityPort(Protocol):
     """Accounts, access keys, users and identity policies."""
@@ -284,14 +291,36 @@ class JobPort(Protocol):
         limit: int,
     ) -> list[Job]: ...
 
-    def due_jobs(self, now: int, limit: int) -> list[Job]: ...
+    def claim_due_jobs(self, now: int, limit: int, lease_ms: int) -> list[Job]:
+        """Take up to ``limit`` jobs due at ``now`` that no other server holds, and hold them
+        until ``now + lease_ms``. Servers sharing the database never get the same job while
+        its lease runs; a job held by a server that died is taken again once it ends."""
+        ...
 
-    def next_due_time(self) -> int | None: ...
+    def next_due_time(self) -> int | None:
+        """When the next job is due that no server holds (now or past for one due now)."""
+        ...
+
+    def release_jobs(self, job_ids: list[str]) -> None:
+        """Give up the lease on jobs still in progress, so that they are due again at once
+        (this server could not complete them now)."""
+        ...
 
     def finish_job(self, job_id: str, completion: JobCompletion) -> Job | None:
         """Record a job's end. An archive retrieval whose archive was deleted meanwhile is
         recorded as failed instead; inventory completion updates the vault's inventory date.
-        None when the job no longer exists or had already finished."""
+        None when the job no longer exists or had already finished: of several servers
+        finishing one job, exactly one gets it. The job's notification becomes due at once,
+        in the same transaction, so a finished job is never left without one."""
+        ...
+
+    def claim_notifications(self, now: int, limit: int, lease_ms: int) -> list[NotificationClaim]:
+        """Take up to ``limit`` finished jobs whose notification is due and that no other
+        server holds, holding each until ``now + lease_ms``."""
+        ...
+
+    def settle_notification(self, job_id: str, retry_at: int | None) -> None:
+        """The notification was sent (``retry_at`` None) or must be tried again then."""
         ...
 
     def expire_jobs(self, completed_before: int) -> int: ...
@@ -339,6 +368,11 @@ class PolicyPort(Protocol):
     ) -> None: ...
 
     def list_notifications(self, ref: VaultRef) -> list[dict[str, Any]]: ...
+
+    def delivered_notifications(self, job_id: str) -> set[tuple[str, str]]:
+        """The (topic, target) pairs the job's notification already reached, so a retry
+        sends only to the others."""
+        ...
 
     def put_topic(self, account_id: str, name: str, url: str, now: int) -> None: ...
 

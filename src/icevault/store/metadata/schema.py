@@ -116,6 +116,9 @@ parts = Table(
     Column("range_end", BigInteger, nullable=False),
     Column("tree_hash", String(64), nullable=False),
     Column("leaf_hashes", LargeBinary, nullable=False),
+    # The object holding the part's bytes, for stores that keep each part apart (S3): each
+    # write of a part goes to a new object, so a completion reads exactly the recorded ones.
+    Column("blob_part", String(64)),
 )
 
 jobs = Table(
@@ -148,11 +151,18 @@ jobs = Table(
     Column("completed_at", BigInteger),
     Column("output_blob_key", String(64)),
     Column("output_size", BigInteger),
+    # Coordination between servers on one database: a server working on a due job holds it
+    # until lease_until; a finished job's notification is due at notify_at (a claim moves
+    # notify_at past the sender's lease, a failure to the next retry; NULL: nothing to send).
+    Column("lease_until", BigInteger),
+    Column("notify_at", BigInteger),
+    Column("notify_attempts", Integer, nullable=False, server_default="0"),
     UniqueConstraint("id", name="jobs_id_key"),
     Index("jobs_by_vault", "account_id", "vault_name", "seq"),
     Index("jobs_by_status", "status", "ready_at"),
     Index("jobs_by_archive", "archive_id"),
     Index("jobs_by_output", "output_blob_key"),
+    Index("jobs_by_notify", "notify_at"),
 )
 
 garbage = Table(
@@ -244,6 +254,7 @@ notification_log = Table(
     Column("body", Text, nullable=False),
     Column("status", String(64), nullable=False),
     Column("created_at", BigInteger, nullable=False),
+    Index("notification_log_by_job", "job_id"),
 )
 
 

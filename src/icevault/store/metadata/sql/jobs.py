@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import (
+    case,
     delete,
     func,
     insert,
+    or_,
     select,
     update,
 )
@@ -25,6 +27,7 @@ from icevault.store.metadata import schema as t
 from icevault.store.metadata.base import (
     GarbageKind,
     JobCompletion,
+    NotificationClaim,
 )
 from icevault.store.metadata.sql.engine import SqlEngine
 
@@ -127,25 +130,59 @@ class JobRows(SqlEngine):
         with self._tx() as conn:
             return [self._row_to_job(row) for row in conn.execute(query)]
 
-    def due_jobs(self, now: int, limit: int) -> list[Job]:
-        query = (
-            select(t.jobs)
-            .where(t.jobs.c.status == JobStatus.IN_PROGRESS, t.jobs.c.ready_at <= now)
+    def claim_due_jobs(self, now: int, limit: int, lease_ms: int) -> list[Job]:
+        # SKIP LOCKED: servers claiming at once each take other rows instead of queueing on
+        # the same ones (SQLite has one writer at a time and ignores it).
+        due = (
+            select(t.jobs.c.seq)
+            .where(
+                t.jobs.c.status == JobStatus.IN_PROGRESS,
+                t.jobs.c.ready_at <= now,
+                or_(t.jobs.c.lease_until.is_(None), t.jobs.c.lease_until <= now),
+            )
             .order_by(t.jobs.c.ready_at, t.jobs.c.seq)
             .limit(limit)
+            .with_for_update(skip_locked=True)
         )
-        with self._tx() as conn:
-            return [self._row_to_job(row) for row in conn.execute(query)]
+        with self._tx(write=True) as conn:
+            seqs = list(conn.execute(due).scalars())
+            if not seqs:
+                return []
+            conn.execute(
+                update(t.jobs).where(t.jobs.c.seq.in_(seqs)).values(lease_until=now + lease_ms)
+            )
+            rows = conn.execute(
+                select(t.jobs).where(t.jobs.c.seq.in_(seqs))
+                .order_by(t.jobs.c.ready_at, t.jobs.c.seq)
+            )
+            return [self._row_to_job(row) for row in rows]
 
     def next_due_time(self) -> int | None:
+        # A job another server holds is due again when its lease ends.
+        due_at = case(
+            (t.jobs.c.lease_until > t.jobs.c.ready_at, t.jobs.c.lease_until),
+            else_=t.jobs.c.ready_at,
+        )
         with self._tx() as conn:
             return conn.execute(
-                select(func.min(t.jobs.c.ready_at)).where(t.jobs.c.status == JobStatus.IN_PROGRESS)
+                select(func.min(due_at)).where(t.jobs.c.status == JobStatus.IN_PROGRESS)
             ).scalar()
+
+    def release_jobs(self, job_ids: list[str]) -> None:
+        with self._tx(write=True) as conn:
+            conn.execute(
+                update(t.jobs)
+                .where(t.jobs.c.id.in_(job_ids), t.jobs.c.status == JobStatus.IN_PROGRESS)
+                .values(lease_until=None)
+            )
 
     def finish_job(self, job_id: str, completion: JobCompletion) -> Job | None:
         with self._tx(write=True) as conn:
-            row = conn.execute(select(t.jobs).where(t.jobs.c.id == job_id)).first()
+            # FOR UPDATE: a second server finishing the same job waits here, then sees it
+            # finished.
+            row = conn.execute(
+                select(t.jobs).where(t.jobs.c.id == job_id).with_for_update()
+            ).first()
             if row is None or row.status != JobStatus.IN_PROGRESS:
                 if completion.output_blob_key is not None:
                     self._garbage(conn, GarbageKind.BLOB, completion.output_blob_key)
@@ -167,6 +204,8 @@ class JobRows(SqlEngine):
                 "status": status,
                 "status_message": message,
                 "completed_at": completion.completed_at,
+                "lease_until": None,
+                "notify_at": completion.completed_at,
             }
             if status is JobStatus.SUCCEEDED:
                 values["output_blob_key"] = completion.output_blob_key
@@ -185,6 +224,32 @@ class JobRows(SqlEngine):
                 )
             done = conn.execute(select(t.jobs).where(t.jobs.c.id == job_id)).one()
             return self._row_to_job(done)
+
+    def claim_notifications(self, now: int, limit: int, lease_ms: int) -> list[NotificationClaim]:
+        due = (
+            select(t.jobs.c.seq)
+            .where(t.jobs.c.notify_at <= now)
+            .order_by(t.jobs.c.notify_at, t.jobs.c.seq)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        with self._tx(write=True) as conn:
+            seqs = list(conn.execute(due).scalars())
+            if not seqs:
+                return []
+            conn.execute(
+                update(t.jobs).where(t.jobs.c.seq.in_(seqs)).values(
+                    notify_at=now + lease_ms, notify_attempts=t.jobs.c.notify_attempts + 1
+                )
+            )
+            rows = conn.execute(
+                select(t.jobs).where(t.jobs.c.seq.in_(seqs)).order_by(t.jobs.c.seq)
+            )
+            return [NotificationClaim(self._row_to_job(row), row.notify_attempts) for row in rows]
+
+    def settle_notification(self, job_id: str, retry_at: int | None) -> None:
+        with self._tx(write=True) as conn:
+            conn.execute(update(t.jobs).where(t.jobs.c.id == job_id).values(notify_at=retry_at))
 
     def expire_jobs(self, completed_before: int) -> int:
         with self._tx(write=True) as conn:

@@ -232,6 +232,17 @@ class PolicyRows(SqlEngine):
             )
             return [dict(row._mapping) for row in rows]
 
+    def delivered_notifications(self, job_id: str) -> set[tuple[str, str]]:
+        log = t.notification_log
+        with self._tx() as conn:
+            rows = conn.execute(
+                select(log.c.topic, log.c.target).where(
+                    log.c.job_id == job_id, log.c.status.like("delivered%"),
+                    log.c.target.is_not(None),
+                )
+            )
+            return {(row.topic, row.target) for row in rows}
+
     def retrieval_bytes_since(self, account_id: str, since: int) -> int:
         with self._tx() as conn:
             total = conn.execute(

@@ -95,8 +95,10 @@ class UploadRows(SqlEngine):
 
     def put_part(self, upload_id: str, part: Part, leaves: bytes, now: int) -> bool:
         with self._tx(write=True) as conn:
+            # FOR UPDATE: a part recorded on one server and a completion on another are
+            # ordered; a part recorded after the completion is refused.
             state = conn.execute(
-                select(t.uploads.c.state).where(t.uploads.c.id == upload_id)
+                select(t.uploads.c.state).where(t.uploads.c.id == upload_id).with_for_update()
             ).scalar()
             if state != UploadState.OPEN:
                 return False
@@ -112,6 +114,7 @@ class UploadRows(SqlEngine):
                     range_end=part.end,
                     tree_hash=part.tree_hash,
                     leaf_hashes=leaves,
+                    blob_part=part.blob_part,
                 )
             )
             conn.execute(update(t.uploads).where(t.uploads.c.id == upload_id).values(updated_at=now))
@@ -147,13 +150,17 @@ class UploadRows(SqlEngine):
         )
         with self._tx() as conn:
             return [
-                (Part(r.range_start, r.range_end, r.tree_hash), bytes(r.leaf_hashes))
+                (Part(r.range_start, r.range_end, r.tree_hash, r.blob_part), bytes(r.leaf_hashes))
                 for r in conn.execute(query)
             ]
 
     def complete_upload(self, upload: Upload, archive: Archive, leaves: bytes) -> Archive | None:
         with self._id_race(archive.id), self._tx(write=True) as conn:
-            row = conn.execute(select(t.uploads).where(t.uploads.c.id == upload.id)).first()
+            # FOR UPDATE: of two completions on two servers, the second waits and then
+            # finds the upload completed (never two archives from one upload).
+            row = conn.execute(
+                select(t.uploads).where(t.uploads.c.id == upload.id).with_for_update()
+            ).first()
             if row is None:
                 return None
             if row.state == UploadState.COMPLETED:
