@@ -257,6 +257,27 @@ def migrate_row(args: argparse.Namespace) -> Row:
                f"{times.migrate_peak_rss // MIB} MiB")
 
 
+def cluster_rows(args: argparse.Namespace) -> list[Row]:
+    """Three servers behind HAProxy against one (``python -m bench cluster``)."""
+    from bench import cluster
+
+    phases = cluster.measure(8 * MIB if args.quick else 64 * MIB,
+                             1.0 if args.quick else 5.0, work_dir=args.work_dir)
+    rows = []
+    for one, three in zip(phases[:2], phases[2:], strict=True):
+        for phase in (one, three):
+            cpu = " + ".join(f"{c:.1f}" for c in phase.cpu_s)
+            scaled = phase is three and phase.unit == "req/s"
+            rows.append(Row(
+                f"{phase.name}, {phase.servers} server(s)", phase.unit, phase.value, None, None,
+                ">= 1 server's (nothing shared serialises)" if scaled else "",
+                (three.value >= one.value) if scaled else None,
+                f"CPU s: servers {cpu}, HAProxy {phase.balancer_cpu_s:.1f}, PostgreSQL "
+                f"{phase.database_cpu_s:.1f}, SeaweedFS {phase.object_store_cpu_s:.1f}"
+                + (f"; {phase.note}" if phase.note else "")))
+    return rows
+
+
 def kit_rows(quick: bool) -> list[Row]:
     """The testing kit: a server per test, and seeded vaults (``python -m bench kit``)."""
     from bench import kit
@@ -541,6 +562,7 @@ def run(args: argparse.Namespace) -> list[Row]:
         rows.append(signed_upload_cpu(ice_sig, per_client, upload_hash, sha_limit))
         rows.extend(kit_rows(args.quick))
         rows.append(migrate_row(args))
+        rows.extend(cluster_rows(args))
     finally:
         for peer in (ice, ice_sig, moto):
             if peer is not None:
@@ -589,7 +611,7 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-HARNESSES = ("crash", "fuzz", "kit", "migrate", "soak")
+HARNESSES = ("cluster", "crash", "fuzz", "kit", "migrate", "soak")
 
 
 def main(argv: list[str] | None = None) -> int:

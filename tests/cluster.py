@@ -56,6 +56,33 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def start_balancer(servers: list[str], log_path: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """HAProxy from deploy/, as its systemd unit starts it, in front of ``servers`` (host:port,
+    one to three; fewer are repeated to fill the configuration's three places)."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "ICEVAULT_LISTEN": f"127.0.0.1:{port}",
+        **{f"ICEVAULT_SERVER_{n + 1}": servers[n % len(servers)] for n in range(SERVERS)},
+    }
+    command = unit_command(DEPLOY / "systemd" / "icevault-haproxy.service", env)
+    haproxy = shutil.which("haproxy") or "/usr/sbin/haproxy"
+    command = [haproxy if word == "/usr/sbin/haproxy" else
+               str(DEPLOY / "haproxy.cfg") if word == "/etc/icevault/haproxy.cfg" else word
+               for word in command]
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return proc, port
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"haproxy did not start: {log_path.read_text()}") from None
+            time.sleep(0.05)
+
+
 class Notifications:
     """A webhook receiver: every notification POST, with its idempotency key."""
 
@@ -178,28 +205,8 @@ class Cluster:
         raise RuntimeError(f"server {member.index} did not start:\n{member.log()[-3000:]}")
 
     def start_balancer(self) -> None:
-        self.balancer_port = free_port()
-        env = {
-            **os.environ,
-            "ICEVAULT_LISTEN": f"127.0.0.1:{self.balancer_port}",
-            **{f"ICEVAULT_SERVER_{m.index}": f"127.0.0.1:{m.port}" for m in self.members},
-        }
-        command = unit_command(DEPLOY / "systemd" / "icevault-haproxy.service", env)
-        haproxy = shutil.which("haproxy") or "/usr/sbin/haproxy"
-        command = [haproxy if word == "/usr/sbin/haproxy" else
-                   str(DEPLOY / "haproxy.cfg") if word == "/etc/icevault/haproxy.cfg" else word
-                   for word in command]
-        with open(self.root / "haproxy.log", "ab") as log:
-            self.balancer = subprocess.Popen(command, env=env, stdout=log,
-                                             stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.balancer_port), timeout=1):
-                    break
-            except OSError:
-                assert self.balancer.poll() is None, (self.root / "haproxy.log").read_text()
-                time.sleep(0.05)
+        self.balancer, self.balancer_port = start_balancer(
+            [f"127.0.0.1:{m.port}" for m in self.members], self.root / "haproxy.log")
         self.wait_in_rotation(self.members)
 
     def wait_in_rotation(self, members: list[Member], timeout: float = 20.0) -> None:

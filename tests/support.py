@@ -19,7 +19,7 @@ import botocore.config
 import psutil
 
 from bench.peers import peak_rss_until_exit  # noqa: F401 - shared with the benchmarks
-from icevault.testing.server import ServerStartError, launch
+from icevault.testing.server import ForkedProcess, ServerStartError, launch
 
 REGION = "us-east-1"
 
@@ -38,7 +38,7 @@ class ServerProcess:
     auth: str = "off"
     extra_args: list[str] = field(default_factory=list)
     port: int = 0
-    proc: subprocess.Popen[bytes] | None = None
+    proc: subprocess.Popen[bytes] | ForkedProcess | None = None
     log_path: Path | None = None
     preexec: Callable[[], None] | None = None  # runs in the child before exec (limits, umask)
 

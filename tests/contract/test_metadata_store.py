@@ -181,6 +181,12 @@ def test_a_claimed_job_is_held_until_its_lease_ends(meta: MetadataStore) -> None
     assert meta.finish_job(first.id, done) is None
     meta.release_jobs([first.id])  # a finished job stays finished
     assert [j.id for j in meta.claim_due_jobs(5000, 10, 1000)] == [second.id]
+    # The only server restarts: everything it held is due again at once.
+    assert meta.claim_due_jobs(5001, 10, 1000) == []
+    assert [c.job.id for c in meta.claim_notifications(1300, 10, 1000)] == [first.id]
+    meta.release_jobs(None)
+    assert [j.id for j in meta.claim_due_jobs(5001, 10, 1000)] == [second.id]
+    assert [c.job.id for c in meta.claim_notifications(1301, 10, 1000)] == [first.id]
 
 
 def test_a_finished_job_notification_is_claimed_retried_and_settled(meta: MetadataStore) -> None:

@@ -288,6 +288,10 @@ def create_app(settings: ServerSettings, glacier: Glacier | None = None) -> web.
                 "AWS_PROFILE=icevault",
                 key.account_id, key.id, path, path.resolve(),
             )
+        if runtime.glacier.ctx.meta.serves_one_server:
+            # What this server held when it stopped (or crashed) is due again at once.
+            await loop.run_in_executor(runtime.executor, runtime.glacier.ctx.meta.release_jobs,
+                                       None)
         # A data directory is this server's alone (it holds the directory's lock), so what is
         # unreferenced there now is a crash's leftover; a shared object store may hold
         # another server's upload in flight, younger than the grace.

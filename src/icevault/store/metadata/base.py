@@ -301,9 +301,11 @@ class JobPort(Protocol):
         """When the next job is due that no server holds (now or past for one due now)."""
         ...
 
-    def release_jobs(self, job_ids: list[str]) -> None:
+    def release_jobs(self, job_ids: list[str] | None) -> None:
         """Give up the lease on jobs still in progress, so that they are due again at once
-        (this server could not complete them now)."""
+        (this server could not complete them now); None: every job and notification claim
+        (a server that is the store's only one, at start, takes back what it held when it
+        stopped)."""
         ...
 
     def finish_job(self, job_id: str, completion: JobCompletion) -> Job | None:
@@ -434,3 +436,6 @@ class MetadataStore(
     #: True when a single-row read is cheaper than a thread hop (embedded SQLite), so the
     #: HTTP edge may run such reads on the event loop.
     reads_are_local: bool
+    #: True when the store serves one server only (an SQLite file; several servers need a
+    #: database server): claims found at start are then the last run's, never another's.
+    serves_one_server: bool

@@ -172,6 +172,7 @@ class SqlEngine:
         # An embedded SQLite read takes microseconds from the page cache, less than handing it
         # to a thread; a network database's does not.
         self.reads_are_local = self._is_sqlite
+        self.serves_one_server = self._is_sqlite
         # Every worker thread (16) and the event loop keep one connection for hot reads
         # (_fast_rows) and may check out another for a transaction: size the pool for both.
         if self._is_sqlite:

@@ -168,8 +168,15 @@ class JobRows(SqlEngine):
                 select(func.min(due_at)).where(t.jobs.c.status == JobStatus.IN_PROGRESS)
             ).scalar()
 
-    def release_jobs(self, job_ids: list[str]) -> None:
+    def release_jobs(self, job_ids: list[str] | None) -> None:
         with self._tx(write=True) as conn:
+            if job_ids is None:
+                conn.execute(update(t.jobs).where(t.jobs.c.lease_until.is_not(None))
+                             .values(lease_until=None))
+                # Due now, whether held or waiting for a retry.
+                conn.execute(update(t.jobs).where(t.jobs.c.notify_at.is_not(None))
+                             .values(notify_at=0))
+                return
             conn.execute(
                 update(t.jobs)
                 .where(t.jobs.c.id.in_(job_ids), t.jobs.c.status == JobStatus.IN_PROGRESS)
@@ -259,6 +266,8 @@ class JobRows(SqlEngine):
                     t.jobs.c.status != JobStatus.IN_PROGRESS,
                     t.jobs.c.completed_at < completed_before,
                 )
+                # Two servers expiring at once each take other rows, never the same twice.
+                .with_for_update(skip_locked=True)
             ).all()
             for row in rows:
                 conn.execute(delete(t.jobs).where(t.jobs.c.id == row.id))

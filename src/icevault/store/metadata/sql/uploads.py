@@ -219,6 +219,9 @@ class UploadRows(SqlEngine):
                 select(t.uploads.c.id, t.uploads.c.staging_key).where(
                     t.uploads.c.state == UploadState.OPEN, t.uploads.c.updated_at < idle_before
                 )
+                # Locked, and skipped when another server's housekeeping or a part being
+                # recorded holds it: PostgreSQL re-checks the idle time on the row it locks.
+                .with_for_update(skip_locked=True)
             ).all()
             for row in idle:
                 self._abort(conn, row.id, row.staging_key, idle_before)
