@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 from icevault.core.ids import new_archive_id, new_job_id, new_upload_id
 from icevault.core.models import (
@@ -18,6 +19,7 @@ from icevault.core.models import (
     VaultRef,
 )
 from icevault.store.metadata.base import (
+    ArchiveFilter,
     DeleteArchiveOutcome,
     DeleteVaultOutcome,
     GarbageKind,
@@ -338,3 +340,43 @@ def test_delete_vault_with_contents(meta: MetadataStore) -> None:
     assert meta.get_job(V, job.id) is None
     assert {(GarbageKind.BLOB, "blob-a"), (GarbageKind.STAGING, "stage-a")} <= set(
         garbage_keys(meta))
+
+
+def test_archives_filtered_by_description_and_size(meta: MetadataStore) -> None:
+    meta.create_vault(V, 1, 10)
+    described = ["Photos 2019", "photos 2020", "100%_done", "100 percent", None, "taxes"]
+    made = []
+    for n, text in enumerate(described):
+        a = replace(archive(f"k{n}", size=10 * (n + 1), at=1000 + n), description=text)
+        meta.insert_archive(a, b"\x00" * 32)
+        made.append(a)
+
+    def ids(**filters: Any) -> list[str]:
+        rows = meta.list_archives(V, 0, None, None, 100, ArchiveFilter(**filters))
+        return [a.id for _, a in rows]
+
+    assert ids(description="PHOTOS") == [made[0].id, made[1].id]
+    # LIKE's wildcards are plain characters in a filter.
+    assert ids(description="%_") == [made[2].id]
+    assert ids(description="100") == [made[2].id, made[3].id]
+    assert ids(min_size=30, max_size=50) == [made[2].id, made[3].id, made[4].id]
+    assert ids(description="o", min_size=20) == [made[1].id, made[2].id]
+    assert ids() == [a.id for a in made]
+
+
+def test_storage_history_by_day(meta: MetadataStore) -> None:
+    day = 24 * 3600 * 1000
+    meta.create_vault(V, 1, 10)
+    other = VaultRef("999999999999", "v")
+    meta.create_vault(other, 1, 10)
+    first = archive("a", size=100, at=day + 5)
+    second = archive("b", size=40, at=day + 6)
+    third = archive("c", size=7, at=3 * day + 1)
+    for a in (first, second, third):
+        meta.insert_archive(a, b"\x00" * 32)
+    meta.insert_archive(archive("x", size=999, at=day, vault=other), b"\x00" * 32)
+    meta.delete_archive(V, second.id, 3 * day + 2)
+    meta.delete_archive(V, first.id, 4 * day)
+    assert meta.storage_history(V.account_id) == [
+        (day, 140), (3 * day, 7 - 40), (4 * day, -100)]
+    assert meta.storage_history("000000000000") == []

@@ -35,6 +35,7 @@ from icevault.server import (
 )
 from icevault.server.authn import authenticate
 from icevault.server.call import Call
+from icevault.server.console import pages as console
 from icevault.server.errors import error_middleware
 from icevault.server.handlers import account, archives, jobs, policies, uploads, vaults
 from icevault.server.routes import Op
@@ -257,6 +258,7 @@ def create_app(settings: ServerSettings, glacier: Glacier | None = None) -> web.
     # Before the catch-all below, which would shadow them.
     health.add_routes(app)
     adminapi.add_routes(app)
+    console.add_routes(app)
     if server_metrics is not None:
         executor = runtime.executor
 

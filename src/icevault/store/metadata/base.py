@@ -89,6 +89,15 @@ class JobCompletion:
 
 
 @dataclass(frozen=True, slots=True)
+class ArchiveFilter:
+    """What the console's archive browser narrows a listing by."""
+
+    description: str | None = None  # a substring, any case
+    min_size: int | None = None
+    max_size: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class NotificationClaim:
     """A finished job whose notification this server now holds for sending."""
 
@@ -208,9 +217,16 @@ class ArchivePort(Protocol):
     def delete_archive(self, ref: VaultRef, archive_id: str, now: int) -> DeleteArchiveOutcome: ...
 
     def list_archives(
-        self, ref: VaultRef, after_seq: int, start: int | None, end: int | None, limit: int
+        self, ref: VaultRef, after_seq: int, start: int | None, end: int | None, limit: int,
+        matching: ArchiveFilter | None = None,
     ) -> list[tuple[int, Archive]]:
-        """Live archives created in ``[start, end)`` with sequence above ``after_seq``."""
+        """Live archives created in ``[start, end)`` with sequence above ``after_seq`` (and,
+        with ``matching``, only those it selects)."""
+        ...
+
+    def storage_history(self, account_id: str) -> list[tuple[int, int]]:
+        """The account's stored bytes over time: (day start in ms, bytes added that day
+        minus bytes deleted), by day, oldest first."""
         ...
 
     def mark_archive_corrupt(self, archive_id: str, at: int, reason: str) -> bool:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from sqlalchemy import (
     delete,
+    func,
     insert,
     select,
     update,
@@ -18,9 +20,12 @@ from icevault.core.models import (
 from icevault.core.treehash import DIGEST_SIZE
 from icevault.store.metadata import schema as t
 from icevault.store.metadata.base import (
+    ArchiveFilter,
     DeleteArchiveOutcome,
 )
 from icevault.store.metadata.sql.engine import _ARCHIVE_COLUMNS, SqlEngine
+
+DAY_MS = 24 * 3600 * 1000
 
 
 class ArchiveRows(SqlEngine):
@@ -103,7 +108,8 @@ class ArchiveRows(SqlEngine):
             return DeleteArchiveOutcome.DELETED
 
     def list_archives(
-        self, ref: VaultRef, after_seq: int, start: int | None, end: int | None, limit: int
+        self, ref: VaultRef, after_seq: int, start: int | None, end: int | None, limit: int,
+        matching: ArchiveFilter | None = None,
     ) -> list[tuple[int, Archive]]:
         query = select(*_ARCHIVE_COLUMNS).where(
             t.archives.c.account_id == ref.account_id,
@@ -115,9 +121,35 @@ class ArchiveRows(SqlEngine):
             query = query.where(t.archives.c.created_at >= start)
         if end is not None:
             query = query.where(t.archives.c.created_at < end)
+        if matching is not None:
+            if matching.description:
+                escaped = re.sub(r"([\\%_])", r"\\\1", matching.description)
+                query = query.where(
+                    t.archives.c.description.ilike(f"%{escaped}%", escape="\\"))
+            if matching.min_size is not None:
+                query = query.where(t.archives.c.size >= matching.min_size)
+            if matching.max_size is not None:
+                query = query.where(t.archives.c.size <= matching.max_size)
         query = query.order_by(t.archives.c.seq).limit(limit)
         with self._tx() as conn:
             return [(row.seq, self._row_to_archive(row)) for row in conn.execute(query)]
+
+    def storage_history(self, account_id: str) -> list[tuple[int, int]]:
+        day = t.archives.c.created_at // DAY_MS
+        deleted_day = t.archives.c.deleted_at // DAY_MS
+        mine = t.archives.c.account_id == account_id
+        changes: dict[int, int] = {}
+        with self._tx() as conn:
+            added = conn.execute(
+                select(day, func.sum(t.archives.c.size)).where(mine).group_by(day))
+            for when, size in added:
+                changes[int(when)] = changes.get(int(when), 0) + int(size)
+            removed = conn.execute(
+                select(deleted_day, func.sum(t.archives.c.size))
+                .where(mine, t.archives.c.deleted_at.is_not(None)).group_by(deleted_day))
+            for when, size in removed:
+                changes[int(when)] = changes.get(int(when), 0) - int(size)
+        return [(when * DAY_MS, change) for when, change in sorted(changes.items())]
 
     # -- integrity --------------------------------------------------------------------------
     def mark_archive_corrupt(self, archive_id: str, at: int, reason: str) -> bool:

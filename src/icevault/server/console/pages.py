@@ -1,0 +1,367 @@
+"""The web console's HTTP side: sign-in, the session cookie and CSRF checks, and one handler
+per page or action, rendered with Jinja2 templates shipped in the package.
+
+Console pages are HTML for people, so their errors are HTML pages too (the Glacier JSON
+error form is for SDKs); each handler turns a Glacier error into one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import re
+import secrets
+import urllib.parse
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from functools import partial
+from importlib import resources
+from typing import Any, TypeVar
+
+from aiohttp import web
+
+from icevault.config import parse_size
+from icevault.core.errors import GlacierError, InvalidParameterValueError
+from icevault.core.identity import KeyStatus, Principal
+from icevault.core.models import JobAction, JobStatus, Tier
+from icevault.server import requestlog
+from icevault.server.console import session as sessions
+from icevault.server.console.render import TEMPLATES, storage_chart, words_for_metrics
+from icevault.server.console.views import ConsoleViews, Viewer
+from icevault.server.runtime import RUNTIME, Runtime
+from icevault.store.metadata.base import ArchiveFilter
+
+PREFIX = "/console"
+T = TypeVar("T")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# Auth off (local testing): any key signs in, as the first account's root; sessions are
+# signed with this process's own secret.
+_AUTH_OFF_SECRET = secrets.token_hex(32)
+_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; "
+                               "script-src 'self'; frame-ancestors 'none'; form-action 'self'",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+_STATIC = {"console.css": "text/css", "console.js": "text/javascript"}
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+class _RedirectError(Exception):
+    def __init__(self, location: str) -> None:
+        super().__init__(location)
+        self.location = location
+
+
+class _RefusedError(Exception):
+    """A console request refused before reaching Glacier's services (401 or 403)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+class Page:
+    """One request to the console: its runtime, viewer and CSRF token once signed in."""
+
+    def __init__(self, request: web.Request) -> None:
+        self.request = request
+        self.runtime: Runtime = request.app[RUNTIME]
+        self.views = ConsoleViews(self.runtime.glacier)
+        self.viewer: Viewer | None = None
+        self.csrf = ""
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.runtime.executor, partial(fn, *args))
+
+    async def key_secret(self, key_id: str) -> tuple[str, Principal] | None:
+        """The secret sessions of this key are signed with, and who it is; None when the
+        key does not exist or is disabled."""
+        glacier = self.runtime.glacier
+        if self.runtime.settings.auth == "off":
+            account = await self.run(glacier.ctx.meta.default_account)
+            return _AUTH_OFF_SECRET, Principal(account, None, None)
+        key = await self.run(glacier.identity.lookup_key, key_id)
+        if key is None or key.status is not KeyStatus.ACTIVE:
+            return None
+        return key.secret, Principal(key.account_id, key.user, key.id)
+
+    async def sign_in_required(self) -> Viewer:
+        parts = sessions.parse(self.request.cookies.get(sessions.COOKIE))
+        found = None if parts is None else await self.key_secret(parts[0])
+        session = None if parts is None or found is None else sessions.verify(parts, found[0])
+        if session is None or found is None:
+            raise _RedirectError(f"{PREFIX}/sign-in")
+        secret, principal = found
+        self.viewer = Viewer(principal, self.request.remote, self.request.secure)
+        self.csrf = session.csrf_token(secret)
+        self.request[requestlog.ACCOUNT_KEY] = principal.account_id
+        self.request[requestlog.PRINCIPAL_KEY] = principal.arn
+        return self.viewer
+
+    async def form(self) -> dict[str, str]:
+        """A POSTed form of a signed-in session, its CSRF token checked."""
+        await self.sign_in_required()
+        data = await self.request.post()
+        fields = {k: v for k, v in data.items() if isinstance(v, str)}
+        if not sessions.same_token(self.csrf, fields.get("csrf")):
+            raise _RefusedError(403, "The form's security token is missing or stale: reload the "
+                                "page and try again.")
+        return fields
+
+    def render(self, template: str, status: int = 200, **values: Any) -> web.Response:
+        html = TEMPLATES.get_template(template).render(
+            viewer=self.viewer, csrf=self.csrf, prefix=PREFIX, **values)
+        return web.Response(text=html, status=status, content_type="text/html",
+                            headers=_HEADERS)
+
+
+def _page(handler: Callable[[Page], Awaitable[web.StreamResponse]]) -> Handler:
+    async def run(request: web.Request) -> web.StreamResponse:
+        request[requestlog.OPERATION_KEY] = f"console:{handler.__name__.strip('_')}"
+        page = Page(request)
+        try:
+            return await handler(page)
+        except _RedirectError as redirect:
+            return web.Response(status=303, headers={**_HEADERS, "Location": redirect.location})
+        except _RefusedError as refused:
+            return page.render("error.html", refused.status, message=refused.message)
+        except GlacierError as error:
+            return page.render("error.html", error.status, message=error.message,
+                               code=error.code)
+
+    return run
+
+
+def _quote(name: str) -> str:
+    return urllib.parse.quote(name, safe="")
+
+
+# -- sign-in --------------------------------------------------------------------------------
+async def _sign_in_form(page: Page, status: int = 200, failed: bool = False) -> web.Response:
+    token = secrets.token_urlsafe(24)
+    response = page.render("sign_in.html", status, token=token, failed=failed)
+    response.set_cookie(sessions.SIGN_IN_COOKIE, token, path=PREFIX, httponly=True,
+                        samesite="Strict", secure=page.request.secure, max_age=3600)
+    return response
+
+
+async def sign_in_page(page: Page) -> web.StreamResponse:
+    return await _sign_in_form(page)
+
+
+async def sign_in(page: Page) -> web.StreamResponse:
+    data = await page.request.post()
+    fields = {k: v for k, v in data.items() if isinstance(v, str)}
+    expected = page.request.cookies.get(sessions.SIGN_IN_COOKIE)
+    if expected is None or not sessions.same_token(expected, fields.get("token")):
+        raise _RefusedError(403, "The sign-in form's security token is missing or stale: reload "
+                            "the page and try again.")
+    key_id = fields.get("access_key_id", "").strip()
+    given = fields.get("secret_access_key", "").strip()
+    found = await page.key_secret(key_id) if key_id and given else None
+    auth_off = page.runtime.settings.auth == "off"
+    if found is None or not (auth_off or hmac.compare_digest(found[0].encode(), given.encode())):
+        # One answer for an unknown key and a wrong secret: nothing to probe keys with.
+        return await _sign_in_form(page, 401, failed=True)
+    _, cookie = sessions.issue(key_id, found[0])
+    response = web.Response(status=303, headers={**_HEADERS, "Location": f"{PREFIX}/"})
+    response.set_cookie(sessions.COOKIE, cookie, path=PREFIX, httponly=True,
+                        samesite="Strict", secure=page.request.secure,
+                        max_age=sessions.LIFETIME_S)
+    response.del_cookie(sessions.SIGN_IN_COOKIE, path=PREFIX)
+    return response
+
+
+async def sign_out(page: Page) -> web.StreamResponse:
+    await page.form()
+    response = web.Response(status=303,
+                            headers={**_HEADERS, "Location": f"{PREFIX}/sign-in"})
+    response.del_cookie(sessions.COOKIE, path=PREFIX)
+    return response
+
+
+# -- pages ----------------------------------------------------------------------------------
+async def vaults(page: Page) -> web.StreamResponse:
+    viewer = await page.sign_in_required()
+    listed = await page.run(page.views.vaults, viewer)
+    history = await page.run(page.views.storage_history, viewer)
+    return page.render("vaults.html", vaults=listed, chart=storage_chart(history))
+
+
+def _archive_filter(query: Any) -> tuple[ArchiveFilter, int | None, int | None]:
+    def size(name: str) -> int | None:
+        text = query.get(name, "").strip()
+        if not text:
+            return None
+        try:
+            return parse_size(text)
+        except ValueError:
+            raise InvalidParameterValueError(f"Not a size: {text} (e.g. 10MiB)") from None
+
+    def day(name: str) -> int | None:
+        text = query.get(name, "").strip()
+        if not text:
+            return None
+        if not _DATE.match(text):
+            raise InvalidParameterValueError(f"Not a date: {text} (YYYY-MM-DD)")
+        try:
+            moment = datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=UTC)
+        except ValueError:
+            raise InvalidParameterValueError(f"Not a date: {text} (YYYY-MM-DD)") from None
+        return int(moment.timestamp() * 1000)
+
+    end = day("to")
+    return (ArchiveFilter(query.get("q", "").strip() or None, size("min"), size("max")),
+            day("from"), None if end is None else end + 24 * 3600 * 1000)
+
+
+async def vault(page: Page) -> web.StreamResponse:
+    viewer = await page.sign_in_required()
+    name = page.request.match_info["vault"]
+    query = page.request.query
+    described = await page.run(page.views.vault, viewer, name)
+    matching, start, end = _archive_filter(query)
+    try:
+        after = max(0, int(query.get("after", "0")))
+        number = max(1, int(query.get("page", "1")))
+    except ValueError:
+        raise InvalidParameterValueError("after and page are whole numbers") from None
+    listed = await page.run(page.views.archives, viewer, name, after, matching, start, end)
+    kept = {k: query[k] for k in ("q", "min", "max", "from", "to") if query.get(k)}
+    next_url = None
+    if listed.next_after is not None:
+        next_url = "?" + urllib.parse.urlencode(
+            {**kept, "after": listed.next_after, "page": number + 1})
+    first_url = "?" + urllib.parse.urlencode(kept) if kept else "?"
+    return page.render("vault.html", vault=described, archives=listed.archives,
+                       page_number=number, next_url=next_url, first_url=first_url,
+                       filters=kept, tiers=[tier.value for tier in Tier])
+
+
+async def jobs(page: Page) -> web.StreamResponse:
+    viewer = await page.sign_in_required()
+    name = page.request.match_info["vault"]
+    described = await page.run(page.views.vault, viewer, name)
+    listed = await page.run(page.views.jobs, viewer, name)
+    waiting = any(view.job.status is JobStatus.IN_PROGRESS for view in listed)
+    return page.render("jobs.html", vault=described, jobs=listed, refresh=waiting,
+                       archive_action=JobAction.ARCHIVE_RETRIEVAL)
+
+
+async def uploads(page: Page) -> web.StreamResponse:
+    viewer = await page.sign_in_required()
+    name = page.request.match_info["vault"]
+    described = await page.run(page.views.vault, viewer, name)
+    listed = await page.run(page.views.uploads, viewer, name)
+    return page.render("uploads.html", vault=described, uploads=listed)
+
+
+async def account(page: Page) -> web.StreamResponse:
+    viewer = await page.sign_in_required()
+    found = await page.run(page.views.account, viewer)
+    return page.render("account.html", account=found)
+
+
+async def status(page: Page) -> web.StreamResponse:
+    await page.sign_in_required()
+    stats = await page.run(page.views.store_stats)
+    metrics = page.runtime.metrics
+    registry = None if metrics is None else metrics.registry
+    return page.render("status.html", lines=words_for_metrics(stats, registry))
+
+
+# -- actions --------------------------------------------------------------------------------
+async def create_vault(page: Page) -> web.StreamResponse:
+    fields = await page.form()
+    name = fields.get("name", "").strip()
+    assert page.viewer is not None
+    await page.run(page.views.create_vault, page.viewer, name)
+    raise _RedirectError(f"{PREFIX}/vaults/{_quote(name)}")
+
+
+async def delete_vault(page: Page) -> web.StreamResponse:
+    await page.form()
+    assert page.viewer is not None
+    await page.run(page.views.delete_vault, page.viewer, page.request.match_info["vault"])
+    raise _RedirectError(f"{PREFIX}/")
+
+
+async def start_job(page: Page) -> web.StreamResponse:
+    fields = await page.form()
+    assert page.viewer is not None
+    name = page.request.match_info["vault"]
+    if fields.get("type") == "inventory-retrieval":
+        await page.run(page.views.start_inventory, page.viewer, name)
+    else:
+        try:
+            tier = Tier(fields.get("tier", Tier.STANDARD.value))
+        except ValueError:
+            raise InvalidParameterValueError("Unknown tier") from None
+        await page.run(page.views.start_retrieval, page.viewer, name,
+                       fields.get("archive_id", ""), tier)
+    page.runtime.job_event.set()
+    raise _RedirectError(f"{PREFIX}/vaults/{_quote(name)}/jobs")
+
+
+async def job_output(page: Page) -> web.StreamResponse:
+    viewer = await page.sign_in_required()
+    name, job_id = page.request.match_info["vault"], page.request.match_info["job"]
+    job = await page.run(page.views.job, viewer, name, job_id)
+    output = await page.run(page.views.open_output, viewer, name, job_id)
+    if job.action is JobAction.INVENTORY_RETRIEVAL:
+        filename = "inventory.json" if output.content_type == "application/json" else \
+            "inventory.csv"
+    else:
+        filename = f"archive-{(job.archive_id or 'output')[:16]}.bin"
+    response = web.StreamResponse(headers={
+        **_HEADERS, "Content-Type": output.content_type,
+        "Content-Disposition": f'attachment; filename="{filename}"',
+        "Content-Length": str(output.length),
+        **({"x-amz-sha256-tree-hash": output.checksum} if output.checksum else {}),
+    })
+    try:
+        await response.prepare(page.request)
+        while chunk := await page.run(output.reader.read, 1024 * 1024):
+            await response.write(chunk)
+        await response.write_eof()
+    finally:
+        output.reader.close()
+    return response
+
+
+async def static(request: web.Request) -> web.StreamResponse:
+    name = request.match_info["name"]
+    if name not in _STATIC:
+        raise web.HTTPNotFound()
+    body = resources.files("icevault.server.console").joinpath("static", name).read_bytes()
+    return web.Response(body=body, content_type=_STATIC[name],
+                        headers={"Cache-Control": "max-age=3600",
+                                 "X-Content-Type-Options": "nosniff"})
+
+
+async def root(request: web.Request) -> web.StreamResponse:
+    return web.Response(status=303, headers={"Location": f"{PREFIX}/"})
+
+
+def add_routes(app: web.Application) -> None:
+    router = app.router
+    router.add_get(PREFIX, root)
+    router.add_get(f"{PREFIX}/", _page(vaults))
+    router.add_get(f"{PREFIX}/sign-in", _page(sign_in_page))
+    router.add_post(f"{PREFIX}/sign-in", _page(sign_in))
+    router.add_post(f"{PREFIX}/sign-out", _page(sign_out))
+    router.add_get(f"{PREFIX}/status", _page(status))
+    router.add_get(f"{PREFIX}/account", _page(account))
+    router.add_post(f"{PREFIX}/vaults", _page(create_vault))
+    router.add_get(f"{PREFIX}/vaults/{{vault}}", _page(vault))
+    router.add_post(f"{PREFIX}/vaults/{{vault}}/delete", _page(delete_vault))
+    router.add_post(f"{PREFIX}/vaults/{{vault}}/jobs", _page(start_job))
+    router.add_get(f"{PREFIX}/vaults/{{vault}}/jobs", _page(jobs))
+    router.add_get(f"{PREFIX}/vaults/{{vault}}/jobs/{{job}}/output", _page(job_output))
+    router.add_get(f"{PREFIX}/vaults/{{vault}}/uploads", _page(uploads))
+    router.add_get(f"{PREFIX}/static/{{name}}", static)
+
