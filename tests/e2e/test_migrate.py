@@ -332,7 +332,10 @@ def test_interrupted_then_expired_jobs_are_started_again(tmp_path: Path) -> None
                               (target.access_key_id, target.secret_access_key), tmp_path)
         process = migration.start("--max-jobs", "10")
         deadline = time.monotonic() + 60
-        while source.requests_seen().get("InitiateJob", 0) < 1 + 5:  # inventory + archives
+        # Until the five retrievals are started and recorded (a job the source started but
+        # the state did not record yet would simply be started again).
+        while source.requests_seen().get("InitiateJob", 0) < 1 + 5 or \
+                migration.status().get("job", {}).get("archives") != 5:
             assert process.poll() is None, process.communicate()
             assert time.monotonic() < deadline
             time.sleep(0.1)
