@@ -162,6 +162,11 @@ def test_a_vault_of_a_thousand_archives_page_by_page(
         assert "mt2" in found.find_element(By.CSS_SELECTOR, ".description").text.lower()
         assert not found.find_elements(By.XPATH, "td[3][contains(., ' B') and not(contains(., 'iB'))]")
     shot(browser, "05-archives-filtered")
+    # And by creation date (the seeded archives span five years).
+    browser.get(f"{server.endpoint_url}/console/vaults/seeded?from=2024-01-01&to=2024-12-31")
+    dates = [row.find_elements(By.TAG_NAME, "td")[3].text
+             for row in browser.find_elements(By.CSS_SELECTOR, "#archives tr.archive")]
+    assert dates and all(date.startswith("2024-") for date in dates), dates
 
 
 def test_a_retrieval_started_watched_and_downloaded(
@@ -208,16 +213,24 @@ def test_vault_actions_and_a_phone_sized_screen(
     assert browser.current_url.endswith("/console/vaults/from-the-console/jobs")
     assert browser.find_element(By.CSS_SELECTOR, "#jobs tr.job td:nth-child(2)").text == \
         "Inventory"
+    server.seed_vault("phone", archives=60, seed=3)
     browser.set_window_size(390, 844)  # a phone
     for path, name in (("/console/", "08-phone-vaults"),
-                       ("/console/vaults/seeded", "09-phone-archives"),
-                       ("/console/vaults/photos/jobs", "10-phone-jobs"),
+                       ("/console/vaults/phone", "09-phone-archives"),
+                       ("/console/vaults/from-the-console/jobs", "10-phone-jobs"),
                        ("/console/status", "11-phone-status")):
         browser.get(server.endpoint_url + path)
         width = browser.execute_script("return window.innerWidth")
         scrolled = browser.execute_script("return document.documentElement.scrollWidth")
         assert scrolled <= width, f"{path} is wider than the screen ({scrolled} > {width})"
         shot(browser, name)
+    corrupt = browser.find_element(
+        By.XPATH, "//dl[@id='status']/div[dt='Archives whose bytes failed verification']")
+    assert corrupt.find_element(By.TAG_NAME, "dd").text == "0"
+    assert "should be zero" in corrupt.text
+    stored = browser.find_element(By.XPATH, "//dl[@id='status']/div[dt='Archives stored']")
+    total = sum(v["NumberOfArchives"] for v in client.list_vaults()["VaultList"])
+    assert stored.find_element(By.TAG_NAME, "dd").text.startswith(f"{total:,} (")
     browser.set_window_size(1280, 900)
     browser.get(server.endpoint_url + "/console/vaults/from-the-console")
     browser.find_element(By.CSS_SELECTOR, "#delete-vault button").click()
