@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -132,6 +133,11 @@ def test_whole_vault_through_faults_keeps_every_id_and_byte(
     kinds = sorted({f["kind"] + ":" + f["operation"] for f in source.faults_seen()})
     assert kinds == ["corrupt_body:GetJobOutput", "drop_connection:GetJobOutput",
                      "error:DescribeJob", "error:GetJobOutput", "error:InitiateJob"]
+    # The corrupted chunks were caught where they landed: the target refused both (it checks
+    # every part against the source's checksum), and they were fetched again.
+    with urllib.request.urlopen(f"{target.endpoint_url}/metrics", timeout=10) as response:
+        metrics = response.read().decode()
+    assert "\nicevault_upload_checksum_mismatches_total 2.0\n" in metrics
     # The same IDs, sizes, tree hashes, descriptions and creation dates.
     target_client = target.client()
     assert _inventory(target_client, VAULT) == expected

@@ -230,7 +230,13 @@ class Fetcher:
         subscribers: Sequence[Subscriber],
         limiter: BandwidthLimiter | None,
         stop: threading.Event,
+        checked_downstream: bool = False,
     ) -> None:
+        """``checked_downstream``: a chunk's bytes go on to a store that checks them against
+        the source's checksum itself (a migration's target, given that checksum as the
+        part's tree hash), so a chunk that comes with a checksum is not hashed here too.
+        ``fetch(chunk, verify=True)`` hashes it anyway (when the store refused it)."""
+        self.checked_downstream = checked_downstream
         self.client = client
         self.vault = vault
         self.job_id = job_id
@@ -248,14 +254,14 @@ class Fetcher:
         for subscriber in self.subscribers:
             subscriber.on_progress(bytes_transferred=amount)
 
-    def fetch(self, chunk: Chunk) -> str:
+    def fetch(self, chunk: Chunk, *, verify: bool = False) -> str:
         config = self.config
         started = config.clock()
         attempt = 0
         while True:
             attempt += 1
             try:
-                tree_hash = self._fetch_once(chunk)
+                tree_hash = self._fetch_once(chunk, verify or not self.checked_downstream)
             except Exception as error:  # classified below; unknown kinds are re-raised
                 kind = classify(error)
                 if kind is None or self.stop.is_set():
@@ -282,7 +288,7 @@ class Fetcher:
                 self.checkpoints.add(chunk, tree_hash)
             return tree_hash
 
-    def _fetch_once(self, chunk: Chunk) -> str:
+    def _fetch_once(self, chunk: Chunk, verify: bool) -> str:
         response = self.client.get_job_output(
             accountId=self.account_id, vaultName=self.vault, jobId=self.job_id,
             range=chunk.range_header(),
@@ -302,7 +308,8 @@ class Fetcher:
                     "missing-checksum",
                     f"no x-amz-sha256-tree-hash for the aligned range {chunk.range_header()}",
                 )
-            hasher = TreeHasher()
+            # Hashed here unless a checksum came and the store downstream checks against it.
+            hasher = TreeHasher() if verify or not checksum else None
             position = chunk.start
             readinto, release = body_reader(body, response, chunk)
             out = self.sink.open(chunk)
@@ -314,7 +321,8 @@ class Fetcher:
                         n = len(data)
                         if not n:
                             break
-                        hasher.update(data)
+                        if hasher is not None:
+                            hasher.update(data)
                     if self.limiter is not None:
                         self.limiter.consume(n)
                     position += n
@@ -328,6 +336,10 @@ class Fetcher:
                     raise ChunkError(
                         "short-body", f"{position - chunk.start} of {chunk.size} bytes for {chunk.range_header()}"
                     )
+                if hasher is None:
+                    assert checksum is not None
+                    out.finish()  # the bytes the store downstream will check
+                    return str(checksum)
                 computed = hasher.hexdigest()
                 if checksum and checksum != computed:
                     raise ChunkError(

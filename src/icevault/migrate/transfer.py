@@ -1,13 +1,16 @@
 """Moving one archive whose retrieval job has succeeded on the source.
 
 The job's output is cut into tree-hash-aligned chunks (the client's chunk planner). Each
-chunk is fetched by the client's verified fetcher into memory (its length, range and
-checksum checked against the source's per-range tree hash, retried on its own), then sent
-as one part of a multipart upload on the target by the client's uploader (which checks the
-tree hash the target stored). Chunks move in parallel; at most one chunk per worker is ever
-in memory and nothing is staged on disk. The parts' hashes must combine into the source's
-tree hash before CompleteMultipartUpload, whose answer must name the source's archive ID and
-tree hash again.
+chunk is fetched by the client's fetcher into memory (its length and range checked, retried
+on its own), then sent as one part of a multipart upload on the target by the client's
+uploader, with the source's checksum for that range as the part's tree hash: the target
+stores the part only if its bytes hash to exactly that, and the uploader checks what the
+target answers. So every byte is verified against the source's checksum once, where it
+lands, without a second hashing pass here. A part the target refuses is fetched again and
+hashed here (bad bytes from the source are then retried as any download's are). Chunks move
+in parallel; at most one chunk per worker is ever in memory and nothing is staged on disk.
+The parts' hashes must combine into the source's tree hash before CompleteMultipartUpload,
+whose answer must name the source's archive ID and tree hash again.
 
 A rerun finds the parts that landed (ListParts on the target) and moves only the others.
 """
@@ -70,6 +73,13 @@ def error_code(error: BaseException) -> str | None:
             return "ResourceNotFoundException"
         return code
     return None
+
+
+def _checksum_refused(error: BotoClientError) -> bool:
+    """The target refused a part's bytes for not hashing to the tree hash sent with them."""
+    message = str(error.response.get("Error", {}).get("Message", "")).lower()
+    return error_code(error) == "InvalidParameterValueException" and \
+        "checksum mismatch" in message
 
 
 PROBE_ID = "icevault_migrate_import_probe"
@@ -203,30 +213,45 @@ class ArchiveTransfer:
                          expected_tree_hash=archive.tree_hash, checksummed=True,
                          archive_id=archive.source_id)
         sink = MemorySink(self.buffers)
+        # The target checks every part against the source's checksum for its range (sent as
+        # the part's tree hash), so the bytes are not hashed here as well; a part the target
+        # refuses is fetched again and hashed here, to tell bad source bytes from a bad hop.
         fetcher = Fetcher(self.ends.source_output or self.ends.source, self.ends.source_vault,
                           self.job_id,
                           self.ends.source_account, facts, sink, None, self.config,
-                          self.subscribers, None, self.stop)
+                          self.subscribers, None, self.stop, checked_downstream=True)
         landed = [already]
 
         def move(chunk: Chunk) -> str:
-            try:
-                checksum = fetcher.fetch(chunk)
-            except BotoClientError as error:
-                if error_code(error) == "ResourceNotFoundException":
-                    raise JobLostError(f"the source's job {self.job_id} is gone") from error
-                raise
-            data = sink.take(chunk)
-            # The fetcher hashed these bytes and matched the source's checksum: the target
-            # must store that tree hash (upload_part checks what it answers).
-            # The target is icevault (check_import_support): the signed tree hash binds the
-            # body, and the SHA-256 pass is saved.
-            try:
-                upload_part(self.ends.target, self.ends.target_vault, upload_id, chunk.start,
-                            data, account_id=self.ends.target_account, tree_hash=checksum,
-                            icevault_target=True)
-            finally:
-                sink.release(data)
+            verify = False
+            while True:
+                try:
+                    checksum = fetcher.fetch(chunk, verify=verify)
+                except BotoClientError as error:
+                    if error_code(error) == "ResourceNotFoundException":
+                        raise JobLostError(f"the source's job {self.job_id} is gone") from error
+                    raise
+                data = sink.take(chunk)
+                # The target is icevault (check_import_support): the signed tree hash binds
+                # the body, and the SHA-256 pass is saved. It stores the part only if the
+                # bytes hash to the source's checksum (upload_part checks what it answers).
+                try:
+                    upload_part(self.ends.target, self.ends.target_vault, upload_id,
+                                chunk.start, data, account_id=self.ends.target_account,
+                                tree_hash=checksum, icevault_target=True)
+                except BotoClientError as error:
+                    if not _checksum_refused(error):
+                        raise
+                    if verify:
+                        raise VerificationError(
+                            f"the target refused the part at {chunk.start} of "
+                            f"{archive.source_id} although its bytes match the source's "
+                            f"checksum {checksum}: {error}") from error
+                    verify = True
+                    continue
+                finally:
+                    sink.release(data)
+                break
             with self._landed_lock:
                 landed[0] += 1
                 self.state.part_landed(archive.source_id, landed[0])
