@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import (
+    and_,
     case,
     delete,
     func,
@@ -130,32 +132,28 @@ class JobRows(SqlEngine):
         with self._tx() as conn:
             return [self._row_to_job(row) for row in conn.execute(query)]
 
-    def claim_due_jobs(self, now: int, limit: int, lease_ms: int) -> list[Job]:
-        # SKIP LOCKED: servers claiming at once each take other rows instead of queueing on
-        # the same ones (SQLite has one writer at a time and ignores it).
-        due = (
-            select(t.jobs.c.seq)
-            .where(
-                t.jobs.c.status == JobStatus.IN_PROGRESS,
-                t.jobs.c.ready_at <= now,
-                or_(t.jobs.c.lease_until.is_(None), t.jobs.c.lease_until <= now),
-            )
-            .order_by(t.jobs.c.ready_at, t.jobs.c.seq)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
+    def _claim(self, condition: Any, order: Sequence[Any], limit: int,
+               values: dict[str, Any]) -> list[Any]:
+        """Take up to ``limit`` job rows meeting ``condition`` that no other transaction
+        holds, set ``values`` on them, and return them as they are then. SKIP LOCKED:
+        servers claiming at once each take other rows instead of queueing on the same ones
+        (SQLite has one writer at a time and ignores it)."""
+        due = (select(t.jobs.c.seq).where(condition).order_by(*order).limit(limit)
+               .with_for_update(skip_locked=True))
         with self._tx(write=True) as conn:
             seqs = list(conn.execute(due).scalars())
             if not seqs:
                 return []
-            conn.execute(
-                update(t.jobs).where(t.jobs.c.seq.in_(seqs)).values(lease_until=now + lease_ms)
-            )
-            rows = conn.execute(
-                select(t.jobs).where(t.jobs.c.seq.in_(seqs))
-                .order_by(t.jobs.c.ready_at, t.jobs.c.seq)
-            )
-            return [self._row_to_job(row) for row in rows]
+            conn.execute(update(t.jobs).where(t.jobs.c.seq.in_(seqs)).values(**values))
+            return list(conn.execute(
+                select(t.jobs).where(t.jobs.c.seq.in_(seqs)).order_by(*order)))
+
+    def claim_due_jobs(self, now: int, limit: int, lease_ms: int) -> list[Job]:
+        rows = self._claim(
+            and_(t.jobs.c.status == JobStatus.IN_PROGRESS, t.jobs.c.ready_at <= now,
+                 or_(t.jobs.c.lease_until.is_(None), t.jobs.c.lease_until <= now)),
+            (t.jobs.c.ready_at, t.jobs.c.seq), limit, {"lease_until": now + lease_ms})
+        return [self._row_to_job(row) for row in rows]
 
     def next_due_time(self) -> int | None:
         # A job another server holds is due again when its lease ends.
@@ -233,26 +231,10 @@ class JobRows(SqlEngine):
             return self._row_to_job(done)
 
     def claim_notifications(self, now: int, limit: int, lease_ms: int) -> list[NotificationClaim]:
-        due = (
-            select(t.jobs.c.seq)
-            .where(t.jobs.c.notify_at <= now)
-            .order_by(t.jobs.c.notify_at, t.jobs.c.seq)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
-        with self._tx(write=True) as conn:
-            seqs = list(conn.execute(due).scalars())
-            if not seqs:
-                return []
-            conn.execute(
-                update(t.jobs).where(t.jobs.c.seq.in_(seqs)).values(
-                    notify_at=now + lease_ms, notify_attempts=t.jobs.c.notify_attempts + 1
-                )
-            )
-            rows = conn.execute(
-                select(t.jobs).where(t.jobs.c.seq.in_(seqs)).order_by(t.jobs.c.seq)
-            )
-            return [NotificationClaim(self._row_to_job(row), row.notify_attempts) for row in rows]
+        rows = self._claim(
+            t.jobs.c.notify_at <= now, (t.jobs.c.notify_at, t.jobs.c.seq), limit,
+            {"notify_at": now + lease_ms, "notify_attempts": t.jobs.c.notify_attempts + 1})
+        return [NotificationClaim(self._row_to_job(row), row.notify_attempts) for row in rows]
 
     def settle_notification(self, job_id: str, retry_at: int | None) -> None:
         with self._tx(write=True) as conn:
