@@ -22,10 +22,11 @@ from typing import Any
 
 import pytest
 from selenium import webdriver
-from selenium.common.exceptions import NoSuchElementException
+from selenium.common.exceptions import NoSuchElementException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support.ui import WebDriverWait
 
 from icevault.testing import IcevaultServer
 
@@ -80,7 +81,18 @@ def sign_in(driver: WebDriver, server: IcevaultServer, secret: str | None = None
     driver.find_element(By.ID, "access_key_id").send_keys(key_id or server.access_key_id)
     driver.find_element(By.ID, "secret_access_key").send_keys(
         secret or server.secret_access_key)
-    driver.find_element(By.CSS_SELECTOR, "#sign-in button").click()
+    follow(driver, driver.find_element(By.CSS_SELECTOR, "#sign-in button"))
+
+
+def follow(driver: WebDriver, element: Any) -> None:
+    """Click what submits a form or follows a link, and wait until the next page has loaded
+    (a click returns before the browser has navigated). The old page is marked, so the wait
+    ends on a new document; while the browser navigates, asking may fail, and is retried."""
+    driver.execute_script("window.icevaultOldPage = true")
+    element.click()
+    WebDriverWait(driver, 20, ignored_exceptions=(WebDriverException,)).until(
+        lambda d: d.execute_script("return document.readyState === 'complete' && "
+                                   "window.icevaultOldPage === undefined"))
 
 
 def wait_for(condition: Any, timeout: float = 20.0, what: str = "") -> Any:
@@ -116,7 +128,7 @@ def test_sign_in_refuses_a_wrong_key_and_sets_a_guarded_session(
     # Script on the page cannot read it.
     assert "icevault_console=" not in browser.execute_script("return document.cookie")
     shot(browser, "02-signed-in")
-    browser.find_element(By.ID, "sign-out").click()
+    follow(browser, browser.find_element(By.ID, "sign-out"))
     browser.get(f"{server.endpoint_url}/console/")
     assert browser.current_url.endswith("/console/sign-in")
 
@@ -129,7 +141,7 @@ def test_a_vault_of_a_thousand_archives_page_by_page(
     row = browser.find_element(By.XPATH, "//table[@id='vaults']//tr[td/a[text()='seeded']]")
     assert row.find_elements(By.TAG_NAME, "td")[1].text == "1,000"
     shot(browser, "03-vaults")
-    row.find_element(By.LINK_TEXT, "seeded").click()
+    follow(browser, row.find_element(By.LINK_TEXT, "seeded"))
     seen: list[str] = []
     pages = 0
     while True:
@@ -142,7 +154,7 @@ def test_a_vault_of_a_thousand_archives_page_by_page(
         if pages == 2:
             shot(browser, "04-archives-page-2")
         try:
-            browser.find_element(By.ID, "next-page").click()
+            follow(browser, browser.find_element(By.ID, "next-page"))
         except NoSuchElementException:
             break
     assert pages == 20 and len(seen) == len(set(seen)) == 1000
@@ -155,7 +167,7 @@ def test_a_vault_of_a_thousand_archives_page_by_page(
     # Filtering by description and size.
     browser.find_element(By.NAME, "q").send_keys("mt2")
     browser.find_element(By.NAME, "min").send_keys("1KiB")
-    browser.find_element(By.CSS_SELECTOR, "#filters button").click()
+    follow(browser, browser.find_element(By.CSS_SELECTOR, "#filters button"))
     rows = browser.find_elements(By.CSS_SELECTOR, "#archives tr.archive")
     assert rows, "the filter matched nothing"
     for found in rows:
@@ -180,7 +192,7 @@ def test_a_retrieval_started_watched_and_downloaded(
     browser.get(f"{server.endpoint_url}/console/vaults/photos?q=holiday")
     row = browser.find_element(By.CSS_SELECTOR, "#archives tr.archive")
     assert row.find_element(By.CSS_SELECTOR, "code.id").get_attribute("title") == archive_id
-    row.find_element(By.CSS_SELECTOR, "form.retrieve button").click()
+    follow(browser, row.find_element(By.CSS_SELECTOR, "form.retrieve button"))
     assert browser.current_url.endswith("/console/vaults/photos/jobs")
     state = browser.find_element(By.CSS_SELECTOR, "#jobs tr.job .state").text
     assert state == "InProgress"
@@ -205,11 +217,11 @@ def test_vault_actions_and_a_phone_sized_screen(
         server: IcevaultServer, browser: WebDriver) -> None:
     sign_in(browser, server)
     browser.find_element(By.ID, "new-vault-name").send_keys("from-the-console")
-    browser.find_element(By.CSS_SELECTOR, "#create-vault button").click()
+    follow(browser, browser.find_element(By.CSS_SELECTOR, "#create-vault button"))
     assert browser.current_url.endswith("/console/vaults/from-the-console")
     client = server.client()
     assert client.describe_vault(vaultName="from-the-console")["NumberOfArchives"] == 0
-    browser.find_element(By.CSS_SELECTOR, "#start-inventory button").click()
+    follow(browser, browser.find_element(By.CSS_SELECTOR, "#start-inventory button"))
     assert browser.current_url.endswith("/console/vaults/from-the-console/jobs")
     assert browser.find_element(By.CSS_SELECTOR, "#jobs tr.job td:nth-child(2)").text == \
         "Inventory"
@@ -233,7 +245,7 @@ def test_vault_actions_and_a_phone_sized_screen(
     assert stored.find_element(By.TAG_NAME, "dd").text.startswith(f"{total:,} (")
     browser.set_window_size(1280, 900)
     browser.get(server.endpoint_url + "/console/vaults/from-the-console")
-    browser.find_element(By.CSS_SELECTOR, "#delete-vault button").click()
+    follow(browser, browser.find_element(By.CSS_SELECTOR, "#delete-vault button"))
     assert browser.current_url.endswith("/console/")
     assert "from-the-console" not in [v["VaultName"] for v in client.list_vaults()["VaultList"]]
 

@@ -26,6 +26,7 @@ from icevault.core.models import (
 from icevault.server import (
     adminapi,
     background,
+    console,
     health,
     metrics,
     parse,
@@ -35,7 +36,6 @@ from icevault.server import (
 )
 from icevault.server.authn import authenticate
 from icevault.server.call import Call
-from icevault.server.console import pages as console
 from icevault.server.errors import error_middleware
 from icevault.server.handlers import account, archives, jobs, policies, uploads, vaults
 from icevault.server.routes import Op

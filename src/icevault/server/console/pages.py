@@ -25,13 +25,13 @@ from icevault.core.errors import GlacierError, InvalidParameterValueError
 from icevault.core.identity import KeyStatus, Principal
 from icevault.core.models import JobAction, JobStatus, Tier
 from icevault.server import requestlog
+from icevault.server.console import PREFIX
 from icevault.server.console import session as sessions
 from icevault.server.console.render import TEMPLATES, storage_chart, words_for_metrics
 from icevault.server.console.views import ConsoleViews, Viewer
 from icevault.server.runtime import RUNTIME, Runtime
 from icevault.store.metadata.base import ArchiveFilter
 
-PREFIX = "/console"
 T = TypeVar("T")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # Auth off (local testing): any key signs in, as the first account's root; sessions are
@@ -347,21 +347,22 @@ async def root(request: web.Request) -> web.StreamResponse:
     return web.Response(status=303, headers={"Location": f"{PREFIX}/"})
 
 
-def add_routes(app: web.Application) -> None:
-    router = app.router
-    router.add_get(PREFIX, root)
-    router.add_get(f"{PREFIX}/", _page(vaults))
-    router.add_get(f"{PREFIX}/sign-in", _page(sign_in_page))
-    router.add_post(f"{PREFIX}/sign-in", _page(sign_in))
-    router.add_post(f"{PREFIX}/sign-out", _page(sign_out))
-    router.add_get(f"{PREFIX}/status", _page(status))
-    router.add_get(f"{PREFIX}/account", _page(account))
-    router.add_post(f"{PREFIX}/vaults", _page(create_vault))
-    router.add_get(f"{PREFIX}/vaults/{{vault}}", _page(vault))
-    router.add_post(f"{PREFIX}/vaults/{{vault}}/delete", _page(delete_vault))
-    router.add_post(f"{PREFIX}/vaults/{{vault}}/jobs", _page(start_job))
-    router.add_get(f"{PREFIX}/vaults/{{vault}}/jobs", _page(jobs))
-    router.add_get(f"{PREFIX}/vaults/{{vault}}/jobs/{{job}}/output", _page(job_output))
-    router.add_get(f"{PREFIX}/vaults/{{vault}}/uploads", _page(uploads))
-    router.add_get(f"{PREFIX}/static/{{name}}", static)
-
+# The console's routes: (method, path under PREFIX, handler). The server registers them from
+# icevault.server.console without importing this module until the first console request.
+HANDLERS: dict[str, Handler] = {
+    "root": root,
+    "vaults": _page(vaults),
+    "sign_in_page": _page(sign_in_page),
+    "sign_in": _page(sign_in),
+    "sign_out": _page(sign_out),
+    "status": _page(status),
+    "account": _page(account),
+    "create_vault": _page(create_vault),
+    "vault": _page(vault),
+    "delete_vault": _page(delete_vault),
+    "start_job": _page(start_job),
+    "jobs": _page(jobs),
+    "job_output": _page(job_output),
+    "uploads": _page(uploads),
+    "static": static,
+}
