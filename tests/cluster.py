@@ -132,6 +132,15 @@ class Member:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
+    def completions(self) -> dict[str, int]:
+        """How many times this server logged completing each job (JSON log lines)."""
+        counts: dict[str, int] = {}
+        for line in self.log().splitlines():
+            if '"job_completed"' in line:
+                job_id = json.loads(line)["job_id"]
+                counts[job_id] = counts.get(job_id, 0) + 1
+        return counts
+
     def metric(self, name: str, **labels: str) -> float:
         """One sample of the server's /metrics (0 when absent)."""
         with urllib.request.urlopen(f"{self.url}/metrics", timeout=10) as response:
@@ -249,6 +258,14 @@ class Cluster:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.balancer_port}"
+
+    def completions(self) -> dict[str, int]:
+        """How many times any server logged completing each job."""
+        counts: dict[str, int] = {}
+        for member in self.members:
+            for job_id, count in member.completions().items():
+                counts[job_id] = counts.get(job_id, 0) + count
+        return counts
 
     def credentials(self) -> tuple[str, str]:
         import configparser

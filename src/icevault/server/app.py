@@ -118,7 +118,9 @@ def build_glacier(settings: ServerSettings, clock: Clock | None = None) -> Glaci
         upload_expiry_ms=int(settings.upload_expiry_s * 1000),
         cache_ttl_ms=int(settings.cache_ttl_s * 1000),
         job_lease_ms=int(settings.job_lease_s * 1000),
-        notification_lease_ms=min(60_000, int(settings.job_lease_s * 1000)),
+        # A delivery takes up to 5 s per target; one still under way when its lease ends is
+        # sent again by another server, so the lease is never shorter than 15 s.
+        notification_lease_ms=min(60_000, max(15_000, int(settings.job_lease_s * 1000))),
     )
     ctx = Context(meta=meta, blobs=blobs, region=settings.region, timing=timing)
     if clock is not None:
