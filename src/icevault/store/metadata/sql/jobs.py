@@ -138,6 +138,11 @@ class JobRows(SqlEngine):
         holds, set ``values`` on them, and return them as they are then. SKIP LOCKED:
         servers claiming at once each take other rows instead of queueing on the same ones
         (SQLite has one writer at a time and ignores it)."""
+        # Looked for with a plain read first: the workers ask every second, and mostly
+        # nothing is due, which must not take SQLite's write lock each time.
+        with self._tx() as conn:
+            if conn.execute(select(t.jobs.c.seq).where(condition).limit(1)).first() is None:
+                return []
         due = (select(t.jobs.c.seq).where(condition).order_by(*order).limit(limit)
                .with_for_update(skip_locked=True))
         with self._tx(write=True) as conn:
