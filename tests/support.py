@@ -149,6 +149,28 @@ def wait_for_job(client: Any, vault: str, job_id: str, timeout: float = 20.0) ->
         time.sleep(0.05)
 
 
+def seconds_until_refused(change: Callable[[], object], calls: list[Callable[[], object]],
+                          code: str, limit: float = 10.0) -> float:
+    """Make ``change``, then repeat every one of ``calls`` until each is refused with the
+    Glacier error ``code``; how long after the change the last one was."""
+    from botocore.exceptions import ClientError
+
+    change()
+    changed = time.monotonic()
+    pending = list(calls)
+    while pending:
+        for call in list(pending):
+            try:
+                call()
+            except ClientError as exc:
+                assert exc.response["Error"]["Code"] == code
+                pending.remove(call)
+        assert time.monotonic() - changed < limit
+        if pending:
+            time.sleep(0.02)
+    return time.monotonic() - changed
+
+
 def pattern(size: int, seed: int = 0) -> bytes:
     """Deterministic, non-repeating-looking test bytes of any size, made fast."""
     block = bytes((i * 31 + seed * 17 + (i >> 8)) % 251 for i in range(65536))

@@ -20,7 +20,7 @@ from icevault.core.treehash import MIB, tree_hash
 from tests.cluster import Cluster, Notifications
 from tests.postgres import PostgresServer
 from tests.seaweed import SeaweedServer
-from tests.support import pattern, wait_for_job
+from tests.support import pattern, seconds_until_refused, wait_for_job
 
 pytestmark = pytest.mark.usefixtures("seaweed")
 
@@ -201,19 +201,8 @@ def test_a_policy_or_key_change_applies_on_every_server_within_the_bound(
             worker.describe_vault(vaultName="guarded")
 
     def refused_everywhere_within(change: Any, code: str) -> float:
-        change()
-        changed = time.monotonic()
-        pending = list(workers)
-        while pending:
-            for worker in list(pending):
-                try:
-                    worker.describe_vault(vaultName="guarded")
-                except ClientError as exc:
-                    assert exc.response["Error"]["Code"] == code
-                    pending.remove(worker)
-            assert time.monotonic() - changed < 10
-            time.sleep(0.02)
-        return time.monotonic() - changed
+        return seconds_until_refused(change, [
+            lambda w=worker: w.describe_vault(vaultName="guarded") for worker in workers], code)
 
     deny = json.dumps({"Version": "2012-10-17", "Statement": [{
         "Effect": "Deny", "Principal": {"AWS": "*"}, "Action": "glacier:DescribeVault",
