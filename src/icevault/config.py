@@ -85,6 +85,7 @@ class ServerSettings:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     workers: int = 16
+    body_threads: int = 8  # threads reading large upload bodies off the socket; 0: none
     metrics: bool = True  # GET /metrics (Prometheus)
     test_controls: bool = False  # the control endpoint, clock control and fault injection
     faults: tuple[Fault, ...] = ()  # rules in force from the start (--faults FILE.json)

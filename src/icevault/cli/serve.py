@@ -136,6 +136,11 @@ def _load_faults(path: Path | None, test_controls: bool) -> tuple[Fault, ...]:
     help="Slowest transfer rate (bytes per second, per 4 MiB step) a body may keep.",
 )
 @click.option(
+    "--body-threads", default=8, show_default=True, type=click.IntRange(0, 256),
+    help="Threads that read upload bodies of 8 MiB and more straight from the socket (the "
+         "least CPU per byte); with all busy, or 0, bodies are read on the event loop.",
+)
+@click.option(
     "--idle-timeout", default="15s", show_default=True, callback=_duration,
     help="How long a connection may stay idle, or take to send a request's headers.",
 )
@@ -207,6 +212,7 @@ def serve(
     log_level: str,
     io_timeout: float,
     min_rate: int,
+    body_threads: int,
     idle_timeout: float,
     max_connections: int | None,
     cache_ttl: float,
@@ -254,6 +260,7 @@ def serve(
         tls_key=tls_key,
         io_timeout_s=io_timeout,
         min_rate=min_rate,
+        body_threads=body_threads,
         idle_timeout_s=idle_timeout,
         max_connections=max_connections,
         cache_ttl_s=cache_ttl,

@@ -35,6 +35,7 @@ from icevault.server import (
     testcontrols,
 )
 from icevault.server.authn import authenticate
+from icevault.server.bodypump import BodyPumps, close_after_response
 from icevault.server.call import Call
 from icevault.server.errors import error_middleware
 from icevault.server.handlers import account, archives, jobs, policies, uploads, vaults
@@ -196,6 +197,7 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         body=caller.body,
         tree_hash_binds_body=caller.tree_hash_binds_body,
         body_fault=body_fault,
+        pumps=runtime.body_pumps,
     )
     return await handler(call)
 
@@ -222,6 +224,7 @@ async def _stamp(request: web.Request, response: web.StreamResponse) -> None:
     # Every response, error or not, streamed or not, carries a request id (the one in the
     # request's log line).
     response.headers["x-amzn-RequestId"] = requestlog.request_id(request)
+    close_after_response(request, response)
 
 
 def create_app(settings: ServerSettings, glacier: Glacier | None = None) -> web.Application:
@@ -242,6 +245,7 @@ def create_app(settings: ServerSettings, glacier: Glacier | None = None) -> web.
                      error_middleware],
         client_max_size=1024 * 1024,
     )
+    limits = TransferLimits(settings.io_timeout_s, settings.min_rate)
     runtime = Runtime(
         settings=settings,
         glacier=built,
@@ -252,7 +256,8 @@ def create_app(settings: ServerSettings, glacier: Glacier | None = None) -> web.
             built.ctx, lambda job: job_json(job, settings.region), settings.notification_url,
             on_delivery=server_metrics.notification if server_metrics else None,
         ),
-        limits=TransferLimits(settings.io_timeout_s, settings.min_rate),
+        limits=limits,
+        body_pumps=BodyPumps(settings.body_threads, limits),
         controls=controls,
         metrics=server_metrics,
     )
@@ -316,6 +321,7 @@ def create_app(settings: ServerSettings, glacier: Glacier | None = None) -> web.
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        runtime.body_pumps.shutdown()
         runtime.executor.shutdown(wait=True)
         runtime.glacier.ctx.meta.close()
 

@@ -7,12 +7,13 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from aiohttp import web
 
 from icevault.core.faults import Fault
 from icevault.core.models import VaultRef
+from icevault.server.bodypump import BlockSink, BodyPumps
 from icevault.server.routes import Route
 from icevault.server.transfer import StepClock, TransferLimits
 from icevault.service.glacier import Glacier
@@ -22,10 +23,6 @@ T = TypeVar("T")
 # Request bodies are handed to the storage thread in blocks this large: one tree-hash leaf,
 # big enough that the thread hop costs nothing, small enough to keep memory flat.
 BLOCK = 1024 * 1024
-
-
-class BlockSink(Protocol):
-    def write(self, data: bytes | bytearray | memoryview) -> None: ...
 
 
 def _write_pieces(sink: BlockSink, pieces: list[bytes]) -> None:
@@ -45,6 +42,7 @@ class Call:
     body: bytes = b""  # a JSON operation's body, read and checked at the edge
     tree_hash_binds_body: bool = False  # see app.Caller
     body_fault: Fault | None = None  # --test-controls: corrupt or cut this response's body
+    pumps: BodyPumps | None = None  # large bodies read straight from the socket
 
     @property
     def vault(self) -> VaultRef:
@@ -76,8 +74,12 @@ class Call:
         return await self.run(fn, *args)
 
     async def stream_body(self, sink: BlockSink) -> None:
-        """Feed the request body to ``sink`` in blocks, reading the next block from the
-        network while the previous one is hashed and written in a worker thread."""
+        """Feed the request body to ``sink``: a large one from a thread that reads the socket
+        itself (see :mod:`~icevault.server.bodypump`), any other in blocks from aiohttp's
+        stream, the next block read while the previous one is hashed and written in a worker
+        thread."""
+        if self.pumps is not None and await self.pumps.pump(self.request, sink):
+            return
         content = self.request.content
         # The caller is authenticated by now: its body may be read ahead in larger pieces
         # than an unknown peer's (the listener's default), for fewer reading pauses per GiB.

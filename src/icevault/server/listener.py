@@ -30,6 +30,7 @@ from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
 from icevault.core.errors import GlacierError, InvalidParameterValueError, ServiceUnavailableError
+from icevault.server.bodypump import ClientGoneError
 from icevault.server.errors import error_response
 
 log = logging.getLogger("icevault.server")
@@ -169,6 +170,9 @@ class GlacierRequestHandler(RequestHandler):
     ) -> web.StreamResponse:
         if request.writer.output_size > 0:
             raise ConnectionError("a response was already started")
+        if isinstance(exc, ClientGoneError):
+            # What aiohttp does when it sees a peer vanish: no answer, no traceback.
+            raise ConnectionError(str(exc)) from exc
         error: GlacierError
         if 400 <= status < 500:
             text = (message or "Malformed HTTP request").splitlines()[0][:200]

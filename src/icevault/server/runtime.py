@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from icevault.config import ServerSettings
+from icevault.server.bodypump import BodyPumps
 from icevault.server.transfer import TransferLimits
 from icevault.service.glacier import Glacier
 from icevault.service.notifications import Notifier
@@ -30,6 +31,7 @@ class Runtime:
     notify_event: asyncio.Event
     notifier: Notifier
     limits: TransferLimits
+    body_pumps: BodyPumps
     controls: TestControls | None = None  # --test-controls: clock and faults
     metrics: ServerMetrics | None = None  # --metrics on
     # One pass over due jobs at a time (the job worker, or a test advancing the clock).
