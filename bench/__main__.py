@@ -240,7 +240,8 @@ def signed_upload_cpu(peer: Peer, size: int, tree: str, sha_limit_mb_s: float) -
     return Row("server CPU per GiB of SigV4 UploadArchive", "s/GiB", per_gib, None, one_pass,
                "<= 2x one SHA-256 pass over a GiB", per_gib <= 2 * one_pass,
                f"{per_gib / one_pass:.2f}x one SHA-256 pass (limit column); the signed tree hash "
-               "binds the body, so its linear SHA-256 is not computed again")
+               "binds the body, so its linear SHA-256 is not computed again, and a body "
+               "thread reads it off the socket (--body-threads)")
 
 
 def migrate_row(args: argparse.Namespace) -> Row:
