@@ -286,3 +286,29 @@ def test_stream_uploads_check_the_servers_checksum_and_tell_subscribers(size: in
     client, stubber = stub(wrong=True)
     with stubber, pytest.raises(ChecksumMismatchError):
         upload_archive("v", io.BytesIO(data), part_size=MIB, workers=1, client=client)
+
+
+def test_clients_share_one_parse_of_the_service_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A migration makes three clients; each parse of Glacier's model costs 50-100 ms of start.
+    import botocore.loaders
+
+    from icevault.client.api import make_glacier_client
+
+    reads: list[str] = []
+    load_file = botocore.loaders.JSONFileLoader.load_file
+
+    def counted(self: Any, file_path: str) -> Any:
+        if "glacier" in file_path:
+            reads.append(file_path)
+        return load_file(self, file_path)
+
+    monkeypatch.setattr(botocore.loaders.JSONFileLoader, "load_file", counted)
+    first = make_glacier_client(endpoint_url="http://127.0.0.1:9", region="us-east-1")
+    before = list(reads)  # the first client may read it (unless an earlier test did)
+    others = [make_glacier_client(endpoint_url="http://127.0.0.1:9", region=region,
+                                  max_pool_connections=4) for region in ("eu-west-1", "us-east-1")]
+    assert reads == before
+    assert [c.meta.region_name for c in (first, *others)] == ["us-east-1", "eu-west-1", "us-east-1"]
+    assert all(c.meta.service_model.service_name == "glacier" for c in (first, *others))
+    for client in (first, *others):
+        client.close()
