@@ -24,6 +24,15 @@ from icevault.testing.server import ForkedProcess, ServerStartError, launch
 REGION = "us-east-1"
 
 
+def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, made with openssl: ``--tls-cert``, ``--tls-key``."""
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    return cert, key
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -108,6 +117,15 @@ class ServerProcess:
         return boto3.client(
             "glacier", **self._session_args(),
             config=botocore.config.Config(retries={"total_max_attempts": 1}, **config),
+        )
+
+    def tls_client(self, cert: Path) -> Any:
+        """A client over HTTPS (a server started with ``--tls-cert``) that trusts ``cert``."""
+        key, secret = self.root_credentials()
+        return boto3.client(
+            "glacier", endpoint_url=f"https://127.0.0.1:{self.port}", region_name=REGION,
+            aws_access_key_id=key, aws_secret_access_key=secret, verify=str(cert),
+            config=botocore.config.Config(retries={"total_max_attempts": 1}),
         )
 
     def resource(self) -> Any:

@@ -22,7 +22,7 @@ from botocore.exceptions import ClientError
 
 from icevault.core.treehash import tree_hash
 from tests.e2e.test_vaults import error_of
-from tests.support import REGION, ServerProcess, raw_request, wait_for_job
+from tests.support import REGION, ServerProcess, raw_request, self_signed_certificate, wait_for_job
 
 
 def admin(server: ServerProcess, *args: str) -> Any:
@@ -546,18 +546,11 @@ def test_credentials_file_contract(fresh_server: ServerProcess) -> None:
 
 
 def test_https_and_secure_transport_condition(tmp_path: Any) -> None:
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    cert, key = self_signed_certificate(tmp_path)
     server = ServerProcess(tmp_path / "data", auth="sigv4",
                            extra_args=["--tls-cert", str(cert), "--tls-key", str(key)]).start()
     try:
-        key_id, secret = server.root_credentials()
-        client = boto3.client("glacier", endpoint_url=f"https://127.0.0.1:{server.port}",
-                              region_name=REGION, aws_access_key_id=key_id,
-                              aws_secret_access_key=secret, verify=str(cert),
-                              config=botocore.config.Config(retries={"total_max_attempts": 1}))
+        client = server.tls_client(cert)
         client.create_vault(vaultName="tls")
         arn = client.describe_vault(vaultName="tls")["VaultARN"]
         # Deny everything not sent over TLS: requests through HTTPS still pass.

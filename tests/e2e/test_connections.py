@@ -17,7 +17,7 @@ import pytest
 
 from tests.e2e.test_edge import assert_glacier_error
 from tests.e2e.test_hostile_edge import read_response, signed_headers
-from tests.support import ServerProcess, pattern, wait_for_job
+from tests.support import ServerProcess, pattern, self_signed_certificate, wait_for_job
 
 
 def _closed_within(sock: socket.socket, seconds: float) -> bool:
@@ -281,13 +281,7 @@ def test_data_directories_are_private_whatever_the_umask(tmp_path: Path) -> None
 
 
 def test_failed_tls_handshakes_do_not_use_up_the_connection_cap(tmp_path: Path) -> None:
-    import boto3
-    import botocore.config
-
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    cert, key = self_signed_certificate(tmp_path)
     server = ServerProcess(tmp_path / "data", auth="sigv4", extra_args=[
         "--tls-cert", str(cert), "--tls-key", str(key), "--max-connections", "4"]).start()
     try:
@@ -295,11 +289,7 @@ def test_failed_tls_handshakes_do_not_use_up_the_connection_cap(tmp_path: Path) 
             with socket.create_connection(("127.0.0.1", server.port)) as sock:
                 sock.sendall(b"GET /-/vaults HTTP/1.1\r\nHost: x\r\n\r\n")
                 assert _closed_within(sock, 5)
-        key_id, secret = server.root_credentials()
-        client = boto3.client("glacier", endpoint_url=f"https://127.0.0.1:{server.port}",
-                              region_name="us-east-1", aws_access_key_id=key_id,
-                              aws_secret_access_key=secret, verify=str(cert),
-                              config=botocore.config.Config(retries={"total_max_attempts": 1}))
+        client = server.tls_client(cert)
         assert client.list_vaults()["ResponseMetadata"]["HTTPStatusCode"] == 200
         client.close()
     finally:

@@ -9,22 +9,19 @@ from __future__ import annotations
 import hashlib
 import random
 import signal
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
-import botocore.config
 import pytest
 
 from icevault.core.treehash import tree_hash
 from tests.e2e.test_connections import _closed_within
 from tests.e2e.test_edge import assert_glacier_error
 from tests.e2e.test_hostile_edge import read_response, send_head, signed_headers
-from tests.support import ServerProcess, wait_for_job
+from tests.support import ServerProcess, self_signed_certificate, wait_for_job
 
 MIB = 1024 * 1024
 PATH = "/-/vaults/big/archives"
@@ -192,18 +189,11 @@ def test_busy_body_threads_fall_back_to_the_event_loop(server: ServerProcess) ->
 
 
 def test_tls_bodies_never_take_the_socket_path(tmp_path: Path) -> None:
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    cert, key = self_signed_certificate(tmp_path)
     tls = ServerProcess(tmp_path / "data", auth="sigv4", extra_args=[
         "--tls-cert", str(cert), "--tls-key", str(key)]).start()
     try:
-        key_id, secret = tls.root_credentials()
-        client = boto3.client("glacier", endpoint_url=f"https://127.0.0.1:{tls.port}",
-                              region_name="us-east-1", aws_access_key_id=key_id,
-                              aws_secret_access_key=secret, verify=str(cert),
-                              config=botocore.config.Config(retries={"total_max_attempts": 1}))
+        client = tls.tls_client(cert)
         client.create_vault(vaultName="big")
         body = _bytes(9 * MIB, seed=11)
         uploaded = client.upload_archive(vaultName="big", body=body)
