@@ -244,6 +244,21 @@ def signed_upload_cpu(peer: Peer, size: int, tree: str, sha_limit_mb_s: float) -
                "thread reads it off the socket (--body-threads)")
 
 
+def small_parts_cpu(peer: Peer, source: Path, size: int, sha_limit_mb_s: float) -> Row:
+    """Server CPU-seconds per GiB of a SigV4 multipart upload in 1 MiB parts, the smallest
+    Glacier allows: what each request costs beside its bytes."""
+    client = peer.client(4)
+    client.create_vault(vaultName="small-parts")
+    cpu_before = peer.cpu_seconds()
+    upload_archive("small-parts", source, part_size=MIB, workers=4, client=client)
+    per_gib = (peer.cpu_seconds() - cpu_before) / (size / 1024**3)
+    one_pass = 1024**3 / (sha_limit_mb_s * 1e6)
+    return Row("server CPU per GiB of SigV4 multipart upload, 1 MiB parts", "s/GiB", per_gib,
+               None, one_pass, "", None,
+               f"{per_gib / one_pass:.1f}x one SHA-256 pass (limit column); "
+               f"{size // MIB} part requests")
+
+
 def migrate_row(args: argparse.Namespace) -> Row:
     """icevault migrate against a verified download then upload (``python -m bench migrate``)."""
     from bench import migrate
@@ -561,6 +576,9 @@ def run(args: argparse.Namespace) -> list[Row]:
                         "uses more than one core", cores > 1.0,
                         "clients run on the same cores"))
         rows.append(signed_upload_cpu(ice_sig, per_client, upload_hash, sha_limit))
+        parts_file = make_file(work / "small-parts.bin", min(size, 256 * MIB))
+        rows.append(small_parts_cpu(ice_sig, parts_file, min(size, 256 * MIB), sha_limit))
+        parts_file.unlink()
         rows.extend(kit_rows(args.quick))
         rows.append(migrate_row(args))
         rows.extend(cluster_rows(args))

@@ -109,6 +109,11 @@ _GET_JOB = select(t.jobs).where(
     t.jobs.c.account_id == bindparam("account"),
     t.jobs.c.vault_name == bindparam("name"),
 )
+_GET_UPLOAD = select(t.uploads).where(
+    t.uploads.c.id == bindparam("upload_id"),
+    t.uploads.c.account_id == bindparam("account"),
+    t.uploads.c.vault_name == bindparam("name"),
+)
 _GET_KEY = select(t.access_keys).where(t.access_keys.c.id == bindparam("key_id"))
 _ARCHIVE_COLUMNS = (
     t.archives.c.seq,
@@ -198,7 +203,8 @@ class SqlEngine:
         self._prepared = {
             name: _Prepared(statement, self._engine)
             for name, statement in (
-                ("vault", _GET_VAULT), ("job", _GET_JOB), ("key", _GET_KEY),
+                ("vault", _GET_VAULT), ("job", _GET_JOB), ("upload", _GET_UPLOAD),
+                ("key", _GET_KEY),
                 ("vault_policies", _GET_VAULT_POLICIES), ("archive", _GET_ARCHIVE),
                 ("archive_leaves", _GET_ARCHIVE_LEAVES),
                 ("archive_leaf_range", _GET_ARCHIVE_LEAF_RANGE),
