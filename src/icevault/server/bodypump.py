@@ -40,7 +40,9 @@ from aiohttp import web
 from icevault.server.transfer import StepClock, TransferLimits
 
 PUMP_MIN = 8 * 1024 * 1024  # smaller bodies keep their keep-alive connection
-BLOCK = 1024 * 1024  # one tree-hash leaf per hand-off to the sink
+# Bodies reach their sink in blocks this large, on either path: one tree-hash leaf, big
+# enough that a hand-off costs nothing, small enough to keep memory flat.
+BLOCK = 1024 * 1024
 
 _TAKEN = "icevault.body_socket_taken"
 

@@ -13,16 +13,12 @@ from aiohttp import web
 
 from icevault.core.faults import Fault
 from icevault.core.models import VaultRef
-from icevault.server.bodypump import BlockSink, BodyPumps
+from icevault.server.bodypump import BLOCK, BlockSink, BodyPumps
 from icevault.server.routes import Route
 from icevault.server.transfer import StepClock, TransferLimits
 from icevault.service.glacier import Glacier
 
 T = TypeVar("T")
-
-# Request bodies are handed to the storage thread in blocks this large: one tree-hash leaf,
-# big enough that the thread hop costs nothing, small enough to keep memory flat.
-BLOCK = 1024 * 1024
 
 
 def _write_pieces(sink: BlockSink, pieces: list[bytes]) -> None:
