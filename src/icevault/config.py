@@ -17,7 +17,7 @@ _SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**
 
 def parse_duration(text: str) -> float:
     """Seconds from '90', '90s', '15m', '24h', '2d' or '250ms'."""
-    match = _DURATION_RE.match(text)
+    match = _DURATION_RE.fullmatch(text)
     if not match:
         raise ValueError(f"invalid duration {text!r} (examples: 30, 30s, 15m, 24h, 2d)")
     return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
@@ -25,7 +25,7 @@ def parse_duration(text: str) -> float:
 
 def parse_size(text: str) -> int:
     """Bytes from '1048576', '8MiB', '8M', '1GiB' (binary units, as Glacier's part sizes)."""
-    match = _SIZE_RE.match(text)
+    match = _SIZE_RE.fullmatch(text)
     if not match:
         raise ValueError(f"invalid size {text!r} (examples: 1048576, 8MiB, 1GiB)")
     unit = (match.group(2) or "").lower()[:1]

@@ -12,7 +12,7 @@ from typing import Protocol
 from icevault.core.errors import InvalidParameterValueError
 
 VAULT_NAME_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,255}$")
-ACCOUNT_ID_RE = re.compile(r"^\d{12}$")
+ACCOUNT_ID_RE = re.compile(r"[0-9]{12}")
 
 
 class Clock(Protocol):
@@ -83,7 +83,7 @@ def parse_iso8601(text: str) -> int:
 
 
 def validate_vault_name(name: str) -> str:
-    if not VAULT_NAME_RE.match(name):
+    if not VAULT_NAME_RE.fullmatch(name):
         raise InvalidParameterValueError(
             f"Invalid vault name: {name!r}. Vault names are 1 to 255 characters from "
             "a-z, A-Z, 0-9, '_' (underscore), '-' (hyphen) and '.' (period)."
@@ -181,7 +181,7 @@ class ArchiveImport:
     created_at: int
 
     def __post_init__(self) -> None:
-        if not IMPORT_ID_RE.match(self.archive_id) or self.archive_id.startswith("-"):
+        if not IMPORT_ID_RE.fullmatch(self.archive_id) or self.archive_id.startswith("-"):
             raise InvalidParameterValueError(
                 "Invalid archive ID to import: 1 to 200 characters from A-Z, a-z, 0-9, '_' "
                 "and '-', not starting with '-'"

@@ -156,7 +156,7 @@ def _wildcard(pattern: str, ignore_case: bool) -> re.Pattern[str]:
 
 
 def wildcard_match(pattern: str, value: str, *, ignore_case: bool = False) -> bool:
-    return _wildcard(pattern, ignore_case).match(value) is not None
+    return _wildcard(pattern, ignore_case).fullmatch(value) is not None
 
 
 def _principal_matches(principals: tuple[str, ...], request: Request, *, allow: bool) -> bool:

@@ -26,7 +26,7 @@ class ByteRange:
     @classmethod
     def parse(cls, header: str) -> ByteRange:
         """Parse a ``Range`` header value; a malformed one is InvalidParameterValue."""
-        match = _RANGE_RE.match(header[:128])
+        match = _RANGE_RE.fullmatch(header[:128])
         if not match or (not match.group(1) and not match.group(2)):
             raise InvalidParameterValueError(f"Invalid range header: {header[:64]}")
         first = int(match.group(1)) if match.group(1) else None
@@ -60,7 +60,7 @@ _RETRIEVAL_RE = re.compile(r"^([0-9]{1,19})-([0-9]{1,19})$", re.ASCII)
 
 def parse_retrieval_range(text: str) -> tuple[int, int]:
     """Parse a job's ``RetrievalByteRange`` ("start-end", inclusive)."""
-    match = _RETRIEVAL_RE.match(text.strip()[:64])
+    match = _RETRIEVAL_RE.fullmatch(text.strip()[:64])
     if not match:
         raise InvalidParameterValueError(f"Invalid RetrievalByteRange: {text[:64]}")
     start, end = int(match.group(1)), int(match.group(2))

@@ -50,7 +50,7 @@ def _entry(record: dict[str, Any], where: str) -> InventoryEntry:
         entry.created_ms  # noqa: B018 - validates the date
     except (KeyError, TypeError, ValueError, InvalidParameterValueError) as exc:
         raise InventoryError(f"{where}: not a Glacier inventory entry ({exc})") from None
-    if not entry.archive_id or entry.size < 1 or not _TREE_HASH.match(entry.tree_hash):
+    if not entry.archive_id or entry.size < 1 or not _TREE_HASH.fullmatch(entry.tree_hash):
         raise InventoryError(f"{where}: archive {entry.archive_id!r} has an invalid size or "
                              "tree hash")
     return entry

@@ -134,7 +134,7 @@ def resolve_account(segment: str, caller_account: str) -> str:
     the resource (whether the caller may act there is for the access policies to say)."""
     if segment == "-":
         return caller_account
-    if not ACCOUNT_ID_RE.match(segment):
+    if not ACCOUNT_ID_RE.fullmatch(segment):
         raise InvalidParameterValueError(
             f"Invalid account id: {segment!r}. Use '-' or a 12-digit account id without hyphens"
         )

@@ -99,7 +99,7 @@ class ContentRange:
 
 def content_range(call: Call) -> ContentRange:
     text = required(call.header("Content-Range"), "Content-Range")
-    match = _CONTENT_RANGE_RE.match(text.strip()[:64])
+    match = _CONTENT_RANGE_RE.fullmatch(text.strip()[:64])
     if not match:
         raise InvalidParameterValueError(
             f"Invalid Content-Range: {text[:64]}. Expected 'bytes first-last/*' or "

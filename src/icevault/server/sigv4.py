@@ -122,7 +122,7 @@ def parse_credentials(request: SignedRequest) -> Credentials:
     if authorization is None and not query:
         raise MissingAuthenticationTokenError("Missing Authentication Token")
     if authorization is not None:
-        match = _AUTH_RE.match(authorization.strip())
+        match = _AUTH_RE.fullmatch(authorization.strip())
         if not match:
             raise IncompleteSignatureError(
                 "Authorization header requires 'Credential', 'SignedHeaders' and 'Signature' "

@@ -99,7 +99,7 @@ class IdentityService:
     def create_account(self, account_id: str | None = None) -> tuple[str, AccessKey]:
         """A new account and its root access key."""
         account = account_id or new_account_id()
-        if not ACCOUNT_ID_RE.match(account):
+        if not ACCOUNT_ID_RE.fullmatch(account):
             raise InvalidParameterValueError(f"Invalid account id: {account} (12 digits)")
         if not self.ctx.meta.create_account(account, self.ctx.clock.now_ms()):
             raise InvalidParameterValueError(f"Account {account} already exists")
@@ -116,7 +116,7 @@ class IdentityService:
 
     def create_user(self, account_id: str, user: str) -> None:
         self.require_account(account_id)
-        if not USER_NAME_RE.match(user):
+        if not USER_NAME_RE.fullmatch(user):
             raise InvalidParameterValueError(
                 f"Invalid user name: {user!r} (1-64 of letters, digits and +=,.@_-)"
             )

@@ -27,7 +27,7 @@ class TopicService:
         self.ctx = ctx
 
     def create(self, account_id: str, name: str, url: str) -> str:
-        if not _NAME_RE.match(name):
+        if not _NAME_RE.fullmatch(name):
             raise InvalidParameterValueError(
                 f"Invalid topic name: {name!r}. Up to 256 letters, digits, '-' and '_'"
             )
@@ -43,7 +43,7 @@ class TopicService:
 
     def require(self, account_id: str, arn: str) -> None:
         """Refuse a topic that is not one of ``account_id``'s registered topics."""
-        match = _ARN_RE.match(arn)
+        match = _ARN_RE.fullmatch(arn)
         if (
             match is None
             or match.group(1) != self.ctx.region
@@ -56,7 +56,7 @@ class TopicService:
             )
 
     def url_for(self, arn: str) -> str | None:
-        match = _ARN_RE.match(arn)
+        match = _ARN_RE.fullmatch(arn)
         if match is None:
             return None
         return self.ctx.meta.get_topic_url(match.group(2), match.group(3))

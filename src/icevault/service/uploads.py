@@ -8,7 +8,6 @@ without copying it.
 
 from __future__ import annotations
 
-import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -40,7 +39,6 @@ from icevault.store.metadata.base import ArchiveIdTakenError
 MIN_PART = treehash.MIB
 MAX_PART = 4 * 1024**3
 # RFC 2616's form: the total is "*" (unknown) or the whole archive's size, as some tools send.
-_CONTENT_RANGE_RE = re.compile(r"^bytes ([0-9]{1,19})-([0-9]{1,19})/(\*|[0-9]{1,19})$", re.ASCII)
 
 
 class _SharedExclusiveLock:

@@ -206,7 +206,7 @@ def _archive_filter(query: Any) -> tuple[ArchiveFilter, int | None, int | None]:
         text = query.get(name, "").strip()
         if not text:
             return None
-        if not _DATE.match(text):
+        if not _DATE.fullmatch(text):
             raise InvalidParameterValueError(f"Not a date: {text} (YYYY-MM-DD)")
         try:
             moment = datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=UTC)

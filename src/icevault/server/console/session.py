@@ -49,7 +49,7 @@ def issue(key_id: str, secret: str, now: float | None = None) -> tuple[Session, 
 
 def parse(cookie: str | None) -> tuple[str, int, str] | None:
     """The cookie's key id, expiry and MAC, unchecked; None when it is not a session."""
-    match = _SHAPE.match(cookie or "")
+    match = _SHAPE.fullmatch(cookie or "")
     if match is None:
         return None
     return match.group(1), int(match.group(2)), match.group(3)
