@@ -13,8 +13,8 @@ from aiohttp import web
 from icevault.core.errors import InvalidSignatureError, MissingParameterValueError
 from icevault.core.identity import Principal
 from icevault.server import sigv4
+from icevault.server.bodies import JSON_CAP, read_body
 from icevault.server.runtime import Runtime
-from icevault.server.wire import read_small_body
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,9 +33,9 @@ async def authenticate(runtime: Runtime, request: web.Request, *, streamed: bool
     Everything the signature covers is checked before a body is read; a body is then
     bound to the signature by its SHA-256 (the signed ``x-amz-content-sha256``)."""
     glacier = runtime.glacier
-    timeout = runtime.limits.io_timeout_s
+    limits = runtime.limits
     if runtime.settings.auth == "off":
-        body = b"" if streamed else await read_small_body(request, timeout)
+        body = b"" if streamed else await read_body(request, limits, JSON_CAP)
         return Caller(Principal(glacier.ctx.meta.default_account(), None, None), body, True)
     signed = sigv4.SignedRequest(
         method=request.method,
@@ -62,7 +62,7 @@ async def authenticate(runtime: Runtime, request: web.Request, *, streamed: bool
         sigv4.verify(signed, creds, key, region=region, now=now, body_sha256=None)
     elif declared is not None:
         sigv4.verify(signed, creds, key, region=region, now=now, body_sha256=None)
-        body = await read_small_body(request, timeout)
+        body = await read_body(request, limits, JSON_CAP)
         computed = hashlib.sha256(body).hexdigest()
         if declared.strip().lower() != computed:
             # The signature covers the declared hash, so the body itself must match it.
@@ -72,7 +72,7 @@ async def authenticate(runtime: Runtime, request: web.Request, *, streamed: bool
             )
     else:
         # Without a declared hash the signature covers the body itself; it is capped and timed.
-        body = await read_small_body(request, timeout)
+        body = await read_body(request, limits, JSON_CAP)
         sigv4.verify(signed, creds, key, region=region, now=now,
                      body_sha256=hashlib.sha256(body).hexdigest())
     return Caller(Principal(key.account_id, key.user, key.id), body,

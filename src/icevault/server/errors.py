@@ -64,13 +64,23 @@ def storage_error(exc: OSError) -> GlacierError | None:
 ERROR_KEY = "icevault.error"  # the GlacierError a request was answered with (for metrics)
 
 
-def _refusal(request: web.Request, error: GlacierError) -> web.Response:
-    request[ERROR_KEY] = error
-    response = error_response(error)
+def close_if_body_unread(request: web.Request, response: web.StreamResponse) -> None:
+    """A body we refused is not read on: closing the connection frees what aiohttp
+    buffered of it at once, instead of draining (or waiting for) the rest."""
     if not request.content.at_eof():
-        # A body we refused is not read on: closing the connection frees what aiohttp
-        # buffered of it at once, instead of draining (or waiting for) the rest.
         response.force_close()
+        # Let go of what is buffered now, not when the request object is collected.
+        while request.content.exception() is None and request.content.read_nowait():
+            pass
+
+
+def _refusal(request: web.Request, error: GlacierError) -> web.Response:
+    # Kept on the request for the log line and metrics, without its traceback: the frames
+    # hold the request, and such a cycle (with whatever the request buffered) waits for
+    # the cyclic collector, which large byte strings do not prompt.
+    request[ERROR_KEY] = error.with_traceback(None)
+    response = error_response(error)
+    close_if_body_unread(request, response)
     return response
 
 

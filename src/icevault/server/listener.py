@@ -30,7 +30,6 @@ from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
 from icevault.core.errors import GlacierError, InvalidParameterValueError, ServiceUnavailableError
-from icevault.server.bodypump import ClientGoneError
 from icevault.server.errors import error_response
 
 log = logging.getLogger("icevault.server")
@@ -170,8 +169,10 @@ class GlacierRequestHandler(RequestHandler):
     ) -> web.StreamResponse:
         if request.writer.output_size > 0:
             raise ConnectionError("a response was already started")
-        if isinstance(exc, ClientGoneError):
-            # What aiohttp does when it sees a peer vanish: no answer, no traceback.
+        if isinstance(exc, ConnectionResetError):
+            # A peer gone mid-request (a body pump's ClientGoneError, or aiohttp's
+            # "Connection lost" from any body reader): what aiohttp does when it sees a peer
+            # vanish, no answer and no traceback. The request's own log line says "aborted".
             raise ConnectionError(str(exc)) from exc
         error: GlacierError
         if 400 <= status < 500:
@@ -233,6 +234,10 @@ class Listener:
             keepalive_timeout=self._settings.idle_timeout_s,
             read_bufsize=READ_BUFFER,
             access_log=None,
+            # A body the handler did not read to its end (refused: over its cap, unsigned,
+            # not allowed) closes the connection after the answer, instead of aiohttp reading
+            # and discarding up to 10 s more of whatever the peer sends.
+            lingering_time=0,
         )
         if self._settings.ssl_context is None:
             key = id(handler)

@@ -33,8 +33,8 @@ from icevault.core.faults import Fault
 from icevault.core.models import AdjustableClock, VaultRef, iso8601, validate_vault_name
 from icevault.core.parsing import load_json
 from icevault.server import background
+from icevault.server.bodies import JSON_CAP, read_body
 from icevault.server.runtime import RUNTIME, Runtime
-from icevault.server.wire import read_small_body
 from icevault.service.faults import FaultPlan
 from icevault.service.seeding import SeedRequest, seed_vault
 
@@ -67,7 +67,7 @@ def _controls(runtime: Runtime) -> TestControls:
 
 
 async def _json_body(request: web.Request, runtime: Runtime) -> dict[str, Any]:
-    body = await read_small_body(request, runtime.limits.io_timeout_s)
+    body = await read_body(request, runtime.limits, JSON_CAP)
     if not body:
         return {}
     value = load_json(body)

@@ -28,20 +28,22 @@ class TransferLimits:
 class StepClock:
     """Progress of one body through its steps; raises when a step overruns its deadline."""
 
-    def __init__(self, limits: TransferLimits, what: str) -> None:
+    def __init__(self, limits: TransferLimits, what: str, step: int = STEP) -> None:
         self._limits = limits
         self._what = what
+        # A body smaller than a step (a capped JSON body, a form) is one step of its cap.
+        self._step = step
         self._step_started = time.monotonic()
         self._step_bytes = 0
 
     def remaining_s(self) -> float:
         """Time left in the current step, never more than one stall allowance."""
-        left = self._step_started + self._limits.step_deadline_s() - time.monotonic()
+        left = self._step_started + self._limits.step_deadline_s(self._step) - time.monotonic()
         return max(0.0, min(self._limits.io_timeout_s, left))
 
     def advance(self, count: int) -> None:
         self._step_bytes += count
-        if self._step_bytes < STEP:
+        if self._step_bytes < self._step:
             if self.remaining_s() <= 0:
                 raise self.too_slow()
             return

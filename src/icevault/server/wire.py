@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 
 from aiohttp import web
 
 from icevault.core.errors import (
-    InvalidParameterValueError,
-    RequestTimeoutError,
     SerializationError,
 )
 from icevault.core.models import Job, JobAction, JobStatus, Part, Upload, Vault, iso8601
@@ -30,38 +27,6 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
 
 def empty_response(status: int, headers: dict[str, str] | None = None) -> web.Response:
     return web.Response(status=status, headers=headers)
-
-
-# JSON bodies are small: the largest is a 20 KiB policy, escaped inside a JSON string.
-MAX_JSON_BODY = 64 * 1024
-
-
-async def read_small_body(request: web.Request, timeout_s: float) -> bytes:
-    """Read a JSON operation's body: at most MAX_JSON_BODY bytes, all within ``timeout_s``."""
-    declared = request.content_length
-    if declared is not None and declared > MAX_JSON_BODY:
-        raise InvalidParameterValueError(
-            f"The request body is {declared} bytes; this operation takes at most "
-            f"{MAX_JSON_BODY} bytes"
-        )
-    if declared == 0 or not request.body_exists:
-        return b""
-    pieces: list[bytes] = []
-    size = 0
-    try:
-        async with asyncio.timeout(timeout_s):
-            while data := await request.content.readany():
-                size += len(data)
-                if size > MAX_JSON_BODY:
-                    raise InvalidParameterValueError(
-                        f"The request body is larger than {MAX_JSON_BODY} bytes"
-                    )
-                pieces.append(data)
-    except TimeoutError:
-        raise RequestTimeoutError(
-            f"The request body was not received within {timeout_s:g} s"
-        ) from None
-    return b"".join(pieces)
 
 
 def read_json_object(raw: bytes) -> dict[str, Any]:

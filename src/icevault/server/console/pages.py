@@ -24,11 +24,14 @@ from icevault.config import parse_size
 from icevault.core.errors import GlacierError, InvalidParameterValueError
 from icevault.core.identity import KeyStatus, Principal
 from icevault.core.models import JobAction, JobStatus, Tier
+from icevault.core.parsing import MAX_LONG, parse_decimal
 from icevault.server import requestlog
+from icevault.server.bodies import FORM_CAP, SIGN_IN_CAP, read_body
 from icevault.server.console import PREFIX
 from icevault.server.console import session as sessions
 from icevault.server.console.render import TEMPLATES, storage_chart, words_for_metrics
 from icevault.server.console.views import ConsoleViews, Viewer
+from icevault.server.errors import close_if_body_unread
 from icevault.server.runtime import RUNTIME, Runtime
 from icevault.store.metadata.base import ArchiveFilter
 
@@ -105,12 +108,25 @@ class Page:
     async def form(self) -> dict[str, str]:
         """A POSTed form of a signed-in session, its CSRF token checked."""
         await self.sign_in_required()
-        data = await self.request.post()
-        fields = {k: v for k, v in data.items() if isinstance(v, str)}
+        fields = await self.fields(FORM_CAP)
         if not sessions.same_token(self.csrf, fields.get("csrf")):
             raise _RefusedError(403, "The form's security token is missing or stale: reload the "
                                 "page and try again.")
         return fields
+
+    async def fields(self, cap: int) -> dict[str, str]:
+        """The fields of a URL-encoded form of at most ``cap`` bytes, read by the one body
+        reader of every route."""
+        if self.request.content_type != "application/x-www-form-urlencoded":
+            raise InvalidParameterValueError(
+                "A console form is sent as application/x-www-form-urlencoded")
+        raw = await read_body(self.request, self.runtime.limits, cap)
+        try:
+            pairs = urllib.parse.parse_qsl(raw.decode(), keep_blank_values=True,
+                                           max_num_fields=16)
+        except (UnicodeDecodeError, ValueError):
+            raise InvalidParameterValueError("The form is not URL-encoded UTF-8") from None
+        return dict(pairs)
 
     def render(self, template: str, status: int = 200, **values: Any) -> web.Response:
         html = TEMPLATES.get_template(template).render(
@@ -128,10 +144,12 @@ def _page(handler: Callable[[Page], Awaitable[web.StreamResponse]]) -> Handler:
         except _RedirectError as redirect:
             return web.Response(status=303, headers={**_HEADERS, "Location": redirect.location})
         except _RefusedError as refused:
-            return page.render("error.html", refused.status, message=refused.message)
+            response = page.render("error.html", refused.status, message=refused.message)
         except GlacierError as error:
-            return page.render("error.html", error.status, message=error.message,
-                               code=error.code)
+            response = page.render("error.html", error.status, message=error.message,
+                                   code=error.code)
+        close_if_body_unread(request, response)
+        return response
 
     return run
 
@@ -154,8 +172,7 @@ async def sign_in_page(page: Page) -> web.StreamResponse:
 
 
 async def sign_in(page: Page) -> web.StreamResponse:
-    data = await page.request.post()
-    fields = {k: v for k, v in data.items() if isinstance(v, str)}
+    fields = await page.fields(SIGN_IN_CAP)
     expected = page.request.cookies.get(sessions.SIGN_IN_COOKIE)
     if expected is None or not sessions.same_token(expected, fields.get("token")):
         raise _RefusedError(403, "The sign-in form's security token is missing or stale: reload "
@@ -198,9 +215,12 @@ def _archive_filter(query: Any) -> tuple[ArchiveFilter, int | None, int | None]:
         if not text:
             return None
         try:
-            return parse_size(text)
+            size = parse_size(text)
         except ValueError:
-            raise InvalidParameterValueError(f"Not a size: {text} (e.g. 10MiB)") from None
+            raise InvalidParameterValueError(f"Not a size: {text[:40]} (e.g. 10MiB)") from None
+        if size > MAX_LONG:
+            raise InvalidParameterValueError(f"Not a size: {text[:40]} (at most {MAX_LONG} bytes)")
+        return size
 
     def day(name: str) -> int | None:
         text = query.get(name, "").strip()
@@ -225,11 +245,8 @@ async def vault(page: Page) -> web.StreamResponse:
     query = page.request.query
     described = await page.run(page.views.vault, viewer, name)
     matching, start, end = _archive_filter(query)
-    try:
-        after = max(0, int(query.get("after", "0")))
-        number = max(1, int(query.get("page", "1")))
-    except ValueError:
-        raise InvalidParameterValueError("after and page are whole numbers") from None
+    after = parse_decimal(query.get("after", "0"), "after")
+    number = max(1, parse_decimal(query.get("page", "1"), "page"))
     listed = await page.run(page.views.archives, viewer, name, after, matching, start, end)
     kept = {k: query[k] for k in ("q", "min", "max", "from", "to") if query.get(k)}
     next_url = None
