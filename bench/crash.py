@@ -212,13 +212,12 @@ def check(peer: Peer, ledger: Ledger, data_dir: Path, read_back: int) -> tuple[l
 
 def check_storage(data_dir: Path) -> list[str]:
     """After a clean restart: no orphan, no staging area, no temporary file, a sound database."""
-    from icevault.store.blobs.local import LocalBlobStore
-    from icevault.store.metadata.sql import SqlMetadataStore, sqlite_url
+    from icevault import stores
 
     problems = []
-    meta = SqlMetadataStore(sqlite_url(data_dir / "metadata.sqlite3"))
+    meta = stores.open_metadata(data_dir, None)
     try:
-        blobs = LocalBlobStore(data_dir)
+        blobs = stores.open_blobs(data_dir, None)
         on_disk = set(blobs.iter_keys())
         orphans = on_disk - meta.blob_keys_in_use(sorted(on_disk))
         if orphans:

@@ -143,7 +143,10 @@ class Member:
 
     def metric(self, name: str, **labels: str) -> float:
         """One sample of the server's /metrics (0 when absent)."""
-        with urllib.request.urlopen(f"{self.url}/metrics", timeout=10) as response:
+        token = (self.data_dir / "metrics-token").read_text().strip()
+        request = urllib.request.Request(f"{self.url}/metrics",
+                                         headers={"Authorization": f"Bearer {token}"})
+        with urllib.request.urlopen(request, timeout=10) as response:
             text = response.read().decode()
         wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
         for line in text.splitlines():

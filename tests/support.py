@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,6 +113,12 @@ class ServerProcess:
         key, secret = self.root_credentials()
         return {"endpoint_url": self.url, "region_name": REGION,
                 "aws_access_key_id": key, "aws_secret_access_key": secret}
+
+    def metrics_request(self) -> urllib.request.Request:
+        """GET /metrics with the operator's token (the server's default, --metrics token)."""
+        token = (self.data_dir / "metrics-token").read_text().strip()
+        return urllib.request.Request(f"{self.url}/metrics",
+                                      headers={"Authorization": f"Bearer {token}"})
 
     def client(self, **config: Any) -> Any:
         return boto3.client(

@@ -86,6 +86,9 @@ class ServerSettings:
     tls_key: Path | None = None
     workers: int = 16
     body_threads: int = 8  # threads reading large upload bodies off the socket; 0: none
-    metrics: bool = True  # GET /metrics (Prometheus)
+    # GET /metrics (Prometheus): "token" (only with the operator's bearer token), "open"
+    # (anyone who reaches the listener) or "off".
+    metrics: str = "token"
+    metrics_token_file: Path | None = None  # None: <data_dir>/metrics-token
     test_controls: bool = False  # the control endpoint, clock control and fault injection
     faults: tuple[Fault, ...] = ()  # rules in force from the start (--faults FILE.json)

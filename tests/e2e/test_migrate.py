@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -137,8 +136,7 @@ def test_whole_vault_through_faults_keeps_every_id_and_byte(
                      "error:DescribeJob", "error:GetJobOutput", "error:InitiateJob"]
     # The corrupted chunk was caught where it landed: the target refused it (it checks every
     # part against the source's checksum), and it was fetched again.
-    with urllib.request.urlopen(f"{target.endpoint_url}/metrics", timeout=10) as response:
-        metrics = response.read().decode()
+    metrics = target.metrics()
     assert "\nicevault_upload_checksum_mismatches_total 1.0\n" in metrics
     # The same IDs, sizes, tree hashes, descriptions and creation dates.
     target_client = target.client()

@@ -15,15 +15,14 @@ from typing import Any
 
 import click
 
+from icevault import stores
 from icevault.cli.adminclient import AdminClient
 from icevault.cli.options import Settings
 from icevault.core.errors import GlacierError
 from icevault.core.models import Archive
 from icevault.service.admin import AdminOperations, Result
 from icevault.service.context import Context
-from icevault.store.blobs.base import BlobStore
-from icevault.store.blobs.local import LocalBlobStore
-from icevault.store.metadata.sql import SqlMetadataStore, sqlite_url
+from icevault.store.metadata.sql import SqlMetadataStore
 
 
 class Admin:
@@ -41,23 +40,17 @@ class Admin:
 
     @cached_property
     def meta(self) -> SqlMetadataStore:
-        if self.metadata_url is None and not (self.data_dir / "metadata.sqlite3").exists():
+        if self.metadata_url is None and not (self.data_dir / stores.METADATA_FILE).exists():
             raise click.ClickException(
                 f"{self.data_dir} holds no icevault data; start `icevault serve --data-dir "
                 f"{self.data_dir}` once, or pass the right --data-dir"
             )
-        return SqlMetadataStore(self.metadata_url or sqlite_url(self.data_dir / "metadata.sqlite3"))
+        return stores.open_metadata(self.data_dir, self.metadata_url)
 
     @cached_property
     def ctx(self) -> Context:
-        blobs: BlobStore
-        if self.blob_url:
-            from icevault.store.blobs.s3 import S3BlobStore, S3Location
-
-            blobs = S3BlobStore(S3Location.parse(self.blob_url))
-        else:
-            blobs = LocalBlobStore(self.data_dir)
-        return Context(meta=self.meta, blobs=blobs, region=self.region)
+        return Context(meta=self.meta, blobs=stores.open_blobs(self.data_dir, self.blob_url),
+                       region=self.region)
 
     @cached_property
     def operations(self) -> AdminOperations:

@@ -181,8 +181,16 @@ def _load_faults(path: Path | None, test_controls: bool) -> tuple[Fault, ...]:
     help="Log lines for people (text) or one JSON object per line (json).",
 )
 @click.option(
-    "--metrics", "metrics", type=click.Choice(["on", "off"]), default="on", show_default=True,
-    help="Serve Prometheus metrics at GET /metrics on the same listener.",
+    "--metrics", "metrics", type=click.Choice(["token", "open", "off"]), default="token",
+    show_default=True,
+    help="Prometheus metrics at GET /metrics on the same listener: only for scrapes that send "
+         "the operator's bearer token (token), for anyone who reaches the port (open), or "
+         "none (off). They count every account's archives, jobs and requests.",
+)
+@click.option(
+    "--metrics-token-file", default=None, type=click.Path(dir_okay=False, path_type=Path),
+    help="The file holding the bearer token for GET /metrics (made, mode 0600, when "
+         "missing). Default: <data-dir>/metrics-token.",
 )
 @click.option(
     "--test-controls", is_flag=True, default=False,
@@ -223,6 +231,7 @@ def serve(
     orphan_sweep_interval: float,
     log_format: str,
     metrics: str,
+    metrics_token_file: Path | None,
     test_controls: bool,
     faults_file: Path | None,
 ) -> None:
@@ -269,7 +278,8 @@ def serve(
         scrub_rate=None if scrub_rate is None else scrub_rate * 1e6,
         orphan_grace_s=orphan_grace,
         orphan_sweep_interval_s=orphan_sweep_interval,
-        metrics=metrics == "on",
+        metrics=metrics,
+        metrics_token_file=metrics_token_file,
         test_controls=test_controls,
         faults=_load_faults(faults_file, test_controls),
     )

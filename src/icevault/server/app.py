@@ -11,6 +11,7 @@ from dataclasses import replace
 
 from aiohttp import web
 
+from icevault import stores
 from icevault.config import ServerSettings
 from icevault.core.errors import (
     InvalidParameterValueError,
@@ -48,9 +49,6 @@ from icevault.service.context import Context, Timing
 from icevault.service.faults import FaultPlan
 from icevault.service.glacier import Glacier
 from icevault.service.notifications import Notifier
-from icevault.store.blobs.base import BlobStore
-from icevault.store.blobs.local import LocalBlobStore
-from icevault.store.metadata.sql import SqlMetadataStore, sqlite_url
 from icevault.store.paths import make_private_dir
 
 log = logging.getLogger("icevault.server")
@@ -101,15 +99,8 @@ HANDLERS: dict[Op, Handler] = {
 def build_glacier(settings: ServerSettings, clock: Clock | None = None) -> Glacier:
     data_dir = settings.data_dir
     make_private_dir(data_dir)
-    meta = SqlMetadataStore(settings.metadata_url or sqlite_url(data_dir / "metadata.sqlite3"))
-    blobs: BlobStore
-    if settings.blob_url:
-        # Imported only when used: boto3 adds a quarter of a second to every start.
-        from icevault.store.blobs.s3 import S3BlobStore, S3Location
-
-        blobs = S3BlobStore(S3Location.parse(settings.blob_url))
-    else:
-        blobs = LocalBlobStore(data_dir)
+    meta = stores.open_metadata(data_dir, settings.metadata_url)
+    blobs = stores.open_blobs(data_dir, settings.blob_url)
     timing = Timing(
         tier_delays_ms={
             tier: int(settings.tier_delays_s.get(tier, 0.0) * 1000) for tier in Tier
@@ -237,7 +228,8 @@ def create_app(settings: ServerSettings, glacier: Glacier | None = None) -> web.
     built = glacier or build_glacier(settings, controls.clock if controls else None)
     if controls is not None:
         built.ctx.injected_job_failure = controls.faults.job_failure
-    server_metrics = metrics.ServerMetrics(built.ctx) if settings.metrics else None
+    server_metrics = metrics.ServerMetrics(built.maintenance) if settings.metrics != "off" \
+        else None
     app = web.Application(
         # Metrics outermost: they see every answer, errors included, as sent.
         middlewares=[requestlog.request_log,
@@ -272,7 +264,11 @@ def create_app(settings: ServerSettings, glacier: Glacier | None = None) -> web.
         async def run(fn: Callable[[], bytes]) -> bytes:
             return await asyncio.get_running_loop().run_in_executor(executor, fn)
 
-        app.router.add_get("/metrics", metrics.handler(server_metrics, run))
+        token = None
+        if settings.metrics == "token":
+            token = metrics.scrape_token(
+                settings.metrics_token_file or settings.data_dir / metrics.TOKEN_FILE)
+        app.router.add_get("/metrics", metrics.handler(server_metrics, run, token))
     if controls is not None:
         testcontrols.add_routes(app)
         log.warning("test controls are on: %s changes the clock, injects faults and "
@@ -297,17 +293,8 @@ def create_app(settings: ServerSettings, glacier: Glacier | None = None) -> web.
                 "AWS_PROFILE=icevault",
                 key.account_id, key.id, path, path.resolve(),
             )
-        if runtime.glacier.ctx.meta.serves_one_server:
-            # What this server held when it stopped (or crashed) is due again at once.
-            await loop.run_in_executor(runtime.executor, runtime.glacier.ctx.meta.release_jobs,
-                                       None)
-        # A data directory is this server's alone (it holds the directory's lock), so what is
-        # unreferenced there now is a crash's leftover; a shared object store may hold
-        # another server's upload in flight, younger than the grace.
-        grace = 0.0 if runtime.glacier.ctx.blobs.opens_are_local else settings.orphan_grace_s
-        await loop.run_in_executor(runtime.executor, maintenance.sweep_orphans, grace)
-        await loop.run_in_executor(runtime.executor, maintenance.expire)
-        await loop.run_in_executor(runtime.executor, maintenance.collect_garbage)
+        await loop.run_in_executor(runtime.executor, maintenance.start_up,
+                                   settings.orphan_grace_s)
         tasks = [
             asyncio.create_task(background.job_worker(runtime), name="icevault-jobs"),
             asyncio.create_task(background.notification_worker(runtime),
@@ -323,7 +310,7 @@ def create_app(settings: ServerSettings, glacier: Glacier | None = None) -> web.
                 await task
         runtime.body_pumps.shutdown()
         runtime.executor.shutdown(wait=True)
-        runtime.glacier.ctx.meta.close()
+        maintenance.close()
 
     app.cleanup_ctx.append(lifecycle)
     return app

@@ -36,7 +36,7 @@ async def authenticate(runtime: Runtime, request: web.Request, *, streamed: bool
     limits = runtime.limits
     if runtime.settings.auth == "off":
         body = b"" if streamed else await read_body(request, limits, JSON_CAP)
-        return Caller(Principal(glacier.ctx.meta.default_account(), None, None), body, True)
+        return Caller(Principal(glacier.identity.default_account(), None, None), body, True)
     signed = sigv4.SignedRequest(
         method=request.method,
         raw_path=request.raw_path.split("?", 1)[0],

@@ -12,7 +12,7 @@ import time
 from icevault.core.errors import StorageUnavailableError
 from icevault.server.runtime import Runtime
 from icevault.service.notifications import Notifier
-from icevault.service.scrub import LAST_FULL_SCRUB_KEY, Scrubber
+from icevault.service.scrub import Scrubber
 
 log = logging.getLogger("icevault.server")
 
@@ -133,10 +133,10 @@ async def scrub_periodically(runtime: Runtime) -> None:
     stop = threading.Event()
     try:
         while True:
-            last = await loop.run_in_executor(runtime.executor, ctx.meta.get_setting,
-                                              LAST_FULL_SCRUB_KEY)
+            last = await loop.run_in_executor(runtime.executor,
+                                              runtime.glacier.maintenance.last_full_scrub_ms)
             now = ctx.clock.now_ms()
-            if last is None or now - int(last) >= settings.scrub_interval_s * 1000:
+            if last is None or now - last >= settings.scrub_interval_s * 1000:
                 report = await loop.run_in_executor(None, lambda: Scrubber(ctx).run(
                     bytes_per_second=settings.scrub_rate, should_stop=stop.is_set))
                 log.info("scrub pass", extra={

@@ -64,8 +64,7 @@ class Call:
         local storage (SQLite pages, a local file's open) takes microseconds, less than a
         hop to a worker thread; anything that waits on a network (PostgreSQL, an object
         store) goes to a worker thread, so the loop never waits on it."""
-        ctx = self.glacier.ctx
-        if ctx.meta.reads_are_local and (not opens_blob or ctx.blobs.opens_are_local):
+        if self.glacier.lookups_are_local(opens_blob=opens_blob):
             return fn(*args)
         return await self.run(fn, *args)
 

@@ -33,10 +33,10 @@ async def live(_request: web.Request) -> web.Response:
 
 async def ready(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
-    ctx = runtime.glacier.ctx
+    maintenance = runtime.glacier.maintenance
     loop = asyncio.get_running_loop()
     checks: list[tuple[str, Callable[[], None]]] = [
-        ("metadata store", ctx.meta.ping), ("blob store", ctx.blobs.ping)]
+        ("metadata store", maintenance.ping_metadata), ("blob store", maintenance.ping_blobs)]
     for name, probe in checks:
         try:
             async with asyncio.timeout(PROBE_TIMEOUT_S):

@@ -1,15 +1,22 @@
 """Prometheus metrics (``GET /metrics``), with prometheus-client.
 
-Every metric is described in the README with what a healthy value looks like. Labels take a
-bounded set of values only (operation names, status codes, job states): never an archive,
-job, upload or vault name, never a key. What the store holds is read from the metadata store
-at scrape time, so every server behind a balancer reports the same totals.
+Every metric is described in the README with what a healthy value looks like. Label values
+come only from fixed sets the server defines (:data:`OPERATIONS`, the status codes it
+answers with, job states, delivery outcomes), never from a URL, a header or a name a client
+chose: whatever is not in a set is counted as ``unknown``, so no request can add a series.
+What the store holds is read at scrape time, so every server behind a balancer reports the
+same totals; those are every account's together, which is why a scrape needs the
+operator's token (``--metrics token``, the default) unless the operator opens it.
 """
 
 from __future__ import annotations
 
+import hmac
+import os
+import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
@@ -27,12 +34,29 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from icevault.core.errors import BodyChecksumMismatchError
+from icevault.core.errors import AccessDeniedError, BodyChecksumMismatchError
 from icevault.core.models import JobStatus
+from icevault.server import console
 from icevault.server.errors import ERROR_KEY
-from icevault.server.requestlog import OPERATION_KEY
-from icevault.service.context import Context
-from icevault.service.scrub import LAST_FULL_SCRUB_KEY
+from icevault.server.requestlog import OPERATION_KEY, QUIET_PATHS
+from icevault.server.routes import Op
+from icevault.service.admin import ACTIONS
+from icevault.service.maintenance import Maintenance
+
+# Every operation label: the Glacier API's, the admin API's and the console's.
+OPERATIONS = frozenset(
+    {op.value for op in Op} | {f"icevault:{action}" for action in ACTIONS}
+    | {f"console:{name}" for _, _, name in console.ROUTES})
+UNKNOWN = "unknown"
+
+
+def operation_label(operation: str) -> str:
+    return operation if operation in OPERATIONS else UNKNOWN
+
+
+def status_label(status: int) -> str:
+    # The server chooses its statuses, but a label set must not rest on that staying so.
+    return str(status) if 100 <= status <= 599 else UNKNOWN
 
 # Request durations from a fast lookup to a large transfer.
 _DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
@@ -43,12 +67,12 @@ _DELAY_BUCKETS = (0.1, 0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600)
 class _StoreCollector(Collector):
     """Gauges of what the store holds, read when Prometheus scrapes."""
 
-    def __init__(self, ctx: Context) -> None:
-        self.ctx = ctx
+    def __init__(self, maintenance: Maintenance) -> None:
+        self.maintenance = maintenance
 
     def collect(self) -> Iterator[Metric]:
-        now = self.ctx.clock.now_ms()
-        stats = self.ctx.meta.store_stats(now)
+        now = self.maintenance.now_ms()
+        stats = self.maintenance.store_stats()
         yield GaugeMetricFamily("icevault_archives", "Archives stored (live).",
                                 value=stats.archives)
         yield GaugeMetricFamily("icevault_archive_bytes", "Bytes of the archives stored.",
@@ -67,15 +91,15 @@ class _StoreCollector(Collector):
         yield GaugeMetricFamily(
             "icevault_job_queue_lag_seconds",
             "How long the longest-waiting due job has waited to be completed.", value=lag)
-        last = self.ctx.meta.get_setting(LAST_FULL_SCRUB_KEY)
+        last = self.maintenance.last_full_scrub_ms()
         yield GaugeMetricFamily(
             "icevault_scrub_last_finished_timestamp_seconds",
             "When the last full scrub finished (0: never).",
-            value=0 if last is None else int(last) / 1000)
+            value=0 if last is None else last / 1000)
 
 
 class ServerMetrics:
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, maintenance: Maintenance) -> None:
         # The *_created series of every counter double the exposition and no dashboard uses
         # them (a process-wide setting: this process serves one application).
         disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped in the library
@@ -83,7 +107,7 @@ class ServerMetrics:
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
         GCCollector(registry=self.registry)
-        self.registry.register(_StoreCollector(ctx))
+        self.registry.register(_StoreCollector(maintenance))
         self.requests = Counter("icevault_requests", "Requests by operation and status.",
                                 ["operation", "status"], registry=self.registry)
         self.duration = Histogram("icevault_request_duration_seconds",
@@ -124,12 +148,15 @@ class ServerMetrics:
                 return response
             finally:
                 operation = request.get(OPERATION_KEY)
-                if operation is not None:  # Glacier requests only (not /metrics itself)
+                if operation is None and not request.path.startswith(QUIET_PATHS):
+                    operation = UNKNOWN  # a path that names no operation
+                if operation is not None:  # not /metrics or /health themselves
                     # Errors are responses by now (error_middleware); what still raises is a
                     # connection the client dropped.
-                    status = "aborted" if response is None else str(response.status)
-                    self.requests.labels(operation, status).inc()
-                    self.duration.labels(operation).observe(time.monotonic() - started)
+                    label = operation_label(operation)
+                    status = "aborted" if response is None else status_label(response.status)
+                    self.requests.labels(label, status).inc()
+                    self.duration.labels(label).observe(time.monotonic() - started)
                     if request.content_length:
                         self.received.inc(request.content_length)
                     if response is not None and response.status < 300 and (
@@ -141,9 +168,40 @@ class ServerMetrics:
         return measure
 
 
+TOKEN_FILE = "metrics-token"  # noqa: S105 - a file name, not a secret
+
+
+def scrape_token(path: Path) -> str:
+    """The bearer token scrapes must send: read from ``path``, or made there (mode 0600) on
+    first use, as the first start writes the operator's credentials."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        token = path.read_text().strip()
+        if not token:
+            raise ValueError(f"the metrics token file {path} is empty") from None
+        return token
+    token = secrets.token_urlsafe(32)
+    try:
+        os.write(fd, f"{token}\n".encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return token
+
+
 def handler(metrics: ServerMetrics, run: Callable[[Callable[[], bytes]], Awaitable[bytes]],
-            ) -> Callable[[web.Request], Awaitable[web.Response]]:
-    async def serve_metrics(_request: web.Request) -> web.Response:
+            token: str | None) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """``GET /metrics``; with ``token``, only for ``Authorization: Bearer <token>``."""
+    expected = None if token is None else f"Bearer {token}".encode()
+
+    async def serve_metrics(request: web.Request) -> web.Response:
+        if expected is not None:
+            given = request.headers.get("Authorization", "").encode()
+            if not hmac.compare_digest(given, expected):
+                raise AccessDeniedError(
+                    "GET /metrics needs the operator's token: Authorization: Bearer <the "
+                    "contents of the server's metrics token file>")
         body = await run(metrics.render)  # store gauges read the database: off the loop
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 

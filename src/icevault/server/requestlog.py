@@ -26,7 +26,7 @@ OPERATION_KEY = "icevault.operation"  # set by dispatch once the request is rout
 ACCOUNT_KEY = "icevault.account"
 PRINCIPAL_KEY = "icevault.principal"
 VAULT_KEY = "icevault.vault"
-_QUIET_PATHS = ("/metrics", "/health/")  # scraped and probed every few seconds
+QUIET_PATHS = ("/metrics", "/health/")  # scraped and probed every few seconds
 
 
 def request_id(request: web.Request) -> str:
@@ -46,7 +46,7 @@ async def request_log(request: web.Request, handler: Handler) -> web.StreamRespo
         response = await handler(request)
         return response
     finally:
-        if not request.path.startswith(_QUIET_PATHS):
+        if not request.path.startswith(QUIET_PATHS):
             _log(request, response, time.monotonic() - started)
 
 

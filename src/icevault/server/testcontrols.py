@@ -147,7 +147,7 @@ async def seed(request: web.Request) -> web.Response:
         seed=_int(body, "seed", 0), years=float(years),
     )
     glacier = runtime.glacier
-    ref = VaultRef(glacier.ctx.meta.default_account(), name)
+    ref = VaultRef(glacier.identity.default_account(), name)
     loop = asyncio.get_running_loop()
     report = await loop.run_in_executor(runtime.executor, seed_vault, glacier.ctx, ref,
                                         seed_request)
@@ -165,13 +165,7 @@ async def reset(request: web.Request) -> web.Response:
 
 def _delete_all_vaults(runtime: Runtime) -> int:
     glacier = runtime.glacier
-    meta = glacier.ctx.meta
-    account = meta.default_account()  # the one account of a test server
-    removed = 0
-    while vaults := meta.list_vaults(account, None, 1000):
-        for vault in vaults:
-            glacier.vaults.delete_with_contents(vault.ref)
-            removed += 1
+    removed = glacier.vaults.delete_all(glacier.identity.default_account())  # a test server's
     glacier.maintenance.collect_garbage()
     return removed
 

@@ -2,8 +2,9 @@
 integrity), as ``icevault admin`` runs them on a data directory and the admin API over HTTP.
 
 Each returns exactly the JSON the command prints, so a command gives the same output
-whichever way it runs. Who may call what is the HTTP edge's question (see
-:mod:`icevault.server.adminapi`); these only act.
+whichever way it runs. :class:`AdminOperations` only acts (``icevault admin`` on a data
+directory is the operator); :class:`AdminService` is the admin API's door, which decides
+who may run what first.
 """
 
 from __future__ import annotations
@@ -12,9 +13,14 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from icevault.core.errors import InvalidParameterValueError, ResourceNotFoundError
-from icevault.core.identity import AccessKey, KeyStatus
+from icevault.core.errors import (
+    AccessDeniedError,
+    InvalidParameterValueError,
+    ResourceNotFoundError,
+)
+from icevault.core.identity import AccessKey, KeyStatus, Principal
 from icevault.core.models import Archive, VaultRef, iso8601
+from icevault.service.access import AccessRequest, AccessService
 from icevault.service.context import Context
 from icevault.service.identity import IdentityService
 from icevault.service.scrub import Scrubber
@@ -185,3 +191,101 @@ class AdminOperations:
             "Corrupt": [{"AccountId": a.vault.account_id, "VaultName": a.vault.name,
                          "ArchiveId": a.id, "Reason": reason} for a, reason in result.corrupt],
         }
+
+
+# Actions on the whole store, or that choose where the server sends requests: the operator's.
+OPERATOR_ONLY = frozenset({"CreateAccount", "CreateTopic", "DeleteTopic"})
+_KEY_BY_ID = frozenset({"DisableAccessKey", "EnableAccessKey", "DeleteAccessKey"})
+
+
+class AdminService:
+    """The admin API's one door: who may run which action on whom, then the action.
+
+    * the operator (:meth:`IdentityService.is_operator`) may do everything, in any account;
+      only the operator creates accounts, registers topics (a topic's URL is where the
+      server will send requests) and scrubs or lists the corrupt archives of the whole store;
+    * nobody else acts outside their own account;
+    * access keys are their owner's: a user may act on their own keys (with a policy
+      allowing the action), and only the account's root on the root's or other users' keys;
+      CreateAccessKey without a user makes a key for the caller, as in IAM;
+    * every other action of an account's user needs an identity policy allowing
+      ``icevault:{Action}``, checked by the same access service as the Glacier API.
+    """
+
+    def __init__(self, ctx: Context, identity: IdentityService, access: AccessService) -> None:
+        self.identity = identity
+        self.access = access
+        self.operations = AdminOperations(ctx, identity)
+        self.ctx = ctx
+
+    def call(self, principal: Principal, action: str, params: dict[str, Any],
+             source_ip: str | None, secure: bool) -> Result:
+        if action not in ACTIONS:
+            return self.operations.run(action, params)  # refused there, with its name
+        params = dict(params)
+        operator = self.identity.is_operator(principal)
+        if action in OPERATOR_ONLY and not operator:
+            raise _denied(principal, action, "only the server's operator may")
+        account = self._scope(principal, action, params, operator)
+        if not operator:
+            if account is None:
+                raise _denied(principal, action,
+                              "only the server's operator may act on the whole store")
+            if account != principal.account_id:
+                raise _denied(principal, action, f"account {account} is not yours")
+            self._check_key_owner(principal, action, params)
+            self.access.authorize(AccessRequest(
+                principal=principal, operation=f"icevault:{action}", account_id=account,
+                vault=None, source_ip=source_ip, secure_transport=secure))
+        result = self.operations.run(action, params)
+        if action == "ListAccessKeys" and not principal.is_root and result is not None:
+            # A user sees their own keys, as IAM's ListAccessKeys without a user name.
+            result = {"AccessKeys": [k for k in result["AccessKeys"]
+                                     if k["UserName"] == principal.user]}
+        if action == "ListTopics" and not operator and result is not None:
+            # Where a topic delivers is the operator's business.
+            result = {"Topics": [{"TopicArn": topic["TopicArn"]} for topic in result["Topics"]]}
+        return result
+
+    def _scope(self, principal: Principal, action: str, params: dict[str, Any],
+               operator: bool) -> str | None:
+        """The account the action acts in (None: the whole store); fills in ``params``."""
+        if action in _KEY_BY_ID:
+            key_id = params.get("key_id")
+            return self.operations.key_account(key_id) if isinstance(key_id, str) else None
+        if action == "CreateAccount":
+            return None
+        named = params.get("account_id")
+        if action == "ListCorrupt":
+            account = named or (None if operator else principal.account_id)
+        elif action == "Scrub":
+            account = None if params.get("vault") is None else named or principal.account_id
+        else:
+            account = named or principal.account_id
+        params["account_id"] = account
+        if action == "CreateAccessKey" and params.get("user") is None and account == (
+                principal.account_id):
+            params["user"] = principal.user  # the caller's own key, as in IAM
+        return account if isinstance(account, str) else None
+
+    def _check_key_owner(self, principal: Principal, action: str,
+                         params: dict[str, Any]) -> None:
+        """Keys of the root and of other users are the account root's to manage."""
+        if principal.is_root:
+            return
+        if action == "CreateAccessKey":
+            owner = params.get("user")
+        elif action in _KEY_BY_ID:
+            key = self.ctx.meta.get_access_key(str(params.get("key_id")))
+            owner = None if key is None else key.user
+        else:
+            return
+        if owner != principal.user:
+            whose = "the account root's" if owner is None else f"user {owner}'s"
+            raise _denied(principal, action,
+                          f"{whose} keys are managed by the account's root only")
+
+
+def _denied(principal: Principal, action: str, why: str) -> AccessDeniedError:
+    return AccessDeniedError(
+        f"User: {principal.arn} is not authorized to perform: icevault:{action} ({why})")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from icevault.service.access import AccessService
 from icevault.service.account import AccountService
+from icevault.service.admin import AdminService
 from icevault.service.archives import ArchiveService
+from icevault.service.console import ConsoleService
 from icevault.service.context import Context
 from icevault.service.identity import IdentityService
 from icevault.service.jobs import JobService
@@ -26,3 +28,11 @@ class Glacier:
         self.vaults = VaultService(ctx, on_delete=self.access.invalidate_vault)
         self.policies = PolicyService(ctx, on_change=self.access.invalidate_vault)
         self.account = AccountService(ctx)
+        self.admin = AdminService(ctx, self.identity, self.access)
+        self.console = ConsoleService(self)
+
+    def lookups_are_local(self, *, opens_blob: bool = False) -> bool:
+        """Whether a lookup of a few indexed reads (and, with ``opens_blob``, opening a
+        blob) touches only embedded, local storage: microseconds, no network wait."""
+        ctx = self.ctx
+        return ctx.meta.reads_are_local and (not opens_blob or ctx.blobs.opens_are_local)

@@ -12,6 +12,7 @@ from icevault.core.identity import (
     USER_NAME_RE,
     AccessKey,
     KeyStatus,
+    Principal,
     new_access_key_id,
     new_secret_key,
 )
@@ -94,6 +95,15 @@ class IdentityService:
                 self._cache.clear()
             self._cache[key_id] = (now, key)
         return key
+
+    def default_account(self) -> str:
+        """The server's first account: the one its operator's root key belongs to."""
+        return self.ctx.meta.default_account()
+
+    def is_operator(self, principal: Principal) -> bool:
+        """The server's operator: the root of its first account, whose key the first start
+        writes to ``<data-dir>/credentials`` (whoever can read the data directory)."""
+        return principal.is_root and principal.account_id == self.ctx.meta.default_account()
 
     # -- administration (the ``icevault admin`` commands) ---------------------------------
     def create_account(self, account_id: str | None = None) -> tuple[str, AccessKey]:

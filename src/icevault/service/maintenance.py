@@ -6,7 +6,8 @@ import logging
 from dataclasses import dataclass
 
 from icevault.service.context import Context
-from icevault.store.metadata.base import GarbageKind
+from icevault.service.scrub import LAST_FULL_SCRUB_KEY
+from icevault.store.metadata.base import GarbageKind, StoreStats
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +24,43 @@ class SweepReport:
 class Maintenance:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
+
+    # -- what operators watch -------------------------------------------------------------
+    def now_ms(self) -> int:
+        return self.ctx.clock.now_ms()
+
+    def store_stats(self, account_id: str | None = None) -> StoreStats:
+        """What the store holds: every account's (for the operator), or one account's."""
+        return self.ctx.meta.store_stats(self.ctx.clock.now_ms(), account_id)
+
+    def last_full_scrub_ms(self) -> int | None:
+        last = self.ctx.meta.get_setting(LAST_FULL_SCRUB_KEY)
+        return None if last is None else int(last)
+
+    def ping_metadata(self) -> None:
+        """Return if the metadata store answers now; raise if it does not."""
+        self.ctx.meta.ping()
+
+    def ping_blobs(self) -> None:
+        """Return if the blob store answers now; raise if it does not."""
+        self.ctx.blobs.ping()
+
+    # -- the server's life ----------------------------------------------------------------
+    def start_up(self, orphan_grace_s: float) -> None:
+        """What a server does before it serves: take back what it held when it stopped (when
+        it is its store's only server), sweep what a crash left, expire and collect.
+
+        A data directory is one server's alone (it holds the directory's lock), so what is
+        unreferenced there now is a crash's leftover; a shared object store may hold another
+        server's upload in flight, younger than the grace."""
+        if self.ctx.meta.serves_one_server:
+            self.ctx.meta.release_jobs(None)
+        self.sweep_orphans(0.0 if self.ctx.blobs.opens_are_local else orphan_grace_s)
+        self.expire()
+        self.collect_garbage()
+
+    def close(self) -> None:
+        self.ctx.meta.close()
 
     def expire(self) -> tuple[int, int]:
         """Forget jobs past their expiry and abort uploads idle too long."""

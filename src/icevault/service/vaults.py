@@ -78,6 +78,16 @@ class VaultService:
         self.ctx.meta.delete_vault(ref, with_contents=True)
         self._deleted(ref)
 
+    def delete_all(self, account_id: str) -> int:
+        """Delete every vault of an account with its contents (the test controls' reset);
+        how many there were."""
+        removed = 0
+        while vaults := self.ctx.meta.list_vaults(account_id, None, 1000):
+            for vault in vaults:
+                self.delete_with_contents(vault.ref)
+                removed += 1
+        return removed
+
     def list_tags(self, ref: VaultRef) -> dict[str, str]:
         validate_vault_name(ref.name)
         tags = self.ctx.meta.get_tags(ref)

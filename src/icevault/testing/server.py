@@ -418,6 +418,15 @@ class IcevaultServer:
         })
         return result
 
+    def metrics(self) -> str:
+        """The server's Prometheus metrics, scraped with the operator's token from its data
+        directory (what a Prometheus job configured with that file sends)."""
+        token = (self.data_dir / "metrics-token").read_text().strip()
+        request = urllib.request.Request(  # noqa: S310 - the server it started
+            f"{self.endpoint_url}/metrics", headers={"Authorization": f"Bearer {token}"})
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+            return str(response.read().decode())
+
     def reset(self) -> None:
         """Delete every vault (with its archives, jobs and uploads) and every fault rule."""
         self._control("POST", "/reset")

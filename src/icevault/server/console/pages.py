@@ -30,9 +30,9 @@ from icevault.server.bodies import FORM_CAP, SIGN_IN_CAP, read_body
 from icevault.server.console import PREFIX
 from icevault.server.console import session as sessions
 from icevault.server.console.render import TEMPLATES, storage_chart, words_for_metrics
-from icevault.server.console.views import ConsoleViews, Viewer
 from icevault.server.errors import close_if_body_unread
 from icevault.server.runtime import RUNTIME, Runtime
+from icevault.service.console import Viewer
 from icevault.store.metadata.base import ArchiveFilter
 
 T = TypeVar("T")
@@ -72,7 +72,7 @@ class Page:
     def __init__(self, request: web.Request) -> None:
         self.request = request
         self.runtime: Runtime = request.app[RUNTIME]
-        self.views = ConsoleViews(self.runtime.glacier)
+        self.views = self.runtime.glacier.console
         self.viewer: Viewer | None = None
         self.csrf = ""
 
@@ -85,7 +85,7 @@ class Page:
         key does not exist or is disabled."""
         glacier = self.runtime.glacier
         if self.runtime.settings.auth == "off":
-            account = await self.run(glacier.ctx.meta.default_account)
+            account = await self.run(glacier.identity.default_account)
             return _AUTH_OFF_SECRET, Principal(account, None, None)
         key = await self.run(glacier.identity.lookup_key, key_id)
         if key is None or key.status is not KeyStatus.ACTIVE:
@@ -284,11 +284,13 @@ async def account(page: Page) -> web.StreamResponse:
 
 
 async def status(page: Page) -> web.StreamResponse:
-    await page.sign_in_required()
-    stats = await page.run(page.views.store_stats)
+    viewer = await page.sign_in_required()
+    stats, whole_store = await page.run(page.views.store_stats, viewer)
     metrics = page.runtime.metrics
-    registry = None if metrics is None else metrics.registry
-    return page.render("status.html", lines=words_for_metrics(stats, registry))
+    # This server's request counters cover every account: the operator's to see.
+    registry = None if metrics is None or not whole_store else metrics.registry
+    return page.render("status.html", lines=words_for_metrics(stats, registry, whole_store),
+                       whole_store=whole_store)
 
 
 # -- actions --------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import jinja2
 from prometheus_client import CollectorRegistry
 
-from icevault.server.console.views import StoragePoint
+from icevault.service.console import StoragePoint
 from icevault.store.metadata.base import StoreStats
 
 TEMPLATES = jinja2.Environment(
@@ -107,8 +107,10 @@ class Line:
     ok: bool
 
 
-def words_for_metrics(stats: StoreStats, registry: CollectorRegistry | None) -> list[Line]:
-    """The store's state and this server's counters, each with what healthy looks like."""
+def words_for_metrics(stats: StoreStats, registry: CollectorRegistry | None,
+                      whole_store: bool = True) -> list[Line]:
+    """The store's state (or one account's) and this server's counters, each with what
+    healthy looks like."""
     lines = [
         Line("Archives stored", f"{stats.archives:,} ({human_bytes(stats.archive_bytes)})",
              "grows with what you keep", True),
@@ -123,7 +125,8 @@ def words_for_metrics(stats: StoreStats, registry: CollectorRegistry | None) -> 
              "uploads in flight; idle ones are aborted after a day", True),
     ]
     if registry is None:
-        lines.append(Line("Request counters", "off (--metrics off)", "-", True))
+        if whole_store:
+            lines.append(Line("Request counters", "off (--metrics off)", "-", True))
         return lines
     requests = _sum(registry, "icevault_requests_total")
     failed = _sum(registry, "icevault_requests_total", keep="5")

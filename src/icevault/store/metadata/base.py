@@ -403,7 +403,8 @@ class PolicyPort(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class StoreStats:
-    """What the store holds now, for metrics (every account together)."""
+    """What the store holds now: for metrics, every account together; for an account's
+    own view, its own."""
 
     archives: int  # live ones
     archive_bytes: int
@@ -420,7 +421,9 @@ class MaintenancePort(Protocol):
         """Return if the database answers now; raise if it does not (readiness)."""
         ...
 
-    def store_stats(self, now: int) -> StoreStats: ...
+    def store_stats(self, now: int, account_id: str | None = None) -> StoreStats:
+        """What the store holds: of every account, or (``account_id``) of one."""
+        ...
 
     def enqueue_garbage(self, kind: GarbageKind, key: str) -> None: ...
 

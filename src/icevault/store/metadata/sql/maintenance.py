@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from sqlalchemy import (
+    ColumnElement,
+    Table,
     delete,
     func,
     select,
@@ -29,20 +31,26 @@ class MaintenanceRows(SqlEngine):
         with self._tx() as conn:
             conn.execute(select(1)).scalar()
 
-    def store_stats(self, now: int) -> StoreStats:
+    def store_stats(self, now: int, account_id: str | None = None) -> StoreStats:
+        def mine(table: Table) -> list[ColumnElement[bool]]:
+            return [] if account_id is None else [table.c.account_id == account_id]
+
         live = t.archives.c.deleted_at.is_(None)
         with self._tx() as conn:
             count, total = conn.execute(
-                select(func.count(), func.coalesce(func.sum(t.archives.c.size), 0)).where(live)
+                select(func.count(), func.coalesce(func.sum(t.archives.c.size), 0))
+                .where(live, *mine(t.archives))
             ).one()
             corrupt = conn.execute(select(func.count()).where(
-                live, t.archives.c.corrupt_at.is_not(None))).scalar_one()
+                live, t.archives.c.corrupt_at.is_not(None), *mine(t.archives))).scalar_one()
             jobs = {str(status): int(n) for status, n in conn.execute(
-                select(t.jobs.c.status, func.count()).group_by(t.jobs.c.status))}
+                select(t.jobs.c.status, func.count()).where(*mine(t.jobs))
+                .group_by(t.jobs.c.status))}
             uploads = conn.execute(select(func.count()).where(
-                t.uploads.c.state == UploadState.OPEN)).scalar_one()
+                t.uploads.c.state == UploadState.OPEN, *mine(t.uploads))).scalar_one()
             oldest = conn.execute(select(func.min(t.jobs.c.ready_at)).where(
-                t.jobs.c.status == JobStatus.IN_PROGRESS, t.jobs.c.ready_at <= now)).scalar()
+                t.jobs.c.status == JobStatus.IN_PROGRESS, t.jobs.c.ready_at <= now,
+                *mine(t.jobs))).scalar()
         return StoreStats(int(count), int(total), int(corrupt), jobs, int(uploads),
                           None if oldest is None else int(oldest))
 

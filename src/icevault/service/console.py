@@ -1,4 +1,5 @@
-"""What the console shows and does, as the signed-in principal.
+"""What the web console shows and does, as the signed-in principal (the HTTP side is
+:mod:`icevault.server.console`).
 
 Every page and action is checked by the same access service as the Glacier API, as the
 Glacier operation it amounts to: the console can do nothing its user could not do with an
@@ -11,14 +12,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from icevault.core.errors import AccessDeniedError
 from icevault.core.identity import AccessKey, Principal
 from icevault.core.models import Archive, Job, JobStatus, Tier, Upload, Vault, VaultRef
 from icevault.service.access import AccessRequest
-from icevault.service.glacier import Glacier
 from icevault.service.jobs import JobOutput, JobRequest
 from icevault.store.metadata.base import ArchiveFilter, StoreStats
+
+if TYPE_CHECKING:
+    from icevault.service.glacier import Glacier
 
 PAGE = 50  # archives per page
 MAX_LISTED = 1000  # vaults, jobs or uploads on one page
@@ -57,7 +61,7 @@ class AccountView:
     keys: list[AccessKey]
 
 
-class ConsoleViews:
+class ConsoleService:
     def __init__(self, glacier: Glacier) -> None:
         self.glacier = glacier
         self.ctx = glacier.ctx
@@ -174,5 +178,10 @@ class ConsoleViews:
         return AccountView(meta.list_users(principal.account_id),
                            meta.list_access_keys(principal.account_id))
 
-    def store_stats(self) -> StoreStats:
-        return self.ctx.meta.store_stats(self.ctx.clock.now_ms())
+    def store_stats(self, viewer: Viewer) -> tuple[StoreStats, bool]:
+        """What the store holds, and whether that is the whole store's: the operator sees
+        every account's figures, anyone else their own account's."""
+        principal = viewer.principal
+        if self.glacier.identity.is_operator(principal):
+            return self.glacier.maintenance.store_stats(), True
+        return self.glacier.maintenance.store_stats(principal.account_id), False
