@@ -9,6 +9,7 @@ as ``key=value``. Every handler also gets the redacting filter (:mod:`redact`).
 from __future__ import annotations
 
 import logging
+import re
 import sys
 
 from pythonjsonlogger.json import JsonFormatter
@@ -24,16 +25,32 @@ _STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | 
     "message", "asctime", "taskName"}
 
 
+# Characters that end or rewrite a line on a terminal or in a log pipeline: C0 and C1
+# controls, DEL, and Unicode's line and paragraph separators.
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def escape(text: str) -> str:
+    """``text`` with every control character written as an escape (``\\n``, ``\\x1b``):
+    what a client sent (a path, a name) can never start a log line of its own."""
+    return _UNSAFE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
 class TextFormatter(logging.Formatter):
     def __init__(self) -> None:
         super().__init__(TEXT_FORMAT)
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+        # The message and its arguments are escaped; a traceback, added after this by
+        # format(), keeps its lines (the server writes it, not a client).
+        return escape(super().formatMessage(record))
 
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
         if not hasattr(record, "event"):
             return line
         fields = " ".join(
-            f"{key}={'-' if value is None else value}"
+            f"{key}={'-' if value is None else escape(str(value))}"
             for key, value in record.__dict__.items() if key not in _STANDARD and key != "event")
         return f"{line} {fields}"
 
