@@ -82,6 +82,8 @@ class ServerSettings:
     metadata_url: str | None = None
     blob_url: str | None = None  # s3://bucket/prefix?endpoint=...; None: files in data_dir
     notification_url: str | None = None
+    # Webhooks (topics and --notification-url) may reach loopback and private addresses.
+    webhook_allow_private: bool = False
     tls_cert: Path | None = None
     tls_key: Path | None = None
     workers: int = 16

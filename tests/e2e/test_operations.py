@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -66,7 +67,8 @@ def hook() -> Iterator[str]:
 
 
 def test_metrics_count_what_happened(tmp_path: Path, hook: str) -> None:
-    server = ServerProcess(tmp_path / "data", auth="sigv4").start()
+    server = ServerProcess(tmp_path / "data", auth="sigv4",
+                           extra_args=["--webhook-allow-private"]).start()
     try:
         client = server.client()
         client.create_vault(vaultName="counted")
@@ -88,6 +90,14 @@ def test_metrics_count_what_happened(tmp_path: Path, hook: str) -> None:
         other = client.initiate_job(vaultName="counted", jobParameters={
             "Type": "archive-retrieval", "ArchiveId": archives[1], "SNSTopic": dead})
         wait_for_job(client, "counted", other["jobId"])
+        # A topic at the server's own address, and an ARN nobody registered.
+        itself = admin(server, "create-topic", "itself", "--url",
+                       f"{server.url}/_icevault/admin/CreateAccount")["TopicArn"]
+        for sns in (itself, f"arn:aws:sns:us-east-1:{account}:nobody-registered-it"):
+            wait_for_job(client, "counted", client.initiate_job(
+                vaultName="counted", jobParameters={
+                    "Type": "archive-retrieval", "ArchiveId": archives[1], "SNSTopic": sns,
+                })["jobId"])
         output = client.get_job_output(vaultName="counted", jobId=job["jobId"])
         assert len(output["body"].read()) == sizes[0]
         text, samples = scrape(server)
@@ -103,9 +113,9 @@ def test_metrics_count_what_happened(tmp_path: Path, hook: str) -> None:
         assert value(samples, "icevault_archives") == 2
         assert value(samples, "icevault_archive_bytes") == sum(sizes)
         assert value(samples, "icevault_multipart_uploads_open") == 1
-        assert value(samples, "icevault_jobs", state="Succeeded") == 2
+        assert value(samples, "icevault_jobs", state="Succeeded") == 4
         assert value(samples, "icevault_jobs", state="InProgress") == 0
-        assert value(samples, "icevault_job_completion_delay_seconds_count") == 2
+        assert value(samples, "icevault_job_completion_delay_seconds_count") == 4
         assert value(samples, "icevault_received_bytes_total") >= sum(sizes) + 3
         assert value(samples, "icevault_sent_bytes_total") >= sizes[0]
         assert value(samples, "icevault_corrupt_archives") == 0
@@ -113,10 +123,14 @@ def test_metrics_count_what_happened(tmp_path: Path, hook: str) -> None:
         # Deliveries are made off the job loop: wait for both outcomes to be counted.
         for _ in range(100):
             _, samples = scrape(server)
-            if value(samples, "icevault_notifications_total", outcome="failed") == 1:
+            if value(samples, "icevault_notifications_total", outcome="failed") == 1 and value(
+                    samples, "icevault_notifications_total", outcome="refused") == 1:
                 break
-        assert value(samples, "icevault_notifications_total", outcome="sent") == 1
+            time.sleep(0.05)
+        assert value(samples, "icevault_notifications_total", outcome="delivered") == 1
         assert value(samples, "icevault_notifications_total", outcome="failed") == 1
+        assert value(samples, "icevault_notifications_total", outcome="refused") == 1
+        assert value(samples, "icevault_notifications_total", outcome="undeliverable") == 1
         assert len(_Hook.received) == 1
         # No secrets, and no label with unbounded values.
         key, secret = server.root_credentials()

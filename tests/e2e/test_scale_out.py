@@ -26,7 +26,9 @@ pytestmark = pytest.mark.usefixtures("seaweed")
 
 # Bulk jobs fall due two seconds after they start, when all three job loops look for work;
 # a job held by a server that died is taken over three seconds after it was claimed.
-OPTIONS = ["--tier-delays", "expedited=0,standard=0,bulk=2s", "--job-lease", "3s"]
+# The notification receiver listens on loopback, as a LAN webhook would on a private address.
+OPTIONS = ["--tier-delays", "expedited=0,standard=0,bulk=2s", "--job-lease", "3s",
+           "--webhook-allow-private"]
 
 
 @pytest.fixture(scope="module")

@@ -120,6 +120,11 @@ def _load_faults(path: Path | None, test_controls: bool) -> tuple[Fault, ...]:
     "--notification-url", default=None,
     help="Webhook that receives job-completion notifications (Glacier would publish to SNS).",
 )
+@click.option(
+    "--webhook-allow-private", is_flag=True, default=False,
+    help="Let webhooks (topics and --notification-url) reach loopback and private addresses "
+         "(LAN receivers). Link-local addresses and this server's own are never reached.",
+)
 @click.option("--tls-cert", default=None, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Serve HTTPS with this PEM certificate (chain).")
 @click.option("--tls-key", default=None, type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -215,6 +220,7 @@ def serve(
     metadata_url: str | None,
     blob_url: str | None,
     notification_url: str | None,
+    webhook_allow_private: bool,
     tls_cert: Path | None,
     tls_key: Path | None,
     log_level: str,
@@ -265,6 +271,7 @@ def serve(
         metadata_url=metadata_url,
         blob_url=blob_url,
         notification_url=notification_url,
+        webhook_allow_private=webhook_allow_private,
         tls_cert=tls_cert,
         tls_key=tls_key,
         io_timeout_s=io_timeout,
@@ -326,7 +333,8 @@ def serve(
         if metadata_url is None or blob_url is None:
             # Kept for the process's life: the kernel drops it when the process ends.
             lock = hold_data_dir(data_dir)  # noqa: F841
-        asyncio.run(serve_app(create_app(settings), listener, sock, ready=announce))
+        asyncio.run(serve_app(create_app(settings, listening=(host, bound_port)), listener,
+                              sock, ready=announce))
     except DataDirInUseError as exc:
         raise StartupError(str(exc)) from None
     except Exception as exc:

@@ -24,6 +24,7 @@ from icevault.core.models import (
     Tier,
     validate_vault_name,
 )
+from icevault.core.netpolicy import AddressPolicy
 from icevault.server import (
     adminapi,
     background,
@@ -50,6 +51,7 @@ from icevault.service.faults import FaultPlan
 from icevault.service.glacier import Glacier
 from icevault.service.notifications import Notifier
 from icevault.store.paths import make_private_dir
+from icevault.webhooks import HttpWebhookSender
 
 log = logging.getLogger("icevault.server")
 
@@ -218,7 +220,10 @@ async def _stamp(request: web.Request, response: web.StreamResponse) -> None:
     close_after_response(request, response)
 
 
-def create_app(settings: ServerSettings, glacier: Glacier | None = None) -> web.Application:
+def create_app(settings: ServerSettings, glacier: Glacier | None = None,
+               listening: tuple[str, int] | None = None) -> web.Application:
+    """The application; ``listening`` is the (host, port) it serves on, which webhooks may
+    never reach."""
     controls = None
     if settings.test_controls:
         clock = AdjustableClock()
@@ -245,7 +250,11 @@ def create_app(settings: ServerSettings, glacier: Glacier | None = None) -> web.
         job_event=asyncio.Event(),
         notify_event=asyncio.Event(),
         notifier=Notifier(
-            built.ctx, lambda job: job_json(job, settings.region), settings.notification_url,
+            built.ctx, lambda job: job_json(job, settings.region),
+            HttpWebhookSender(AddressPolicy(
+                allow_private=settings.webhook_allow_private,
+                own=frozenset() if listening is None else frozenset({listening}))),
+            settings.notification_url,
             on_delivery=server_metrics.notification if server_metrics else None,
         ),
         limits=limits,

@@ -42,6 +42,7 @@ from icevault.server.requestlog import OPERATION_KEY, QUIET_PATHS
 from icevault.server.routes import Op
 from icevault.service.admin import ACTIONS
 from icevault.service.maintenance import Maintenance
+from icevault.service.notifications import Delivery
 
 # Every operation label: the Glacier API's, the admin API's and the console's.
 OPERATIONS = frozenset(
@@ -123,20 +124,22 @@ class ServerMetrics:
                                    "From the time a job is due to its completion.",
                                    buckets=_DELAY_BUCKETS, registry=self.registry)
         self.notifications = Counter("icevault_notifications",
-                                     "Job notifications by outcome (sent, failed).",
+                                     "Job notifications by outcome: delivered, failed (tried again), refused (an "
+                                     "address webhooks may not reach), undeliverable (no topic "
+                                     "registered under the ARN).",
                                      ["outcome"], registry=self.registry)
         self.checksum_mismatches = Counter(
             "icevault_upload_checksum_mismatches",
             "Uploads refused because their bytes did not match their tree hash (SHOULD BE "
             "ZERO: a client or network corrupting data).", registry=self.registry)
-        for outcome in ("sent", "failed"):
-            self.notifications.labels(outcome)
+        for outcome in Delivery:
+            self.notifications.labels(outcome.value)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
-    def notification(self, delivered: bool) -> None:
-        self.notifications.labels("sent" if delivered else "failed").inc()
+    def notification(self, outcome: Delivery) -> None:
+        self.notifications.labels(outcome.value).inc()
 
     def middleware(self) -> Middleware:
         @web.middleware

@@ -242,6 +242,9 @@ class AdminService:
             # A user sees their own keys, as IAM's ListAccessKeys without a user name.
             result = {"AccessKeys": [k for k in result["AccessKeys"]
                                      if k["UserName"] == principal.user]}
+        if action == "ListNotifications" and not operator and result is not None:
+            result = {"Notifications": [{k: v for k, v in row.items() if k != "Target"}
+                                        for row in result["Notifications"]]}
         if action == "ListTopics" and not operator and result is not None:
             # Where a topic delivers is the operator's business.
             result = {"Topics": [{"TopicArn": topic["TopicArn"]} for topic in result["Topics"]]}

@@ -94,7 +94,6 @@ class JobService:
         self.ctx = ctx
         self.account = AccountService(ctx)
         self.integrity = IntegrityService(ctx)
-        self.topics = TopicService(ctx)
 
     # -- initiate -------------------------------------------------------------------------
     def initiate(self, ref: VaultRef, request: JobRequest) -> Job:
@@ -118,7 +117,7 @@ class JobService:
         if request.description is not None:
             validate_description(request.description, "job description")
         if request.sns_topic is not None:
-            self.topics.require(ref.account_id, request.sns_topic)
+            TopicService.validate(request.sns_topic)
         require_vault(self.ctx, ref)
         if request.type == "archive-retrieval":
             job = self._archive_job(ref, request)

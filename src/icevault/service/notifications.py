@@ -2,28 +2,45 @@
 
 Glacier publishes the DescribeJob JSON to an SNS topic when a job completes, for the job's own
 ``SNSTopic`` and for the vault's notification configuration. icevault has no SNS: it records
-every notification, and delivers it by HTTP POST to the URL an administrator registered for
-the topic (see ``topics``) and to the operator's own webhook (``--notification-url``).
+every notification, and delivers it by HTTP POST to the URL the operator registered for the
+topic (see ``topics``) and to the operator's own webhook (``--notification-url``), through a
+:class:`WebhookSender` (the adapter is :mod:`icevault.webhooks`). A topic ARN nobody
+registered is accepted, as AWS accepts any topic's ARN, and its notifications are recorded
+as undeliverable and never sent anywhere but the operator's webhook.
 """
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import json
 import logging
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from icevault.core.models import Job, JobAction
 from icevault.service.context import Context
 from icevault.service.topics import TopicService
 
+
+class Delivery(enum.StrEnum):
+    """What became of one notification to one target: all an account is shown of it (the
+    connection-level detail goes to the operator's log)."""
+
+    DELIVERED = "delivered"
+    FAILED = "failed"  # not reached, or answered other than 2xx: tried again
+    REFUSED = "refused"  # an address webhooks may not reach: not tried again
+    UNDELIVERABLE = "undeliverable"  # no topic registered under the ARN: nowhere to send
+
+
+class WebhookSender(Protocol):
+    def post(self, url: str, body: bytes, headers: dict[str, str]) -> Delivery:
+        """POST ``body`` to ``url``; what became of it."""
+        ...
+
+
 log = logging.getLogger(__name__)
 
-DELIVERY_TIMEOUT_S = 5.0
 # A delivery that failed is tried again after 2, 4, 8 ... s (at most the notification lease),
 # this many times in all.
 MAX_ATTEMPTS = 10
@@ -44,13 +61,14 @@ def _event_for(job: Job) -> str:
 
 class Notifier:
     def __init__(
-        self, ctx: Context, render: Callable[[Job], dict[str, Any]], webhook_url: str | None,
-        on_delivery: Callable[[bool], None] | None = None,
+        self, ctx: Context, render: Callable[[Job], dict[str, Any]], sender: WebhookSender,
+        webhook_url: str | None, on_delivery: Callable[[Delivery], None] | None = None,
     ) -> None:
         self.ctx = ctx
         self.render = render
+        self.sender = sender
         self.webhook_url = webhook_url
-        self.on_delivery = on_delivery  # told of each delivery: delivered or not
+        self.on_delivery = on_delivery  # told of each outcome (metrics)
         self.topics = TopicService(ctx)
 
     def topics_for(self, job: Job) -> list[str]:
@@ -83,7 +101,8 @@ class Notifier:
         return len(claims)
 
     def _send(self, job: Job, attempt: int) -> bool:
-        """Deliver to every target not reached yet; whether any delivery failed."""
+        """Deliver to every target not reached yet; whether a delivery failed (and is worth
+        trying again)."""
         topics = self.topics_for(job)
         if not topics:
             return False
@@ -91,52 +110,23 @@ class Notifier:
         body = json.dumps(self.render(job))
         failed = False
         for topic in topics:
-            targets = []
-            registered = self.topics.url_for(topic)
-            if registered is not None:
-                targets.append(registered)
-            if self.webhook_url:
-                targets.append(self.webhook_url)
-            if not targets and attempt == 1:
-                self._record(job, topic, None, body, "recorded")
-            for target in targets:
+            registered = self.topics.url_for(topic, job.vault.account_id)
+            if registered is None and attempt == 1:
+                self._record(job, topic, None, body, Delivery.UNDELIVERABLE)
+            for target in filter(None, (registered, self.webhook_url)):
                 if (topic, target) in reached:
                     continue
-                outcome = self._deliver(target, topic, body, idempotency_key(job, topic))
-                delivered = outcome.startswith("delivered")
-                failed = failed or not delivered
-                if self.on_delivery is not None:
-                    self.on_delivery(delivered)
+                outcome = self.sender.post(target, body.encode(), {
+                    "Content-Type": "application/json", "x-icevault-topic": topic,
+                    IDEMPOTENCY_HEADER: idempotency_key(job, topic)})
+                failed = failed or outcome is Delivery.FAILED
                 self._record(job, topic, target, body, outcome)
         return failed
 
-    def _deliver(self, target: str, topic: str, body: str, key: str) -> str:
-        # Only http(s): topic URLs are checked when registered, the operator's at start.
-        request = urllib.request.Request(  # noqa: S310
-            target,
-            data=body.encode(),
-            method="POST",
-            headers={"Content-Type": "application/json", "x-icevault-topic": topic,
-                     IDEMPOTENCY_HEADER: key},
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=DELIVERY_TIMEOUT_S) as response:  # noqa: S310
-                return f"delivered {response.status}"
-        except urllib.error.HTTPError as exc:
-            self._failed(topic, target, f"answered {exc.code}")
-            return f"failed {exc.code}"
-        except (urllib.error.URLError, OSError) as exc:
-            self._failed(topic, target, str(exc))
-            return f"failed: {exc}"
-
-    @staticmethod
-    def _failed(topic: str, target: str, why: str) -> None:
-        # The host only: a webhook URL's path or query may hold a token.
-        host = urllib.parse.urlsplit(target).hostname
-        log.warning("notification failed", extra={
-            "event": "notification_failed", "topic": topic, "host": host, "reason": why})
-
-    def _record(self, job: Job, topic: str, target: str | None, body: str, status: str) -> None:
+    def _record(self, job: Job, topic: str, target: str | None, body: str,
+                outcome: Delivery) -> None:
+        if self.on_delivery is not None:
+            self.on_delivery(outcome)
         self.ctx.meta.record_notification(
-            job.vault, job.id, topic, target, body, status, self.ctx.clock.now_ms()
+            job.vault, job.id, topic, target, body, outcome.value, self.ctx.clock.now_ms()
         )

@@ -120,7 +120,7 @@ class PolicyService:
                 raise InvalidParameterValueError(
                     f"Invalid event: {event}. Valid events are {', '.join(NOTIFICATION_EVENTS)}"
                 )
-        TopicService(self.ctx).require(ref.account_id, topic)
+        TopicService.validate(topic)
         config = NotificationConfig(topic, tuple(dict.fromkeys(events)))
         if not self.ctx.meta.set_notifications(ref, config):
             raise vault_not_found(self.ctx, ref)

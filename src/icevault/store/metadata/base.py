@@ -388,8 +388,8 @@ class PolicyPort(Protocol):
     def list_notifications(self, ref: VaultRef) -> list[dict[str, Any]]: ...
 
     def delivered_notifications(self, job_id: str) -> set[tuple[str, str]]:
-        """The (topic, target) pairs the job's notification already reached, so a retry
-        sends only to the others."""
+        """The (topic, target) pairs the job's notification is done with (delivered, or
+        refused by the address policy), so a retry sends only to the others."""
         ...
 
     def put_topic(self, account_id: str, name: str, url: str, now: int) -> None: ...

@@ -11,6 +11,7 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    or_,
     select,
     update,
 )
@@ -237,7 +238,10 @@ class PolicyRows(SqlEngine):
         with self._tx() as conn:
             rows = conn.execute(
                 select(log.c.topic, log.c.target).where(
-                    log.c.job_id == job_id, log.c.status.like("delivered%"),
+                    # Refused targets count as settled too: the address policy would
+                    # refuse them again.
+                    log.c.job_id == job_id,
+                    or_(log.c.status.like("delivered%"), log.c.status == "refused"),
                     log.c.target.is_not(None),
                 )
             )
