@@ -184,3 +184,84 @@ def test_numbers_in_console_queries_are_validated(console_server: ServerProcess,
     assert answer.status == 400, answer.body[:300]
     assert b"<html" in answer.body.lower()
     assert b"Traceback" not in answer.body
+
+
+def _csrf(page: RawResponse) -> str:
+    found = re.search(rb'name="csrf" value="([^"]+)"', page.body)
+    assert found is not None, page.body[:500]
+    return found.group(1).decode()
+
+
+def test_sign_out_ends_the_session_for_good(console_server: ServerProcess) -> None:
+    _, cookie = sign_in(console_server, console_server.root_credentials())
+    assert cookie is not None
+    page = _get(console_server, "/console/", cookie)
+    assert page.status == 200
+    out = _post(console_server, "/console/sign-out", {"csrf": _csrf(page)}, cookie)
+    assert out.status == 303
+    # The same cookie, kept by an attacker or another tab: signed out.
+    again = _get(console_server, "/console/", cookie)
+    assert again.status == 303
+    assert again.headers["location"] == "/console/sign-in"
+
+
+def test_disabling_a_key_ends_its_sessions_and_enabling_it_brings_none_back(
+        console_server: ServerProcess) -> None:
+    import json
+    import subprocess
+    import sys
+
+    def admin(*args: str) -> str:
+        done = subprocess.run([sys.executable, "-m", "icevault", "admin", "--data-dir",
+                               str(console_server.data_dir), *args],
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    key = json.loads(admin("create-access-key"))["AccessKey"]
+    _, cookie = sign_in(console_server, (key["AccessKeyId"], key["SecretAccessKey"]))
+    assert cookie is not None
+    assert _get(console_server, "/console/", cookie).status == 200
+    admin("disable-access-key", key["AccessKeyId"])
+    admin("enable-access-key", key["AccessKeyId"])
+    time.sleep(1.2)  # the key cache (--cache-ttl 1s)
+    assert _get(console_server, "/console/", cookie).status == 303
+    # A new sign-in with the enabled key works.
+    _, fresh = sign_in(console_server, (key["AccessKeyId"], key["SecretAccessKey"]))
+    assert fresh is not None
+    assert _get(console_server, "/console/", fresh).status == 200
+
+
+def test_failed_sign_ins_are_limited_per_key_on_every_server(tmp_path_factory:
+                                                             pytest.TempPathFactory) -> None:
+    from tests.postgres import PostgresServer
+
+    database: PostgresServer = PostgresServer().start()
+    try:
+        url = database.new_database()
+        root = tmp_path_factory.mktemp("limits")
+        servers = [ServerProcess(root / f"s{i}", auth="sigv4",
+                                 extra_args=["--metadata-url", url]).start() for i in (1, 2)]
+        try:
+            key_id, secret = servers[0].root_credentials()
+            statuses = [sign_in(servers[i % 2], (key_id, "wrong"))[0].status
+                        for i in range(12)]
+            assert statuses[:10] == [401] * 10
+            assert statuses[10:] == [429, 429]
+            # Limited on both servers, the right secret included, and said so.
+            for server in servers:
+                answer, cookie = sign_in(server, (key_id, secret))
+                assert answer.status == 429 and cookie is None
+                assert answer.headers["retry-after"] == "60"
+                assert b"Too many failed sign-ins" in answer.body
+        finally:
+            for server in servers:
+                server.stop()
+    finally:
+        database.stop()
+
+
+def test_a_failed_sign_in_keeps_the_key_id(console_server: ServerProcess) -> None:
+    answer, cookie = sign_in(console_server, ("AKIVKEEPTHISKEYID000", "wrong"))
+    assert answer.status == 401 and cookie is None
+    assert b'value="AKIVKEEPTHISKEYID000"' in answer.body

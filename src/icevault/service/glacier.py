@@ -30,6 +30,7 @@ class Glacier:
         self.account = AccountService(ctx)
         self.admin = AdminService(ctx, self.identity, self.access)
         self.console = ConsoleService(self)
+        self.sessions = self.identity.sessions
 
     def lookups_are_local(self, *, opens_blob: bool = False) -> bool:
         """Whether a lookup of a few indexed reads (and, with ``opens_blob``, opening a

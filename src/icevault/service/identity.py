@@ -20,6 +20,7 @@ from icevault.core.ids import new_account_id
 from icevault.core.models import ACCOUNT_ID_RE
 from icevault.core.policy import parse_policy
 from icevault.service.context import Context
+from icevault.service.sessions import SessionService
 
 CREDENTIALS_FILE = "credentials"
 PROFILE = "icevault"
@@ -49,6 +50,7 @@ class IdentityService:
         self.ctx = ctx
         self._cache: dict[str, tuple[float, AccessKey | None]] = {}
         self._lock = threading.Lock()
+        self.sessions = SessionService(ctx)
 
     def bootstrap(self, data_dir: Path) -> AccessKey | None:
         """On first start, create the default account's root key and write it to
@@ -134,6 +136,9 @@ class IdentityService:
             raise InvalidParameterValueError(f"User {user} already exists in account {account_id}")
 
     def delete_user(self, account_id: str, user: str) -> None:
+        for key in self.ctx.meta.list_access_keys(account_id):
+            if key.user == user:
+                self.sessions.end_key_sessions(key.id)
         if not self.ctx.meta.delete_user(account_id, user):
             raise ResourceNotFoundError(f"No such user in account {account_id}: {user}")
         self._forget_keys()
@@ -146,11 +151,16 @@ class IdentityService:
         return self.create_key(account_id, user)
 
     def set_key_status(self, key_id: str, status: KeyStatus) -> None:
+        if status is KeyStatus.INACTIVE:
+            # Before the key changes: no console session of it outlives the change, and
+            # enabling it again brings none back.
+            self.sessions.end_key_sessions(key_id)
         if not self.ctx.meta.set_access_key_status(key_id, status):
             raise ResourceNotFoundError(f"No such access key: {key_id}")
         self._forget_keys()
 
     def delete_key(self, key_id: str) -> None:
+        self.sessions.end_key_sessions(key_id)
         if not self.ctx.meta.delete_access_key(key_id):
             raise ResourceNotFoundError(f"No such access key: {key_id}")
         self._forget_keys()

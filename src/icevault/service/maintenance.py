@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from icevault.service.context import Context
 from icevault.service.scrub import LAST_FULL_SCRUB_KEY
+from icevault.service.sessions import SessionService
 from icevault.store.metadata.base import GarbageKind, StoreStats
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,7 @@ class Maintenance:
         uploads = self.ctx.meta.expire_uploads(
             now - timing.upload_expiry_ms, now - timing.finished_upload_memory_ms
         )
+        SessionService(self.ctx).forget_old()
         return jobs, uploads
 
     def collect_garbage(self) -> int:

@@ -74,6 +74,7 @@ class Page:
         self.runtime: Runtime = request.app[RUNTIME]
         self.views = self.runtime.glacier.console
         self.viewer: Viewer | None = None
+        self.session: sessions.Session | None = None
         self.csrf = ""
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
@@ -93,11 +94,16 @@ class Page:
         return key.secret, Principal(key.account_id, key.user, key.id)
 
     async def sign_in_required(self) -> Viewer:
-        parts = sessions.parse(self.request.cookies.get(sessions.COOKIE))
+        cookie = self.request.cookies.get(sessions.COOKIE)
+        parts = sessions.parse(cookie)
         found = None if parts is None else await self.key_secret(parts[0])
-        session = None if parts is None or found is None else sessions.verify(parts, found[0])
-        if session is None or found is None:
+        now = self.runtime.glacier.sessions.now_s()
+        session = None if parts is None or found is None else sessions.verify(
+            parts, found[0], now)
+        if session is None or found is None or cookie is None or await self.run(
+                self.runtime.glacier.sessions.has_ended, session.key_id, session.issued, cookie):
             raise _RedirectError(f"{PREFIX}/sign-in")
+        self.session = session
         secret, principal = found
         self.viewer = Viewer(principal, self.request.remote, self.request.secure)
         self.csrf = session.csrf_token(secret)
@@ -148,6 +154,7 @@ def _page(handler: Callable[[Page], Awaitable[web.StreamResponse]]) -> Handler:
         except GlacierError as error:
             response = page.render("error.html", error.status, message=error.message,
                                    code=error.code)
+            response.headers.update(error.headers)  # Retry-After, for one
         close_if_body_unread(request, response)
         return response
 
@@ -159,9 +166,10 @@ def _quote(name: str) -> str:
 
 
 # -- sign-in --------------------------------------------------------------------------------
-async def _sign_in_form(page: Page, status: int = 200, failed: bool = False) -> web.Response:
+async def _sign_in_form(page: Page, status: int = 200, failed: bool = False,
+                        key_id: str = "") -> web.Response:
     token = secrets.token_urlsafe(24)
-    response = page.render("sign_in.html", status, token=token, failed=failed)
+    response = page.render("sign_in.html", status, token=token, failed=failed, key_id=key_id)
     response.set_cookie(sessions.SIGN_IN_COOKIE, token, path=PREFIX, httponly=True,
                         samesite="Strict", secure=page.request.secure, max_age=3600)
     return response
@@ -179,12 +187,16 @@ async def sign_in(page: Page) -> web.StreamResponse:
                             "the page and try again.")
     key_id = fields.get("access_key_id", "").strip()
     given = fields.get("secret_access_key", "").strip()
+    limits = page.runtime.glacier.sessions
+    address = page.request.remote
+    await page.run(limits.check_sign_in, address, key_id)
     found = await page.key_secret(key_id) if key_id and given else None
     auth_off = page.runtime.settings.auth == "off"
     if found is None or not (auth_off or hmac.compare_digest(found[0].encode(), given.encode())):
         # One answer for an unknown key and a wrong secret: nothing to probe keys with.
-        return await _sign_in_form(page, 401, failed=True)
-    _, cookie = sessions.issue(key_id, found[0])
+        await page.run(limits.note_failure, address, key_id)
+        return await _sign_in_form(page, 401, failed=True, key_id=key_id)
+    _, cookie = sessions.issue(key_id, found[0], limits.now_s())
     response = web.Response(status=303, headers={**_HEADERS, "Location": f"{PREFIX}/"})
     response.set_cookie(sessions.COOKIE, cookie, path=PREFIX, httponly=True,
                         samesite="Strict", secure=page.request.secure,
@@ -195,6 +207,10 @@ async def sign_in(page: Page) -> web.StreamResponse:
 
 async def sign_out(page: Page) -> web.StreamResponse:
     await page.form()
+    cookie = page.request.cookies.get(sessions.COOKIE)
+    if cookie is not None and page.session is not None:
+        # Ended in the store, for every server: the cookie no longer works even if kept.
+        await page.run(page.runtime.glacier.sessions.sign_out, cookie, page.session.expires)
     response = web.Response(status=303,
                             headers={**_HEADERS, "Location": f"{PREFIX}/sign-in"})
     response.del_cookie(sessions.COOKIE, path=PREFIX)

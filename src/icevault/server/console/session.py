@@ -3,7 +3,9 @@
 A session is ``<access key id>.<expiry>.<mac>``, where the MAC is an HMAC-SHA256 keyed by the
 access key's own secret. Any server sharing the database checks it with nothing but the key
 record (no session table, no shared server secret), the cookie holds no secret, and disabling
-or deleting the key ends every session made with it at the next request.
+or deleting the key ends every session made with it at the next request. What a MAC cannot
+say (a session signed out, a key disabled and enabled again) the store keeps
+(:mod:`icevault.service.sessions`).
 
 Written here rather than taken from a library: aiohttp-session's encrypted cookies need a
 secret every server shares, which icevault would have to invent, store and rotate, whereas
@@ -18,11 +20,13 @@ import re
 import time
 from dataclasses import dataclass
 
+from icevault.service.sessions import SESSION_LIFETIME_S
+
 COOKIE = "icevault_console"
 # The sign-in form's own token (a session does not exist yet): a cookie and a hidden field
 # that must agree, so another site cannot sign a browser in to an account of its choosing.
 SIGN_IN_COOKIE = "icevault_console_signin"
-LIFETIME_S = 8 * 3600
+LIFETIME_S = SESSION_LIFETIME_S
 _SHAPE = re.compile(r"^([A-Za-z0-9]{16,128})\.(\d{1,12})\.([0-9a-f]{64})$")
 
 
@@ -30,6 +34,10 @@ _SHAPE = re.compile(r"^([A-Za-z0-9]{16,128})\.(\d{1,12})\.([0-9a-f]{64})$")
 class Session:
     key_id: str
     expires: int  # seconds since the epoch
+
+    @property
+    def issued(self) -> int:
+        return self.expires - LIFETIME_S
 
     def csrf_token(self, secret: str) -> str:
         """The token every form of this session carries back."""

@@ -446,9 +446,35 @@ class MaintenancePort(Protocol):
         ...
 
 
+class ConsolePort(Protocol):
+    """Console sessions ended before they expire, and failed sign-ins: state every server
+    on the database shares, so a sign-out or a limit holds whichever server answers."""
+
+    def end_sessions(self, subject: str, ended_at: int, keep_until: int) -> None:
+        """Sessions of ``subject`` made at or before ``ended_at`` are over; the record may
+        go after ``keep_until``."""
+        ...
+
+    def sessions_ended_at(self, subjects: Sequence[str]) -> int | None:
+        """The latest end recorded for any of ``subjects``, if any."""
+        ...
+
+    def note_sign_in_failure(self, subjects: Sequence[str], now: int, window_ms: int) -> None:
+        """Count a failed sign-in against each subject, in windows of ``window_ms``."""
+        ...
+
+    def sign_in_failures(self, subjects: Sequence[str], since: int) -> int:
+        """The most failures any of ``subjects`` has in a window that began after ``since``."""
+        ...
+
+    def forget_console_state(self, now: int, window_ms: int) -> None:
+        """Drop ends no session can need any more, and windows that are over."""
+        ...
+
+
 class MetadataStore(
     IdentityPort, VaultPort, ArchivePort, UploadPort, JobPort, PolicyPort, MaintenancePort,
-    Protocol,
+    ConsolePort, Protocol,
 ):
     """The whole metadata store, as the services use it."""
 

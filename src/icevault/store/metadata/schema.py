@@ -267,3 +267,25 @@ topics = Table(
     Column("url", Text, nullable=False),
     Column("created_at", BigInteger, nullable=False),
 )
+
+
+# Console sessions ended before they expire: one signed out ("session:<digest>"), or every
+# session of an access key made before it was disabled or deleted ("key:<id>"). Rows are
+# kept until no session they end could still be valid.
+console_session_ends = Table(
+    "console_session_ends",
+    metadata,
+    Column("subject", String(160), primary_key=True),
+    Column("ended_at", BigInteger, nullable=False),
+    Column("keep_until", BigInteger, nullable=False),
+)
+
+# Failed console sign-ins in the current window, per client address and per access key,
+# shared by every server on the database.
+sign_in_failures = Table(
+    "sign_in_failures",
+    metadata,
+    Column("subject", String(160), primary_key=True),
+    Column("window_start", BigInteger, nullable=False),
+    Column("failures", Integer, nullable=False),
+)
