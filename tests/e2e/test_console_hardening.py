@@ -265,3 +265,79 @@ def test_a_failed_sign_in_keeps_the_key_id(console_server: ServerProcess) -> Non
     answer, cookie = sign_in(console_server, ("AKIVKEEPTHISKEYID000", "wrong"))
     assert answer.status == 401 and cookie is None
     assert b'value="AKIVKEEPTHISKEYID000"' in answer.body
+
+
+def _start_retrieval(server: ServerProcess, vault: str, archive_id: str,
+                     cookie: str) -> str:
+    """Start a retrieval from the console and return the job's id once it succeeded."""
+    from tests.support import wait_for_job
+
+    page = _get(server, f"/console/vaults/{vault}", cookie)
+    started = _post(server, f"/console/vaults/{vault}/jobs", {
+        "csrf": _csrf(page), "archive_id": archive_id, "tier": "Standard"}, cookie)
+    assert started.status == 303, started.body[:300]
+    client = server.client()
+    job_id = next(j["JobId"] for j in client.list_jobs(vaultName=vault)["JobList"]
+                  if j.get("ArchiveId") == archive_id)
+    wait_for_job(client, vault, job_id)
+    return str(job_id)
+
+
+def _download(server: ServerProcess, path: str, cookie: str) -> tuple[int, dict[str, str],
+                                                                       bytes, bool]:
+    """Status, headers, the bytes received, and whether all Content-Length bytes came."""
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    try:
+        conn.request("GET", path, headers={"Cookie": cookie})
+        answer = conn.getresponse()
+        headers = {k.lower(): v for k, v in answer.getheaders()}
+        try:
+            body = answer.read()
+            whole = True
+        except http.client.IncompleteRead as partial:
+            body, whole = partial.partial, False
+        return answer.status, headers, body, whole
+    finally:
+        conn.close()
+
+
+def test_console_downloads_verify_what_they_send(console_server: ServerProcess) -> None:
+    """A browser checks no tree-hash header: bytes corrupted after the job succeeded were
+    served as good. The console checks each MiB as it sends it, stops, and marks the
+    archive as a scrub would."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.e2e.test_integrity import flip_local
+    from tests.support import pattern
+
+    client = console_server.client()
+    client.create_vault(vaultName="verified")
+    body = pattern(3 * 1024 * 1024 + 5000, seed=8)
+    good = client.upload_archive(vaultName="verified", body=body,
+                                 archiveDescription="reports/invoice_1.pdf")["archiveId"]
+    bad = client.upload_archive(vaultName="verified", body=body,
+                                archiveDescription="copy")["archiveId"]
+    _, cookie = sign_in(console_server, console_server.root_credentials())
+    assert cookie is not None
+    good_job = _start_retrieval(console_server, "verified", good, cookie)
+    bad_job = _start_retrieval(console_server, "verified", bad, cookie)
+    status, headers, received, whole = _download(
+        console_server, f"/console/vaults/verified/jobs/{good_job}/output", cookie)
+    assert (status, whole, received == body) == (200, True, True)
+    assert headers["content-disposition"] == 'attachment; filename="invoice_1.pdf"'
+    flip_local(console_server.data_dir, bad, 2 * 1024 * 1024 + 10)  # in the third MiB
+    status, headers, received, whole = _download(
+        console_server, f"/console/vaults/verified/jobs/{bad_job}/output", cookie)
+    assert status == 200 and not whole
+    assert len(received) <= 2 * 1024 * 1024  # the good first two MiB at most
+    assert received == body[:len(received)]
+    corrupt = subprocess.run([sys.executable, "-m", "icevault", "admin", "--data-dir",
+                              str(console_server.data_dir), "list-corrupt"],
+                             capture_output=True, text=True, timeout=60)
+    assert [c["ArchiveId"] for c in json.loads(corrupt.stdout)["Corrupt"]] == [bad]
+    again, _, page, _ = _download(console_server,
+                                  f"/console/vaults/verified/jobs/{bad_job}/output", cookie)
+    assert again == 500 and b"failed verification" in page  # ServiceUnavailableException
+    assert "Traceback" not in console_server.log()

@@ -158,7 +158,7 @@ class ConsoleService:
 
     def open_output(self, viewer: Viewer, vault: str, job_id: str) -> JobOutput:
         self._allow(viewer, "GetJobOutput", vault)
-        return self.glacier.jobs.open_output(self._ref(viewer, vault), job_id, None)
+        return self.glacier.jobs.open_verified_output(self._ref(viewer, vault), job_id)
 
     # -- uploads --------------------------------------------------------------------------
     def uploads(self, viewer: Viewer, vault: str) -> list[Upload]:

@@ -1,7 +1,8 @@
 """Integrity at rest: stored bytes are checked against the leaf hashes recorded at upload.
 
-A retrieval job reads what it will serve before it reports Succeeded, and a scrub re-reads
-whole archives in the background. An archive whose bytes fail is marked corrupt: from then
+A retrieval job reads what it will serve before it reports Succeeded, a scrub re-reads
+whole archives in the background, and the console's downloads check each MiB as they send
+it (:class:`VerifyingReader`). An archive whose bytes fail is marked corrupt: from then
 on no job completes for it and GetJobOutput refuses to serve it. Nothing is repaired here:
 one disk holds one copy, and the operator is told which archive to restore.
 """
@@ -11,11 +12,12 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable
+from typing import BinaryIO
 
 from icevault.core import treehash
 from icevault.core.models import Archive, iso8601
 from icevault.service.context import Context
-from icevault.store.blobs.base import BlobNotFoundError
+from icevault.store.blobs.base import BlobNotFoundError, BlobReader
 
 log = logging.getLogger("icevault.integrity")
 
@@ -90,6 +92,72 @@ class IntegrityService:
                 archive.id, archive.vault.name, archive.vault.account_id, reason,
             )
         return marked
+
+
+class CorruptBytesError(Exception):
+    """Bytes read for a client failed their leaf hash: the archive is marked corrupt and
+    the transfer must stop (whatever was sent so far is not a whole, good copy)."""
+
+
+# Leaf hashes are fetched this many at a time (32 KiB), so a verifying read of any archive
+# holds a bounded slice of them.
+_LEAF_BATCH = 1024
+
+
+class VerifyingReader:
+    """A MiB-aligned range of an archive, each 1 MiB checked against its stored leaf hash
+    before a byte of it is handed out (for clients that check no tree-hash header, such as
+    a browser downloading from the console)."""
+
+    def __init__(self, integrity: IntegrityService, archive: Archive, inner: BlobReader,
+                 start: int) -> None:
+        assert start % treehash.MIB == 0
+        self._integrity = integrity
+        self._archive = archive
+        self._inner = inner
+        self._offset = start  # of the next leaf to read, in the archive
+        self._end = start + inner.length
+        self._pending = b""
+        self._leaves = b""
+        self._leaves_from = start // treehash.MIB
+
+    @property
+    def length(self) -> int:
+        return self._inner.length
+
+    def file_segment(self) -> tuple[BinaryIO, int, int] | None:
+        return None  # every byte passes through the check
+
+    def read(self, size: int) -> bytes:
+        if not self._pending:
+            if self._offset >= self._end:
+                return b""
+            self._pending = self._next_leaf()
+        out, self._pending = self._pending[:size], self._pending[size:]
+        return out
+
+    def _next_leaf(self) -> bytes:
+        leaf = self._offset // treehash.MIB
+        want = min(treehash.MIB, self._end - self._offset)
+        data = _read_exactly(self._inner.read, want)
+        index = leaf - self._leaves_from
+        if index * treehash.DIGEST_SIZE >= len(self._leaves):
+            self._leaves_from = leaf
+            index = 0
+            count = min(_LEAF_BATCH, -(-(self._end - self._offset) // treehash.MIB))
+            self._leaves = self._integrity.ctx.meta.get_archive_leaves(
+                self._archive.id, leaf, count) or b""
+        expected = self._leaves[index * treehash.DIGEST_SIZE:(index + 1) * treehash.DIGEST_SIZE]
+        if len(data) != want or hashlib.sha256(data).digest() != expected:
+            reason = (f"the 1 MiB block at byte {leaf * treehash.MIB} does not match its "
+                      "tree-hash leaf (found while serving it)")
+            self._integrity.quarantine(self._archive, reason)
+            raise CorruptBytesError(reason)
+        self._offset += want
+        return data
+
+    def close(self) -> None:
+        self._inner.close()
 
 
 def _read_exactly(read: Callable[[int], bytes], size: int) -> bytes:

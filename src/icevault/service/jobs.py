@@ -32,7 +32,7 @@ from icevault.core.models import (
 from icevault.core.ranges import ByteRange
 from icevault.service.account import AccountService
 from icevault.service.context import Context
-from icevault.service.integrity import IntegrityService, corruption_message
+from icevault.service.integrity import IntegrityService, VerifyingReader, corruption_message
 from icevault.service.inventory import decode_marker, write_inventory
 from icevault.service.topics import TopicService
 from icevault.service.vaults import require_vault
@@ -244,6 +244,22 @@ class JobService:
         next_marker = rows[count].id if len(rows) > count else None
         now = self.ctx.clock.now_ms()
         return JobPage([j for j in rows[:count] if not self._expired(j, now)], next_marker)
+
+    def open_verified_output(self, ref: VaultRef, job_id: str) -> JobOutput:
+        """A job's whole output, an archive's bytes checked MiB by MiB against their leaf
+        hashes as they are read (:class:`~icevault.service.integrity.VerifyingReader`):
+        for a client that checks no tree-hash header."""
+        output = self.open_output(ref, job_id, None)
+        job = self.describe(ref, job_id)
+        if job.action is not JobAction.ARCHIVE_RETRIEVAL:
+            return output
+        assert job.archive_id is not None and job.retrieval_start is not None
+        archive = self.ctx.meta.get_archive(ref, job.archive_id)
+        if archive is None:
+            output.reader.close()
+            raise job_not_found(job_id)
+        return replace(output, reader=VerifyingReader(self.integrity, archive, output.reader,
+                                                      job.retrieval_start))
 
     def open_output(self, ref: VaultRef, job_id: str, byte_range: ByteRange | None) -> JobOutput:
         job = self.describe(ref, job_id)

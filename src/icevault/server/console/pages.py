@@ -33,6 +33,7 @@ from icevault.server.console.render import TEMPLATES, storage_chart, words_for_m
 from icevault.server.errors import close_if_body_unread
 from icevault.server.runtime import RUNTIME, Runtime
 from icevault.service.console import Viewer
+from icevault.service.integrity import CorruptBytesError
 from icevault.store.metadata.base import ArchiveFilter
 
 T = TypeVar("T")
@@ -50,6 +51,8 @@ _HEADERS = {
 }
 _STATIC = {"console.css": "text/css", "console.js": "text/javascript"}
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+# A download's file name: plain characters only (it goes into a quoted header value).
+_FILE_NAME = re.compile(r"[A-Za-z0-9._ ()+-]{1,200}")
 
 
 class _RedirectError(Exception):
@@ -351,7 +354,8 @@ async def job_output(page: Page) -> web.StreamResponse:
         filename = "inventory.json" if output.content_type == "application/json" else \
             "inventory.csv"
     else:
-        filename = f"archive-{(job.archive_id or 'output')[:16]}.bin"
+        filename = _file_name(output.archive_description) or \
+            f"archive-{(job.archive_id or 'output')[:16]}.bin"
     response = web.StreamResponse(headers={
         **_HEADERS, "Content-Type": output.content_type,
         "Content-Disposition": f'attachment; filename="{filename}"',
@@ -363,9 +367,25 @@ async def job_output(page: Page) -> web.StreamResponse:
         while chunk := await page.run(output.reader.read, 1024 * 1024):
             await response.write(chunk)
         await response.write_eof()
+    except CorruptBytesError:
+        # The archive is marked corrupt by now (and logged). The connection is dropped
+        # short of Content-Length, so the browser reports a failed download rather than
+        # keep a file with bad bytes in it.
+        raise ConnectionResetError("stopped serving bytes that failed verification") from None
     finally:
         output.reader.close()
     return response
+
+
+def _file_name(description: str | None) -> str | None:
+    """The file name an archive's description gives (``photos/2024/img 1.jpg`` gives
+    ``img 1.jpg``), when it looks like one; None otherwise."""
+    if not description:
+        return None
+    name = description.replace("\\", "/").rsplit("/", 1)[-1].strip()
+    if not _FILE_NAME.fullmatch(name) or name in (".", ".."):
+        return None
+    return name
 
 
 async def static(request: web.Request) -> web.StreamResponse:
