@@ -154,3 +154,46 @@ def test_import_needs_its_own_permission(server: ServerProcess, tmp_path: Path) 
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.1)
+
+
+def test_a_conflict_says_nothing_of_another_accounts_archive(server: ServerProcess,
+                                                             root: Any) -> None:
+    """The answer to an import under an ID another account holds once named that account's
+    vault, tree hash, size and deleted state: an existence oracle across accounts."""
+    root.create_vault(vaultName="mine-only")
+    secret_id = "cross_account_" + "q" * 100
+    with importing(secret_id, CREATED):
+        root.upload_archive(vaultName="mine-only", body=b"the other account's bytes",
+                            archiveDescription="salary-2025.xlsx")
+    other_key = admin(server, "create-account", "--account-id", "777788889999")["AccessKey"]
+    other = enable_imports(client_for(server, other_key))
+    other.create_vault(vaultName="theirs")
+    with importing(secret_id, CREATED), pytest.raises(ClientError) as exc:
+        other.upload_archive(vaultName="theirs", body=b"probe")
+    assert _code(exc) == ("InvalidParameterValueException", 400)
+    message = exc.value.response["Error"]["Message"]
+    for leaked in ("mine-only", tree_hash(b"the other account's bytes"), "25", "deleted",
+                   "salary"):
+        assert leaked not in message, message
+    assert root.describe_vault(vaultName="mine-only")["NumberOfArchives"] == 1
+
+
+def test_a_backdated_import_is_held_by_a_vault_lock_from_its_arrival(root: Any) -> None:
+    """An import keeps its source's creation date; a lock that denies deleting archives
+    younger than 365 days counts from the later of that date and the import."""
+    root.create_vault(vaultName="locked")
+    account = root.describe_vault(vaultName="locked")["VaultARN"].split(":")[4]
+    policy = json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Sid": "keep-a-year", "Principal": "*", "Effect": "Deny", "Action": "glacier:DeleteArchive",
+        "Resource": f"arn:aws:glacier:us-east-1:{account}:vaults/locked",
+        "Condition": {"NumericLessThan": {"glacier:ArchiveAgeInDays": "365"}}}]})
+    lock = root.initiate_vault_lock(vaultName="locked", policy={"Policy": policy})
+    root.complete_vault_lock(vaultName="locked", lockId=lock["lockId"])
+    old_id = "backdated_" + "b" * 100
+    with importing(old_id, "2015-01-01T00:00:00Z"):
+        root.upload_archive(vaultName="locked", body=b"kept for a year from now")
+    with pytest.raises(ClientError) as exc:
+        root.delete_archive(vaultName="locked", archiveId=old_id)
+    assert _code(exc) == ("AccessDeniedException", 403)
+    [listed] = _inventory(root, "locked")
+    assert listed["CreationDate"] == "2015-01-01T00:00:00.000Z"  # still the source's date

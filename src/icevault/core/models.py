@@ -133,6 +133,13 @@ class Archive:
     deleted_at: int | None = None
     corrupt_at: int | None = None  # when its bytes failed verification; never served after
     corrupt_reason: str | None = None
+    # When this store received it, if later than created_at (an import keeps another
+    # store's creation date): a vault lock's age conditions count from the later of the two.
+    stored_at: int | None = None
+
+    @property
+    def held_since(self) -> int:
+        return max(self.created_at, self.stored_at or self.created_at)
 
 
 @dataclass(frozen=True, slots=True)

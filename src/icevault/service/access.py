@@ -195,5 +195,7 @@ class AccessService:
             archive = self.ctx.meta.get_archive(vault_ref, access.archive_id)
             if archive is None:
                 return None
-            return [str((self.ctx.clock.now_ms() - archive.created_at) // DAY_MS)]
+            # From when this store received it: an import backdated to its source's
+            # creation date is not thereby old enough to leave a locked vault.
+            return [str((self.ctx.clock.now_ms() - archive.held_since) // DAY_MS)]
         return None

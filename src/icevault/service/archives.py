@@ -31,6 +31,11 @@ from icevault.store.metadata.base import ArchiveIdTakenError, DeleteArchiveOutco
 
 
 def import_conflict(existing: Archive, imported: Archive) -> InvalidParameterValueError:
+    if existing.vault.account_id != imported.vault.account_id:
+        # Another account's archive: say nothing of it, not even that it exists.
+        return InvalidParameterValueError(
+            f"Archive ID {imported.id} cannot be used for this import; import the archive "
+            "under a new ID")
     where = "" if existing.vault == imported.vault else f" in vault {existing.vault.name}"
     state = " (deleted)" if existing.deleted_at is not None else ""
     return InvalidParameterValueError(
@@ -124,6 +129,7 @@ class ArchiveUpload:
             tree_hash=tree_hash,
             created_at=self._ctx.clock.now_ms() if imported is None else imported.created_at,
             blob_key=blob_key,
+            stored_at=None if imported is None else self._ctx.clock.now_ms(),
         )
         try:
             inserted = self._ctx.meta.insert_archive(archive, treehash.pack_leaves(leaves))

@@ -314,6 +314,7 @@ class UploadService:
                 tree_hash=computed,
                 created_at=self.ctx.clock.now_ms() if imported is None else imported.created_at,
                 blob_key=blob_key,
+                stored_at=None if imported is None else self.ctx.clock.now_ms(),
             )
             try:
                 stored = self.ctx.meta.complete_upload(upload, archive,

@@ -82,6 +82,7 @@ archives = Table(
     Column("corrupt_at", BigInteger),
     Column("corrupt_reason", Text),
     Column("verified_at", BigInteger),  # last time a scrub or a job read and checked it all
+    Column("stored_at", BigInteger),  # an import's arrival (its created_at is the source's)
     UniqueConstraint("id", name="archives_id_key"),
     Index("archives_by_vault", "account_id", "vault_name", "seq"),
     Index("archives_by_blob", "blob_key"),

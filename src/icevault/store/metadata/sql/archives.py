@@ -49,7 +49,7 @@ class ArchiveRows(SqlEngine):
                  "vault_name": archive.vault.name, "description": archive.description,
                  "size": archive.size, "tree_hash": archive.tree_hash, "leaf_hashes": leaves,
                  "blob_key": archive.blob_key, "created_at": archive.created_at,
-                 "deleted_at": None}
+                 "deleted_at": None, "stored_at": archive.stored_at}
                 for archive, leaves in records
             ])
             for ref in vaults:

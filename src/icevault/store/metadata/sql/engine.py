@@ -128,6 +128,7 @@ _ARCHIVE_COLUMNS = (
     t.archives.c.deleted_at,
     t.archives.c.corrupt_at,
     t.archives.c.corrupt_reason,
+    t.archives.c.stored_at,
 )
 # Every GetJobOutput request reads its archive (and, for a checksummed range, its leaves).
 _GET_ARCHIVE = select(*_ARCHIVE_COLUMNS).where(
@@ -329,6 +330,7 @@ class SqlEngine:
             deleted_at=row.deleted_at,
             corrupt_at=row.corrupt_at,
             corrupt_reason=row.corrupt_reason,
+            stored_at=row.stored_at,
         )
 
     @contextmanager
@@ -366,6 +368,7 @@ class SqlEngine:
                 blob_key=archive.blob_key,
                 created_at=archive.created_at,
                 deleted_at=None,
+                stored_at=archive.stored_at,
             )
         )
         conn.execute(

@@ -1,5 +1,5 @@
-"""Console sessions that end before they expire (sign-out, a key disabled), and failed
-sign-ins counted per client address and per key."""
+"""Console sessions that end before they expire (sign-out, a key disabled), failed sign-ins
+counted per client address and per key, and when an imported archive arrived."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ depends_on = None
 
 
 def upgrade() -> None:
+    op.add_column("archives", sa.Column("stored_at", sa.BigInteger(), nullable=True))
     op.create_table(
         "console_session_ends",
         sa.Column("subject", sa.String(length=160), primary_key=True),
@@ -30,3 +31,5 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("sign_in_failures")
     op.drop_table("console_session_ends")
+    with op.batch_alter_table("archives") as batch:
+        batch.drop_column("stored_at")
