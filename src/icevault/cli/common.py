@@ -16,6 +16,7 @@ from icevault.client.api import make_glacier_client
 from icevault.client.exceptions import ClientError as TransferError
 from icevault.client.progress import Subscriber
 from icevault.config import parse_size
+from icevault.core.text import escape
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -74,11 +75,11 @@ def handle_errors(func: F) -> F:
             click.echo("interrupted; run the same command again to resume", err=True)
             sys.exit(EXIT_INTERRUPTED)
         except TransferError as exc:
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"error: {escape(str(exc))}", err=True)
             sys.exit(exc.exit_code)
         except ClientError as exc:
             error = exc.response.get("Error", {})
-            click.echo(f"error: {error.get('Code')}: {error.get('Message')}", err=True)
+            click.echo(escape(f"error: {error.get('Code')}: {error.get('Message')}"), err=True)
             code = error.get("Code")
             sys.exit(EXIT_JOB if code == "ResourceNotFoundException" else EXIT_ERROR)
         except NoCredentialsError:
@@ -86,10 +87,10 @@ def handle_errors(func: F) -> F:
                        "--profile)", err=True)
             sys.exit(EXIT_ERROR)
         except (BotoCoreError, OSError) as exc:
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"error: {escape(str(exc))}", err=True)
             sys.exit(EXIT_ERROR)
         except ValueError as exc:
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"error: {escape(str(exc))}", err=True)
             sys.exit(EXIT_USAGE)
 
     return wrapper  # type: ignore[return-value]

@@ -26,6 +26,7 @@ from icevault.client.api import make_glacier_client
 from icevault.client.chunks import check_chunk_size
 from icevault.client.imports import enable_imports
 from icevault.client.upload import prepare_client
+from icevault.core.text import escape
 from icevault.migrate.discovery import load_source_inventory, skip_present
 from icevault.migrate.runner import MigrateOptions, MigrationProgress, Migrator
 from icevault.migrate.state import ArchiveState, MigrationState, Stage, default_state_path
@@ -205,7 +206,8 @@ def migrate(ctx: click.Context, vault: str | None, target_vault: str | None,
         counts = state.counts()
         failed = state.in_stage(Stage.FAILED)
         for archive in failed[:20]:
-            click.echo(f"failed: {archive.source_id}: {archive.error}", err=True)
+            click.echo(f"failed: {escape(archive.source_id)}: {escape(archive.error or '')}",
+                       err=True)
         _print_counts(state)
         if any(a.verification_failed for a in failed):
             sys.exit(EXIT_VERIFY)

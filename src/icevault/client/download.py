@@ -11,6 +11,7 @@ partial file renamed to the destination. A journal beside it lets a rerun resume
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
@@ -27,6 +28,7 @@ from icevault.client.chunks import Chunk, check_chunk_size, plan_chunks
 from icevault.client.download_config import DownloadConfig, JobFacts
 from icevault.client.exceptions import (
     ChecksumMismatchError,
+    ClientError,
     JobExpiredError,
     JobNotReadyError,
 )
@@ -88,6 +90,17 @@ def _describe(client: Any, vault: str, job_id: str, account_id: str, hint: str |
     return JobFacts(end - start + 1, start, archive_size, expected, True, job.get("ArchiveId"))
 
 
+def _check_room(size: int, target: Path) -> None:
+    """Refuse an output larger than the free space where it goes, before planning or
+    allocating anything for it: what the server claims bounds this process's memory (the
+    plan has a chunk per few MiB) only once it is held to what could be written."""
+    directory = target.parent if str(target.parent) else Path(".")
+    free = shutil.disk_usage(directory).free
+    if size > free:
+        raise ClientError(
+            f"the job's output is {size} bytes; {directory} has {free} bytes free")
+
+
 def download_job_output(
     vault: str,
     job_id: str,
@@ -126,6 +139,7 @@ def download_job_output(
     journal_path = target.with_name(target.name + JOURNAL_SUFFIX)
     previous = Journal.load(journal_path) if cfg.resume else None
     job = _describe(glacier, vault, job_id, account_id, previous.archive_id if previous else None)
+    _check_room(job.output_size, target)
     if job.checksummed:
         chunks = plan_chunks(job.output_size, cfg.chunk_size, archive_start=job.archive_start,
                              archive_size=job.archive_size)

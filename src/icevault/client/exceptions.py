@@ -27,6 +27,7 @@ class RetriesExceededError(ClientError):
         self.last_exception = last_exception
         # Bytes that kept failing their checksum are a verification failure, not a network
         # one: the documented exit code says so.
+        self.verification = verification
         if verification:
             self.exit_code = ChecksumMismatchError.exit_code
 

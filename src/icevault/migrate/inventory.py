@@ -5,18 +5,21 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import ijson
 
 from icevault.client.exceptions import ClientError
 from icevault.core.errors import InvalidParameterValueError
-from icevault.core.models import parse_iso8601
+from icevault.core.models import IMPORT_ID_RE, parse_iso8601
 
-_TREE_HASH = re.compile(r"^[0-9a-f]{64}$")
+_TREE_HASH = re.compile(r"[0-9a-f]{64}")
+MAX_ARCHIVE_SIZE = 40_000 * 1024**3  # Glacier's largest archive
 
 
 class InventoryError(ClientError):
@@ -38,21 +41,51 @@ class InventoryEntry:
         return parse_iso8601(self.creation_date)
 
 
+def _size(value: Any) -> int:
+    """An archive's size: a whole number of bytes, from 1 to Glacier's 40,000 GiB (a JSON
+    number may come as a float: 1e300 and 2.5 are not sizes, 1048576.0 is)."""
+    if isinstance(value, bool):
+        raise ValueError(f"Size {value!r} is not a number of bytes")
+    if isinstance(value, float | Decimal):
+        if not math.isfinite(value) or value != int(value):
+            raise ValueError(f"Size {value!r} is not a whole number of bytes")
+    elif isinstance(value, str):
+        if not value.strip().isascii() or not value.strip().isdigit():
+            raise ValueError(f"Size {value[:40]!r} is not a number of bytes")
+    elif not isinstance(value, int):
+        raise ValueError(f"Size is a {type(value).__name__}, not a number")
+    size = int(value)
+    if not 1 <= size <= MAX_ARCHIVE_SIZE:
+        raise ValueError(f"Size {size} is outside 1 to {MAX_ARCHIVE_SIZE} bytes")
+    return size
+
+
+def _text(record: dict[str, Any], key: str, *, required: bool = True) -> str:
+    value = record.get(key)
+    if value is None and not required:
+        return ""
+    if not isinstance(value, str):
+        raise ValueError(f"{key} is {'missing' if value is None else 'not text'}")
+    return value
+
+
 def _entry(record: dict[str, Any], where: str) -> InventoryEntry:
     try:
         entry = InventoryEntry(
-            archive_id=str(record["ArchiveId"]),
-            description=str(record.get("ArchiveDescription") or ""),
-            creation_date=str(record["CreationDate"]),
-            size=int(record["Size"]),
-            tree_hash=str(record["SHA256TreeHash"]).lower(),
+            archive_id=_text(record, "ArchiveId"),
+            description=_text(record, "ArchiveDescription", required=False),
+            creation_date=_text(record, "CreationDate"),
+            size=_size(record.get("Size")),
+            tree_hash=_text(record, "SHA256TreeHash").lower(),
         )
         entry.created_ms  # noqa: B018 - validates the date
-    except (KeyError, TypeError, ValueError, InvalidParameterValueError) as exc:
+    except (TypeError, ValueError, OverflowError, InvalidParameterValueError) as exc:
         raise InventoryError(f"{where}: not a Glacier inventory entry ({exc})") from None
-    if not entry.archive_id or entry.size < 1 or not _TREE_HASH.fullmatch(entry.tree_hash):
-        raise InventoryError(f"{where}: archive {entry.archive_id!r} has an invalid size or "
-                             "tree hash")
+    # IDs are printed and used in URLs: only what Glacier hands out (URL-safe characters).
+    if not IMPORT_ID_RE.fullmatch(entry.archive_id):
+        raise InventoryError(f"{where}: {entry.archive_id[:200]!r} is not a Glacier archive ID")
+    if not _TREE_HASH.fullmatch(entry.tree_hash):
+        raise InventoryError(f"{where}: archive {entry.archive_id} has an invalid tree hash")
     return entry
 
 

@@ -22,6 +22,7 @@ from typing import Any
 from botocore.exceptions import ClientError as BotoClientError
 
 from icevault.client.download_config import DownloadConfig
+from icevault.client.exceptions import ChecksumMismatchError
 from icevault.client.fetch import BufferPool
 from icevault.client.progress import Subscriber
 from icevault.migrate.state import ArchiveState, MigrationState, Stage
@@ -155,9 +156,11 @@ class Migrator:
                 return False
             if isinstance(error, ExtensionMissingError):
                 raise error
-            self.state.failed(archive.source_id, str(error),
-                              verification=isinstance(error, VerificationError)
-                              or getattr(error, "verification", False))
+            # Bytes that kept failing a checksum (the source's own, or the target's check)
+            # are a verification failure: exit code 3, not 1.
+            verification = isinstance(error, VerificationError | ChecksumMismatchError) or bool(
+                getattr(error, "verification", False))
+            self.state.failed(archive.source_id, str(error), verification=verification)
             self.progress.on_archive_done(archive, Stage.FAILED)
             return True
         now = time.monotonic()

@@ -27,7 +27,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from icevault.migrate.inventory import InventoryEntry
+from icevault.migrate.inventory import InventoryEntry, InventoryError
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -116,6 +116,22 @@ class MigrationState:
 
     # -- the inventory --------------------------------------------------------------------
 
+    def _repeated(self, ids: list[str], loaded_before: int) -> str:
+        """The ID of ``ids`` listed twice: within them, or among the rows loaded before."""
+        seen: set[str] = set()
+        for archive_id in ids:
+            if archive_id in seen:
+                return archive_id
+            seen.add(archive_id)
+        for start in range(0, len(ids), 500):
+            part = ids[start:start + 500]
+            found = self._db.execute(
+                f"SELECT id FROM loading WHERE rowid <= ? AND id IN ({','.join('?' * len(part))})",  # noqa: S608 - placeholders only
+                [loaded_before, *part]).fetchone()
+            if found is not None:
+                return str(found[0])
+        return "(unknown)"
+
     def load_inventory(self, entries: Iterable[InventoryEntry], batch: int = 5000) -> int:
         """Record the inventory's archives as planned (in one transaction: all or none);
         archives recorded already are kept as they are. Returns how many there are."""
@@ -125,7 +141,21 @@ class MigrationState:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
+                # A table of this load's IDs tells a duplicate in the inventory (refused:
+                # the source lists one archive twice, or lies) from an archive recorded by
+                # an earlier run (kept as it is).
+                self._db.execute("CREATE TEMP TABLE IF NOT EXISTS loading (id TEXT PRIMARY KEY)")
+                self._db.execute("DELETE FROM loading")
                 while chunk := [row for _, row in zip(range(batch), rows, strict=False)]:
+                    ids = [row[0] for row in chunk]
+                    before = self._db.execute("SELECT max(rowid) FROM loading").fetchone()[0]
+                    added = self._db.executemany("INSERT OR IGNORE INTO loading VALUES (?)",
+                                                 [(i,) for i in ids]).rowcount
+                    if added != len(chunk):
+                        raise InventoryError(
+                            f"the inventory lists archive {self._repeated(ids, before or 0)} "
+                            "more than once; a Glacier inventory lists each archive once: "
+                            "fetch it again")
                     self._db.executemany(
                         "INSERT INTO archives (source_id, size, tree_hash, description, "
                         "creation_date, stage, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) "

@@ -9,11 +9,11 @@ as ``key=value``. Every handler also gets the redacting filter (:mod:`redact`).
 from __future__ import annotations
 
 import logging
-import re
 import sys
 
 from pythonjsonlogger.json import JsonFormatter
 
+from icevault.core.text import escape
 from icevault.server import redact
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -23,17 +23,6 @@ LIFECYCLE = "icevault.lifecycle"
 # What logging.LogRecord has of its own; anything else on a record came in ``extra``.
 _STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
     "message", "asctime", "taskName"}
-
-
-# Characters that end or rewrite a line on a terminal or in a log pipeline: C0 and C1
-# controls, DEL, and Unicode's line and paragraph separators.
-_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-
-
-def escape(text: str) -> str:
-    """``text`` with every control character written as an escape (``\\n``, ``\\x1b``):
-    what a client sent (a path, a name) can never start a log line of its own."""
-    return _UNSAFE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 
 class TextFormatter(logging.Formatter):
