@@ -8,10 +8,17 @@ correctly signed, so they get past authentication and reach the handlers; the re
 broken signatures or none. Each goes over a raw socket to servers with ``--auth sigv4`` and
 ``--auth off``.
 
+The surfaces beside the API are in it too: the admin API (signed and not), the web console
+(with a real session cookie and its CSRF token, and without), ``/metrics`` (with the
+operator's token and without), the health endpoints, and the test controls of a third server
+started with ``--test-controls``.
+
 It fails on any 5xx, any error that is not Glacier's JSON (``code``, ``message``, ``type``,
-and ``x-amzn-ErrorType``), a server that stops answering, a traceback in the server's log,
-or a file created outside the data directory. The suite runs a few hundred requests;
-``--requests 100000`` is the long form.
+and ``x-amzn-ErrorType``; the console answers HTML pages), a server that stops answering, a
+Python traceback in an answer or in the server's log (a line that starts ``Traceback (most
+recent call last):``, as Python writes one; the word alone is a client's to send), or a file
+created outside the data directory. The suite runs a slice; ``--requests 100000`` is the long
+form.
 """
 
 from __future__ import annotations
@@ -37,23 +44,64 @@ from bench.peers import REGION, Peer, launch_icevault
 TIMEOUT_S = 15.0
 
 
+TRACEBACK = "Traceback (most recent call last):"
+
+
 @dataclass
 class Target:
     peer: Peer
     auth: str
     log: Path
     ids: dict[str, str]
+    name: str = ""
 
 
 def _fixtures(peer: Peer) -> dict[str, str]:
-    """Real ids for the requests to aim at."""
+    """Real ids for the requests to aim at, a console session and the metrics token."""
     client = peer.client()
     client.create_vault(vaultName="v1")
     archive = client.upload_archive(vaultName="v1", body=b"fuzz me" * 1000)["archiveId"]
     job = client.initiate_job(vaultName="v1", jobParameters={
         "Type": "archive-retrieval", "ArchiveId": archive})["jobId"]
     upload = client.initiate_multipart_upload(vaultName="v1", partSize="1048576")["uploadId"]
-    return {"archive": archive, "job": job, "upload": upload}
+    assert peer.data_dir is not None
+    token = (peer.data_dir / "metrics-token").read_text().strip()
+    cookie, csrf = _console_session(peer)
+    return {"archive": archive, "job": job, "upload": upload, "metrics_token": token,
+            "cookie": cookie, "csrf": csrf}
+
+
+def _console_session(peer: Peer) -> tuple[str, str]:
+    """Sign in to the console as a browser does: the session cookie and its CSRF token."""
+    import http.client
+    import re
+    from urllib.parse import urlencode
+
+    conn = http.client.HTTPConnection("127.0.0.1", peer.port, timeout=TIMEOUT_S)
+    try:
+        conn.request("GET", "/console/sign-in")
+        form = conn.getresponse()
+        page = form.read()
+        sign_in_cookie = (form.getheader("Set-Cookie") or "").split(";", 1)[0]
+        found = re.search(rb'name="token" value="([^"]+)"', page)
+        assert found is not None
+        conn.request("POST", "/console/sign-in", body=urlencode({
+            # With --auth off any key signs in, but a session names a key of AWS's shape.
+            "token": found.group(1).decode(), "access_key_id": peer.key.ljust(20, "0"),
+            "secret_access_key": peer.secret}),
+            headers={"Content-Type": "application/x-www-form-urlencoded",
+                     "Cookie": sign_in_cookie})
+        answer = conn.getresponse()
+        answer.read()
+        cookie = next(c.split(";", 1)[0] for c in answer.msg.get_all("Set-Cookie") or []
+                      if c.startswith("icevault_console="))
+        conn.request("GET", "/console/", headers={"Cookie": cookie})
+        vaults = conn.getresponse().read()
+        csrf = re.search(rb'name="csrf" value="([^"]+)"', vaults)
+        assert csrf is not None
+        return cookie, csrf.group(1).decode()
+    finally:
+        conn.close()
 
 
 # -- the generators ------------------------------------------------------------------------
@@ -145,7 +193,25 @@ ROUTES = [
     ("DELETE", "-/vaults/v1/lock-policy"), ("PUT", "-/vaults/v1/notification-configuration"),
     ("GET", "-/vaults/v1/notification-configuration"), ("PUT", "-/policies/data-retrieval"),
     ("GET", "-/policies/data-retrieval"), ("GET", "-/provisioned-capacity"),
+    # The surfaces beside the API: the admin API, the console, metrics, health and the test
+    # controls (only the third server has them; elsewhere they are unknown paths).
+    *(("POST", f"_icevault/admin/{action}") for action in (
+        "ListUsers", "CreateUser", "CreateAccessKey", "ListAccessKeys", "DisableAccessKey",
+        "PutUserPolicy", "CreateTopic", "ListTopics", "ListNotifications", "ListCorrupt",
+        "Scrub", "CreateAccount", "Nope")),
+    ("GET", "metrics"), ("GET", "health/live"), ("GET", "health/ready"),
+    ("GET", "console/"), ("GET", "console/sign-in"), ("POST", "console/sign-in"),
+    ("POST", "console/sign-out"), ("GET", "console/status"), ("GET", "console/account"),
+    ("POST", "console/vaults"), ("GET", "console/vaults/v1"),
+    ("POST", "console/vaults/v2/delete"), ("POST", "console/vaults/v1/jobs"),
+    ("GET", "console/vaults/v1/jobs"), ("GET", "console/vaults/v1/jobs/JOB/output"),
+    ("GET", "console/vaults/v1/uploads"), ("GET", "console/static/console.css"),
+    ("GET", "_icevault/test/clock"), ("POST", "_icevault/test/clock"),
+    ("POST", "_icevault/test/faults"), ("GET", "_icevault/test/faults/seen"),
+    ("GET", "_icevault/test/requests"), ("POST", "_icevault/test/vaults/v3/seed"),
 ]
+FORM_FIELDS = st.sampled_from(["name", "archive_id", "tier", "type", "token", "access_key_id",
+                               "secret_access_key", "csrf", "q", "x"])
 
 
 @st.composite
@@ -172,11 +238,20 @@ def cases(draw: st.DrawFn, ids: dict[str, str]) -> Case:
     if draw(st.integers(0, 20)) == 0:  # request targets of other forms
         path = draw(st.sampled_from(["*", "http://127.0.0.1/-/vaults", "-/vaults", "//-/vaults",
                                      "/-/vaults#f", "/-/vaults?%zz=1", "/" + "a/" * 3000]))
+    body = draw(bodies())
+    if path.startswith("/console") and draw(st.booleans()):
+        from urllib.parse import urlencode
+
+        fields = draw(st.dictionaries(FORM_FIELDS, st.one_of(NASTY_TEXT, NUMBERS), max_size=5))
+        if draw(st.booleans()):
+            fields["csrf"] = ids.get("csrf", "")
+        body = urlencode(fields).encode()
+        headers.append(("Content-Type", "application/x-www-form-urlencoded"))
     return Case(
         method=method,
         path=path,
         headers=[(k, v) for k, v in headers if "\r" not in v and "\n" not in v],
-        body=draw(bodies()),
+        body=body,
         signing=draw(st.sampled_from(["valid", "valid", "broken", "none"])),
     )
 
@@ -185,6 +260,16 @@ def cases(draw: st.DrawFn, ids: dict[str, str]) -> Case:
 
 def _signed(target: Target, case: Case) -> list[tuple[str, str]]:
     headers = [("x-amz-glacier-version", "2012-06-01"), *case.headers]
+    if case.path.startswith("/console") or case.path.startswith("/metrics"):
+        # A console session and the operator's scrape token stand for a signature there.
+        if case.signing == "none":
+            return headers
+        valid = case.signing == "valid"
+        if case.path.startswith("/console"):
+            cookie = target.ids["cookie"] if valid else "icevault_console=AKIVX.1.ab"
+            return [*headers, ("Cookie", cookie)]
+        token = target.ids["metrics_token"] if valid else "wrong"
+        return [*headers, ("Authorization", f"Bearer {token}")]
     if target.auth != "sigv4" or case.signing == "none":
         return headers
     plain = {k: v for k, v in headers if k.lower() not in ("authorization", "x-amz-date")
@@ -230,12 +315,16 @@ def judge(case: Case, status: int, headers: dict[str, str], body: bytes) -> None
     where = f"{case.method} {case.path[:200]} ({case.signing}) -> {status}"
     if status >= 500:
         raise AssertionError(f"server error: {where}: {body[:300]!r}")
+    # A traceback as Python writes one; the word alone may be the client's own, repeated.
+    assert TRACEBACK.encode() not in body, where
     if status >= 400 and case.method != "HEAD":
-        assert headers.get("content-type", "").startswith("application/json"), where
+        kind = headers.get("content-type", "")
+        if kind.startswith("text/html") and case.path.startswith("/console"):
+            return  # the console's error pages are for people
+        assert kind.startswith("application/json"), where
         payload = json.loads(body)
         assert set(payload) == {"code", "message", "type"}, where
         assert headers.get("x-amzn-errortype") == payload["code"], where
-        assert "Traceback" not in payload["message"], where
 
 
 def _campaign(target: Target, examples: int, seed_value: int,
@@ -257,10 +346,11 @@ def _campaign(target: Target, examples: int, seed_value: int,
 def run(requests: int, seed_value: int, work: Path) -> dict[str, Any]:
     targets = []
     outside_before = sorted(p.name for p in work.iterdir())
-    for auth in ("sigv4", "off"):
-        log = work / f"server-{auth}.log"
-        peer = launch_icevault(work / f"data-{auth}", auth, log=log)
-        targets.append(Target(peer, auth, log, _fixtures(peer)))
+    for name, auth, extra in (("sigv4", "sigv4", []), ("off", "off", []),
+                              ("controls", "sigv4", ["--test-controls"])):
+        log = work / f"server-{name}.log"
+        peer = launch_icevault(work / f"data-{name}", auth, extra=extra, log=log)
+        targets.append(Target(peer, auth, log, _fixtures(peer), name))
     counts = {"requests": 0, "4xx": 0, "2xx/3xx": 0}
     started = time.monotonic()
     failure = None
@@ -270,11 +360,11 @@ def run(requests: int, seed_value: int, work: Path) -> dict[str, Any]:
             try:
                 one()
             except Exception as exc:  # noqa: BLE001 - reported below with the minimal case
-                failure = f"{target.auth}: {exc}"
+                failure = f"{target.name}: {exc}"
                 break
         for target in targets:
             if target.peer.proc.poll() is not None:
-                failure = failure or f"the {target.auth} server died"
+                failure = failure or f"the {target.name} server died"
             else:
                 target.peer.client().list_vaults()  # still answering
     finally:
@@ -283,11 +373,12 @@ def run(requests: int, seed_value: int, work: Path) -> dict[str, Any]:
     problems = [] if failure is None else [failure]
     for target in targets:
         text = target.log.read_text(errors="replace")
-        if "Traceback" in text:
+        if any(line.startswith(TRACEBACK) for line in text.splitlines()):
             problems.append(f"traceback in {target.log}")
     outside_after = sorted(p.name for p in work.iterdir())
     if set(outside_after) != set(outside_before) | {
-            "data-sigv4", "data-off", "server-sigv4.log", "server-off.log"}:
+            f"{kind}-{target.name}{suffix}" for target in targets
+            for kind, suffix in (("data", ""), ("server", ".log"))}:
         problems.append(f"files appeared beside the data directories: {outside_after}")
     for target in targets:
         data = target.peer.data_dir

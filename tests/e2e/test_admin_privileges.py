@@ -117,3 +117,14 @@ def test_topics_are_the_operators(
     # The account sees its topic's ARN, not where it delivers.
     listed = json.loads(as_other("list-topics").stdout)["Topics"]
     assert listed == [{"TopicArn": "arn:aws:sns:us-east-1:222233334444:t"}]
+
+
+@pytest.mark.parametrize("action", ["CreateTopic", "CreateUser", "PutUserPolicy",
+                                    "DisableAccessKey", "ListNotifications"])
+def test_missing_parameters_are_a_400(sigv4_server: ServerProcess, action: str) -> None:
+    from tests.e2e.test_edge import assert_glacier_error
+    from tests.support import raw_request
+
+    answer = raw_request(sigv4_server, "POST", f"/_icevault/admin/{action}", body=b"{}")
+    body = assert_glacier_error(answer, 400, "MissingParameterValueException")
+    assert action in body["message"]

@@ -16,6 +16,7 @@ from typing import Any
 from icevault.core.errors import (
     AccessDeniedError,
     InvalidParameterValueError,
+    MissingParameterValueError,
     ResourceNotFoundError,
 )
 from icevault.core.identity import AccessKey, KeyStatus, Principal
@@ -53,6 +54,13 @@ PARAMETERS: dict[str, tuple[str, ...]] = {
     "Scrub": ("account_id", "vault", "rate_mb_s"),
 }
 
+# Parameters an action may go without (the caller's account is filled in before ``run``).
+OPTIONAL = frozenset({
+    ("CreateAccount", "account_id"), ("CreateAccessKey", "user"),
+    ("ListCorrupt", "account_id"), ("Scrub", "account_id"), ("Scrub", "vault"),
+    ("Scrub", "rate_mb_s"),
+})
+
 
 def key_json(key: AccessKey, *, secret: bool) -> dict[str, Any]:
     out: dict[str, Any] = {
@@ -84,6 +92,11 @@ class AdminOperations:
             wanted = (int, float) if name == "rate_mb_s" else str
             if value is not None and (not isinstance(value, wanted) or isinstance(value, bool)):
                 raise InvalidParameterValueError(f"Parameter {name} has the wrong type")
+        missing = [name for name in names
+                   if params.get(name) is None and (action, name) not in OPTIONAL]
+        if missing:
+            raise MissingParameterValueError(
+                f"Required parameters missing for {action}: {', '.join(missing)}")
         values = [params.get(name) for name in names]
         result: Result = getattr(self, method)(*values)
         return result

@@ -29,6 +29,10 @@ from icevault.core.models import Archive, VaultRef
 from icevault.core.treehash import LEAF_SIZE
 from icevault.service.context import Context
 
+# A seeded archive's leaf hashes are held while it is recorded (32 bytes a MiB): 64 GiB
+# makes 2 MiB of them. Dates go back at most this many years (never before 1970).
+MAX_SEEDED_SIZE = 64 * 1024**3
+MAX_SEEDED_YEARS = 50
 MAX_SEEDED = 1_000_000
 YEAR_MS = 365 * 24 * 3600 * 1000
 DESCRIPTION_STYLES = ("mixed", "filenames", "mt2", "fastglacier", "empty")
@@ -116,8 +120,11 @@ def seed_vault(ctx: Context, ref: VaultRef, request: SeedRequest) -> SeedReport:
     missing)."""
     if not 1 <= request.archives <= MAX_SEEDED:
         raise InvalidParameterValueError(f"archives is 1 to {MAX_SEEDED}")
-    if not 1 <= request.min_size <= request.max_size:
-        raise InvalidParameterValueError("sizes are (min, max) with 1 <= min <= max")
+    if not 1 <= request.min_size <= request.max_size <= MAX_SEEDED_SIZE:
+        raise InvalidParameterValueError(
+            f"sizes are (min, max) with 1 <= min <= max <= {MAX_SEEDED_SIZE}")
+    if not 0 <= request.years <= MAX_SEEDED_YEARS:
+        raise InvalidParameterValueError(f"years is 0 to {MAX_SEEDED_YEARS}")
     if request.descriptions not in DESCRIPTION_STYLES:
         raise InvalidParameterValueError(
             f"descriptions is one of {', '.join(DESCRIPTION_STYLES)}"
