@@ -55,3 +55,16 @@ def test_json_logs_keep_what_was_sent_as_one_field(tmp_path: Path) -> None:
             json.loads(line)  # every line is one whole record
     finally:
         server.stop()
+
+
+def test_json_times_are_iso_8601_utc_and_a_stop_is_logged(tmp_path: Path) -> None:
+    server = ServerProcess(tmp_path / "data", auth="sigv4",
+                           extra_args=["--log-format", "json"]).start()
+    server.client().list_vaults()
+    server.stop()
+    records = [json.loads(line) for line in server.log().splitlines()]
+    stamp = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
+    assert records and all(stamp.fullmatch(r["time"]) for r in records), records[0]["time"]
+    events = [r.get("event") for r in records]
+    assert events[-2:] == ["stopping", "stopped"], events[-4:]
+    assert records[-2]["signal"] == "SIGTERM"

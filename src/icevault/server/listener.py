@@ -23,6 +23,7 @@ import time
 import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from aiohttp import HttpVersion11, web
@@ -283,6 +284,7 @@ async def serve(app: web.Application, settings: ListenerSettings, sock: socket.s
     """Serve ``app`` on ``sock`` (from :func:`bind`) until SIGTERM or SIGINT, then stop
     gracefully."""
     loop = asyncio.get_running_loop()
+    lifecycle = logging.getLogger("icevault.lifecycle")  # always logged (see logformat)
     loop.set_exception_handler(_exception_handler(
         IntervalLog("accept() is failing for lack of file descriptors or memory")
     ))
@@ -298,13 +300,24 @@ async def serve(app: web.Application, settings: ListenerSettings, sock: socket.s
             ssl_handshake_timeout=HANDSHAKE_TIMEOUT_S if settings.ssl_context else None,
         )
         stop = asyncio.Event()
+        received: list[str] = []
         for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
+            loop.add_signal_handler(signum, partial(_stop, stop, received,
+                                                    signal.Signals(signum).name))
         if ready is not None:
             result = ready()
             if result is not None:
                 await result
         await stop.wait()
+        lifecycle.info("%s received: stopping (requests in flight have %g s to finish)",
+                       received[0], settings.shutdown_timeout_s,
+                       extra={"event": "stopping", "signal": received[0]})
         server.close()
     finally:
         await runner.cleanup()
+    lifecycle.info("icevault stopped", extra={"event": "stopped"})
+
+
+def _stop(stop: asyncio.Event, received: list[str], name: str) -> None:
+    received.append(name)
+    stop.set()

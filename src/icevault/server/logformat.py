@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from datetime import UTC, datetime
 
 from pythonjsonlogger.json import JsonFormatter
 
@@ -44,11 +45,20 @@ class TextFormatter(logging.Formatter):
         return f"{line} {fields}"
 
 
+class UtcJsonFormatter(JsonFormatter):
+    """JSON lines whose ``time`` is ISO 8601 in UTC with milliseconds and a ``Z``, as log
+    pipelines parse without being told a format or a zone."""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802 - logging's name
+        moment = datetime.fromtimestamp(record.created, UTC)
+        return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def configure(level: str, log_format: str) -> None:
     """Log to standard error in ``log_format`` ("text" or "json") at ``level``."""
     handler = logging.StreamHandler(sys.stderr)
     if log_format == "json":
-        handler.setFormatter(JsonFormatter(
+        handler.setFormatter(UtcJsonFormatter(
             "%(asctime)s %(levelname)s %(name)s %(message)s",
             rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
         ))
