@@ -296,7 +296,14 @@ def migrate_row(args: argparse.Namespace) -> Row:
 def cluster_rows(args: argparse.Namespace) -> list[Row]:
     """Three servers behind HAProxy against one (``python -m bench cluster``)."""
     from bench import cluster
+    from tests.system import haproxy_path, postgres_bindir
 
+    absent = [name for name, found in (("haproxy", haproxy_path()),
+                                       ("postgresql", postgres_bindir())) if found is None]
+    if absent:
+        return [Row("three servers behind HAProxy against one", "-", "skipped",
+                    note=f"skipped: {', '.join(absent)} not installed (apt-get install "
+                         f"{' '.join(absent)})")]
     phases = cluster.measure(8 * MIB if args.quick else 64 * MIB,
                              1.0 if args.quick else 5.0, work_dir=args.work_dir)
     rows = []

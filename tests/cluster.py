@@ -11,7 +11,6 @@ import json
 import os
 import re
 import shlex
-import shutil
 import signal
 import socket
 import subprocess
@@ -30,6 +29,7 @@ import botocore.config
 
 from icevault.testing.server import _ANNOUNCED
 from tests.support import REGION
+from tests.system import require_haproxy
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 SERVERS = 3  # the balancer's configuration names three
@@ -56,7 +56,8 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_balancer(servers: list[str], log_path: Path) -> tuple[subprocess.Popen[bytes], int]:
+def start_balancer(servers: list[str], log_path: Path,
+                   haproxy: str | None = None) -> tuple[subprocess.Popen[bytes], int]:
     """HAProxy from deploy/, as its systemd unit starts it, in front of ``servers`` (host:port,
     one to three; fewer are repeated to fill the configuration's three places)."""
     port = free_port()
@@ -66,7 +67,7 @@ def start_balancer(servers: list[str], log_path: Path) -> tuple[subprocess.Popen
         **{f"ICEVAULT_SERVER_{n + 1}": servers[n % len(servers)] for n in range(SERVERS)},
     }
     command = unit_command(DEPLOY / "systemd" / "icevault-haproxy.service", env)
-    haproxy = shutil.which("haproxy") or "/usr/sbin/haproxy"
+    haproxy = haproxy or require_haproxy()
     command = [haproxy if word == "/usr/sbin/haproxy" else
                str(DEPLOY / "haproxy.cfg") if word == "/etc/icevault/haproxy.cfg" else word
                for word in command]
@@ -79,6 +80,8 @@ def start_balancer(servers: list[str], log_path: Path) -> tuple[subprocess.Popen
                 return proc, port
         except OSError:
             if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                proc.wait()
                 raise RuntimeError(f"haproxy did not start: {log_path.read_text()}") from None
             time.sleep(0.05)
 
@@ -168,16 +171,23 @@ class Cluster:
     members: list[Member] = field(default_factory=list)
     balancer: subprocess.Popen[bytes] | None = None
     balancer_port: int = 0
+    haproxy: str | None = None  # the binary; found on the PATH when None
 
     # -- starting and stopping ------------------------------------------------------------
     def start(self) -> Cluster:
-        for index in range(1, SERVERS + 1):
-            member = Member(index, self.root / f"server{index}",
-                            self.root / f"server{index}.log")
-            self.members.append(member)
-            # One after another: the first makes the account and its root key.
-            self.start_member(member)
-        self.start_balancer()
+        """Three servers, then the balancer; a start that fails halfway stops what it
+        started before it raises, so no process outlives the test."""
+        try:
+            for index in range(1, SERVERS + 1):
+                member = Member(index, self.root / f"server{index}",
+                                self.root / f"server{index}.log")
+                self.members.append(member)
+                # One after another: the first makes the account and its root key.
+                self.start_member(member)
+            self.start_balancer()
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def _member_env(self, member: Member) -> dict[str, str]:
@@ -218,7 +228,8 @@ class Cluster:
 
     def start_balancer(self) -> None:
         self.balancer, self.balancer_port = start_balancer(
-            [f"127.0.0.1:{m.port}" for m in self.members], self.root / "haproxy.log")
+            [f"127.0.0.1:{m.port}" for m in self.members], self.root / "haproxy.log",
+            haproxy=self.haproxy)
         self.wait_in_rotation(self.members)
 
     def wait_in_rotation(self, members: list[Member], timeout: float = 20.0) -> None:
@@ -249,7 +260,7 @@ class Cluster:
             self.balancer.terminate()
             self.balancer.wait(timeout=20)
         for member in self.members:
-            if member.proc is not None:
+            if member.proc is not None and member.proc.poll() is None:
                 member.proc.terminate()
                 try:
                     member.proc.wait(timeout=30)

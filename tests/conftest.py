@@ -110,3 +110,22 @@ def s3_backed(seaweed: SeaweedServer, tmp_path: Path,
                            extra_args=["--blob-url", store_url]).start()
     yield server, store_url
     server.stop()
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """One line per system package whose tests were skipped for its absence (see
+    tests/system.py), after pytest's own summary."""
+    from tests.system import MARK
+
+    missing: dict[str, int] = {}
+    for report in terminalreporter.stats.get("skipped", []):
+        reason = str(report.longrepr[2]) if isinstance(report.longrepr, tuple) else ""
+        if MARK in reason:
+            package = reason.split(MARK, 1)[1].split()[0]
+            missing[package] = missing.get(package, 0) + 1
+    if missing:
+        terminalreporter.section("skipped for missing system packages")
+        for package, count in sorted(missing.items()):
+            terminalreporter.write_line(f"{package}: {count} tests (apt-get install {package})")
+        terminalreporter.write_line(
+            "Run scripts/run-tests as root, or with sudo, and it installs them.")

@@ -4,7 +4,6 @@ Unix socket there, stopped at the end. Needs PostgreSQL's server binaries (Debia
 from __future__ import annotations
 
 import contextlib
-import glob
 import itertools
 import os
 import shutil
@@ -12,26 +11,14 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from tests.system import require_postgres
+
 _names = itertools.count()
-
-
-def _bindir() -> Path:
-    for candidate in ("initdb",):
-        found = shutil.which(candidate)
-        if found:
-            return Path(found).resolve().parent
-    matches = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    if matches:
-        return Path(matches[-1]).parent
-    raise RuntimeError(
-        "PostgreSQL's server binaries (initdb, pg_ctl) are not installed; .ci/run installs "
-        "them with: apt-get install -y postgresql"
-    )
 
 
 class PostgresServer:
     def __init__(self) -> None:
-        self.bindir = _bindir()
+        self.bindir = Path(require_postgres())  # skips (or fails, in CI) without it
         self.root = Path(tempfile.mkdtemp(prefix="icevault-pg-"))
         self.port = 5432
         self._as_postgres = os.geteuid() == 0  # the server refuses to run as root

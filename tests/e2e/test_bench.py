@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -29,3 +30,19 @@ def test_bench_quick_runs(tmp_path: Path) -> None:
     assert whole["icevault"] > 0 and whole["moto"] > 0  # moto's server really ran beside us
     assert (tmp_path / "RESULTS.md").read_text().startswith("# icevault benchmark results")
     assert report["machine"]["cores"] >= 1
+
+
+def test_cluster_rows_say_skipped_without_haproxy(monkeypatch: Any) -> None:
+    """`python -m bench --quick` on a machine without HAProxy reports the cluster rows as
+    skipped, naming the package, instead of ending in a traceback."""
+    import argparse
+
+    import tests.system
+    from bench.__main__ import cluster_rows, fmt, markdown
+
+    monkeypatch.setattr(tests.system, "haproxy_path", lambda: None)
+    rows = cluster_rows(argparse.Namespace(quick=True, work_dir=None))
+    assert [(r.icevault, r.note) for r in rows] == [
+        ("skipped", "skipped: haproxy not installed (apt-get install haproxy)")]
+    assert fmt(rows[0].icevault) == "skipped"
+    assert "haproxy not installed" in markdown(rows, "python -m bench --quick")

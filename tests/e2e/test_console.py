@@ -9,7 +9,6 @@ import http.cookiejar
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -29,11 +28,10 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
 from icevault.testing import IcevaultServer
+from tests.system import require_chromium
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = Path(os.environ.get("ICEVAULT_TEST_ARTIFACTS", ROOT / "test-artifacts")) / "console"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 
 
 @pytest.fixture(scope="module")
@@ -54,13 +52,14 @@ def downloads(tmp_path: Path) -> Path:
 def browser(downloads: Path) -> Iterator[WebDriver]:
     os.environ["SE_OFFLINE"] = "true"  # Selenium Manager must not look for drivers online
     options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
+    chromium, chromedriver = require_chromium()  # skips (fails, in CI) without them
+    options.binary_location = chromium
     for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
                      "--window-size=1280,900", "--disable-gpu"):
         options.add_argument(argument)
     options.add_experimental_option("prefs", {
         "download.default_directory": str(downloads), "download.prompt_for_download": False})
-    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    driver = webdriver.Chrome(service=Service(executable_path=chromedriver), options=options)
     driver.execute_cdp_cmd("Page.setDownloadBehavior",
                            {"behavior": "allow", "downloadPath": str(downloads)})
     try:

@@ -373,3 +373,21 @@ def test_a_database_restart_gives_503s_only_while_it_is_down(
         with urllib.request.urlopen(f"{member.url}/health/ready", timeout=5) as response:
             assert response.status == 200
     _check_every_archive(cluster, "outage", traffic.acknowledged)
+
+
+def test_a_cluster_that_fails_to_start_leaves_no_process(
+        database: PostgresServer, seaweed: SeaweedServer,
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The balancer fails after the three servers started: they are stopped before the
+    error reaches the test (they once outlived pytest)."""
+    import psutil
+
+    root = tmp_path_factory.mktemp("failing-cluster")
+    cluster = Cluster(root, database.new_database(), seaweed.new_store_url(),
+                      haproxy=str(root / "no-such-haproxy"))
+    with pytest.raises(FileNotFoundError):
+        cluster.start()
+    assert len(cluster.members) == 3 and all(m.proc is not None for m in cluster.members)
+    left = [p.info["pid"] for p in psutil.process_iter(["pid", "cmdline"])
+            if any(str(root) in part for part in (p.info["cmdline"] or []))]
+    assert left == []
