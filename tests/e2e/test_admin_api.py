@@ -95,7 +95,7 @@ def test_every_subcommand_gives_the_same_output_both_ways(
         assert cli("delete-user", "alice").returncode == 0
         assert json.loads(cli("list-users").stdout) == {"Users": []}
         missing = cli("delete-user", "alice")
-        assert missing.returncode == 2 and "No such user" in missing.stderr
+        assert missing.returncode == 1 and "No such user" in missing.stderr
 
 
 def _credentials(path: Path, profiles: dict[str, dict[str, str]]) -> Path:
@@ -119,7 +119,7 @@ def test_who_the_admin_api_refuses(tmp_path: Path) -> None:
         as_other = AdminCli(server, remote=True, profile="other", credentials=credentials)
         # A user with no policy may do nothing.
         refused = as_bob("list-users")
-        assert refused.returncode == 2
+        assert refused.returncode == 1
         assert "AccessDeniedException" in refused.stderr
         assert "icevault:ListUsers" in refused.stderr
         # An identity policy allowing the action lets that action through, and only it.
@@ -131,7 +131,7 @@ def test_who_the_admin_api_refuses(tmp_path: Path) -> None:
             assert time.monotonic() < deadline
             time.sleep(0.1)
         assert json.loads(as_bob("list-users").stdout) == {"Users": ["bob"]}
-        assert as_bob("create-user", "mallory").returncode == 2
+        assert as_bob("create-user", "mallory").returncode == 1
         # Another account's root manages its own account, and nothing else.
         assert as_other("create-user", "dave").returncode == 0
         assert json.loads(as_other("list-users").stdout) == {"Users": ["dave"]}
@@ -143,7 +143,7 @@ def test_who_the_admin_api_refuses(tmp_path: Path) -> None:
                      ("create-account",), ("scrub",),
                      ("disable-access-key", bob["AccessKeyId"])):
             result = as_other(*step)
-            assert result.returncode == 2, step
+            assert result.returncode == 1, step
             assert "AccessDeniedException" in result.stderr, (step, result.stderr)
         assert as_other("list-corrupt").returncode == 0  # its own account's only
         assert "bob" in operator("list-users").stdout

@@ -84,7 +84,7 @@ def test_keys_of_the_root_and_of_other_users_are_the_roots(
                  ("disable-access-key", lee["AccessKeyId"]),
                  ("delete-access-key", lee["AccessKeyId"])):
         result = as_kim(*step)
-        assert result.returncode == 2, (step, result.stdout)
+        assert result.returncode == 1, (step, result.stdout)
         assert "AccessDeniedException" in result.stderr, (step, result.stderr)
     # Nothing changed: the root key and lee's key still work.
     server.client().list_vaults()
@@ -109,7 +109,7 @@ def test_topics_are_the_operators(
     time.sleep(0.3)
     for cli in (as_kim, as_other):
         result = cli("create-topic", "t", "--url", "http://169.254.169.254/latest/meta-data")
-        assert result.returncode == 2, result.stdout
+        assert result.returncode == 1, result.stdout
         assert "AccessDeniedException" in result.stderr
         assert "operator" in result.stderr
     assert operator("create-topic", "t", "--account-id", "222233334444", "--url",

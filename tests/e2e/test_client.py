@@ -325,3 +325,36 @@ def test_cli_upload_from_standard_input(server: ServerProcess, vault: str, tmp_p
     out = tmp_path / "back.bin"
     cli(server, "get", "--vault", vault, "--archive-id", uploaded["archiveId"], "-o", str(out))
     assert out.read_bytes() == data
+
+
+def test_exit_codes_agree_with_the_readme(sigv4_server: ServerProcess, tmp_path: Path) -> None:
+    """1 a refusal or failure (no such vault or archive, access denied), 2 bad usage (a
+    parameter the command got wrong), 4 a job problem, whichever API answered."""
+    server = sigv4_server
+    server.client().create_vault(vaultName="codes")
+    missing_vault = cli(server, "vault", "describe", "nosuchvault", check=False)
+    assert missing_vault.returncode == 1, missing_vault.stderr
+    assert "ResourceNotFoundException" in missing_vault.stderr
+    upload = cli(server, "upload", str(write(tmp_path / "f", b"data")), "--vault", "nosuchvault",
+                 check=False)
+    assert upload.returncode == 1, upload.stderr
+    retrieve = cli(server, "retrieve", "--vault", "codes", "--archive-id", "NOTANID",
+                   check=False)
+    assert retrieve.returncode == 1, retrieve.stderr
+    bad_name = cli(server, "vault", "create", "bad name!", check=False)
+    assert bad_name.returncode == 2, bad_name.stderr
+    job = cli(server, "jobs", "describe", "--vault", "codes", "--job-id", "no-such-job",
+              check=False)
+    assert job.returncode == 4, job.stderr
+    # The admin API answers an access refusal with 1 too, and a bad parameter with 2.
+    env = {**server.cli_env(), "AWS_ACCESS_KEY_ID": "AKIVNOSUCHKEY0000000",
+           "AWS_SECRET_ACCESS_KEY": "x" * 40}
+    env.pop("AWS_PROFILE", None)
+    denied = subprocess.run([sys.executable, "-m", "icevault", "admin", "--endpoint-url",
+                             server.url, "list-users"], env=env, capture_output=True, text=True,
+                            timeout=60)
+    assert denied.returncode == 1, denied.stderr
+    wrong = subprocess.run([sys.executable, "-m", "icevault", "admin", "--endpoint-url",
+                            server.url, "create-user", "bad name!"], env=server.cli_env(),
+                           capture_output=True, text=True, timeout=60)
+    assert wrong.returncode == 2, wrong.stderr

@@ -17,9 +17,11 @@ import click
 
 from icevault import stores
 from icevault.cli.adminclient import AdminClient
+from icevault.cli.common import exit_code_for
 from icevault.cli.options import Settings
 from icevault.core.errors import GlacierError
 from icevault.core.models import Archive
+from icevault.core.text import escape
 from icevault.service.admin import AdminOperations, Result
 from icevault.service.context import Context
 from icevault.store.metadata.sql import SqlMetadataStore
@@ -64,14 +66,15 @@ class Admin:
         return self.meta.default_account()
 
     def call(self, action: str, **params: Any) -> Result:
-        """Run an action here or on the server; a refusal ends the command (exit 2)."""
+        """Run an action here or on the server; a refusal ends the command with the same
+        exit code either way (2 for a parameter it got wrong, 1 for any other refusal)."""
         try:
             if self.remote is not None:
                 return self.remote.call(action, params)
             return self.operations.run(action, params)
         except GlacierError as exc:
-            click.echo(f"error: {exc.message}", err=True)
-            sys.exit(2)
+            click.echo(f"error: {escape(exc.message)}", err=True)
+            sys.exit(exit_code_for(getattr(exc, "remote_code", exc.code)))
 
     def close(self) -> None:
         if "meta" in self.__dict__:

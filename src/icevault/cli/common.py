@@ -27,6 +27,23 @@ EXIT_VERIFY = 3
 EXIT_JOB = 4
 EXIT_INTERRUPTED = 130
 
+# Glacier errors that say the command's own words were wrong: bad usage, like a bad option.
+_USAGE_CODES = frozenset({"InvalidParameterValueException", "MissingParameterValueException",
+                          "SerializationException"})
+_JOB_OPERATIONS = frozenset({"DescribeJob", "GetJobOutput"})
+
+
+def exit_code_for(code: str | None, operation: str | None = None) -> int:
+    """The documented exit code for a Glacier error: 2 for a parameter the command got
+    wrong, 4 for a job that is gone (Glacier says ResourceNotFound for an expired one), 1
+    for every other refusal or failure (access denied, no such vault or archive, the
+    service unavailable)."""
+    if code in _USAGE_CODES:
+        return EXIT_USAGE
+    if code == "ResourceNotFoundException" and operation in _JOB_OPERATIONS:
+        return EXIT_JOB
+    return EXIT_ERROR
+
 def glacier_client(settings: Settings, workers: int = 10, *, retries: bool = True) -> Any:
     """botocore retries throttling and 5xx for ordinary calls; downloads ask for none, since
     they retry chunk by chunk themselves."""
@@ -80,8 +97,7 @@ def handle_errors(func: F) -> F:
         except ClientError as exc:
             error = exc.response.get("Error", {})
             click.echo(escape(f"error: {error.get('Code')}: {error.get('Message')}"), err=True)
-            code = error.get("Code")
-            sys.exit(EXIT_JOB if code == "ResourceNotFoundException" else EXIT_ERROR)
+            sys.exit(exit_code_for(error.get("Code"), exc.operation_name))
         except NoCredentialsError:
             click.echo("error: no AWS credentials found (set AWS_PROFILE, AWS_ACCESS_KEY_ID or "
                        "--profile)", err=True)
