@@ -192,7 +192,9 @@ def test_a_retrieval_started_watched_and_downloaded(
     row = browser.find_element(By.CSS_SELECTOR, "#archives tr.archive")
     assert row.find_element(By.CSS_SELECTOR, "code.id").get_attribute("title") == archive_id
     follow(browser, row.find_element(By.CSS_SELECTOR, "form.retrieve button"))
-    assert browser.current_url.endswith("/console/vaults/photos/jobs")
+    assert "/console/vaults/photos/jobs?started=" in browser.current_url
+    started = browser.find_element(By.ID, "started").text
+    assert started.startswith("Retrieval of archive ") and "tier Standard" in started
     state = browser.find_element(By.CSS_SELECTOR, "#jobs tr.job .state").text
     assert state == "InProgress"
     assert "due in" in browser.find_element(By.CSS_SELECTOR, "#jobs .countdown").text
@@ -209,7 +211,7 @@ def test_a_retrieval_started_watched_and_downloaded(
                                and p.stat().st_size == len(data)],
                       what="the download")[0]
     assert hashlib.sha256(target.read_bytes()).digest() == hashlib.sha256(data).digest()
-    assert target.name.startswith("archive-")
+    assert target.name == "holiday-2024.tar"  # the description's file name
 
 
 def test_vault_actions_and_a_phone_sized_screen(
@@ -221,7 +223,7 @@ def test_vault_actions_and_a_phone_sized_screen(
     client = server.client()
     assert client.describe_vault(vaultName="from-the-console")["NumberOfArchives"] == 0
     follow(browser, browser.find_element(By.CSS_SELECTOR, "#start-inventory button"))
-    assert browser.current_url.endswith("/console/vaults/from-the-console/jobs")
+    assert "/console/vaults/from-the-console/jobs?started=" in browser.current_url
     assert browser.find_element(By.CSS_SELECTOR, "#jobs tr.job td:nth-child(2)").text == \
         "Inventory"
     server.seed_vault("phone", archives=60, seed=3)
@@ -244,7 +246,13 @@ def test_vault_actions_and_a_phone_sized_screen(
     assert stored.find_element(By.TAG_NAME, "dd").text.startswith(f"{total:,} (")
     browser.set_window_size(1280, 900)
     browser.get(server.endpoint_url + "/console/vaults/from-the-console")
-    follow(browser, browser.find_element(By.CSS_SELECTOR, "#delete-vault button"))
+    # Deleting asks first; keeping it changes nothing.
+    follow(browser, browser.find_element(By.ID, "delete-vault"))
+    assert browser.current_url.endswith("/console/vaults/from-the-console/delete")
+    follow(browser, browser.find_element(By.ID, "cancel-delete"))
+    assert "from-the-console" in [v["VaultName"] for v in client.list_vaults()["VaultList"]]
+    follow(browser, browser.find_element(By.ID, "delete-vault"))
+    follow(browser, browser.find_element(By.CSS_SELECTOR, "#confirm-delete button"))
     assert browser.current_url.endswith("/console/")
     assert "from-the-console" not in [v["VaultName"] for v in client.list_vaults()["VaultList"]]
 
@@ -304,3 +312,68 @@ def test_forms_need_their_token_and_users_see_only_what_they_may(
     time.sleep(1.2)  # the key cache's bound
     page = viewer.open(f"{server.endpoint_url}/console/").read().decode()
     assert 'id="sign-in"' in page
+
+
+def test_console_details_a_newcomer_meets(server: IcevaultServer) -> None:
+    client = server.client()
+    root = _session(server, server.access_key_id, server.secret_access_key)
+    # The first day: no empty chart box, the bytes stored in words.
+    first_day = IcevaultServer()
+    with first_day:
+        fresh = _session(first_day, first_day.access_key_id, first_day.secret_access_key)
+        first_day.client().create_vault(vaultName="day-one")
+        first_day.client().upload_archive(vaultName="day-one", body=b"x" * 2048)
+        page = fresh.open(f"{first_day.endpoint_url}/console/").read().decode()
+        assert 'id="storage-chart"' not in page
+        assert "2.0 KiB stored now" in page
+    # Jobs: the newest first, each with its archive.
+    client.create_vault(vaultName="ordered")
+    archives = [client.upload_archive(vaultName="ordered", body=bytes([n]) * 10)["archiveId"]
+                for n in range(3)]
+    for archive_id in archives:
+        client.initiate_job(vaultName="ordered", jobParameters={
+            "Type": "archive-retrieval", "ArchiveId": archive_id})
+        time.sleep(0.01)
+    page = root.open(f"{server.endpoint_url}/console/vaults/ordered/jobs").read().decode()
+    shown = re.findall(r'<td class="archive"><code class="id" title="([^"]+)"', page)
+    assert shown == list(reversed(archives))
+    # Unknown console paths are the console's own 404 page, in HTML.
+    with pytest.raises(urllib.error.HTTPError) as missing:
+        root.open(f"{server.endpoint_url}/console/no/such/page")
+    assert missing.value.code == 404
+    assert missing.value.headers["Content-Type"].startswith("text/html")
+    assert "no such page" in missing.value.read().decode()
+
+
+def test_a_user_who_may_not_list_vaults_opens_one_by_name(server: IcevaultServer) -> None:
+    def admin(*args: str) -> Any:
+        result = subprocess.run(
+            [sys.executable, "-m", "icevault", "admin", "--data-dir", str(server.data_dir),
+             *args], capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout) if result.stdout.strip() else None
+
+    server.client().create_vault(vaultName="team-a")
+    admin("create-user", "scoped")
+    admin("put-user-policy", "--user", "scoped", "--policy-name", "a", "--policy-document",
+          json.dumps({"Version": "2012-10-17", "Statement": [
+              {"Effect": "Allow", "Action": ["glacier:DescribeVault", "glacier:InitiateJob"],
+               "Resource": "arn:aws:glacier:*:*:vaults/team-a"}]}))
+    key = admin("create-access-key", "--user", "scoped")["AccessKey"]
+    scoped = _session(server, key["AccessKeyId"], key["SecretAccessKey"])
+    page = scoped.open(f"{server.endpoint_url}/console/").read().decode()
+    assert 'id="no-list"' in page and "AccessDeniedException" not in page
+    opened = scoped.open(f"{server.endpoint_url}/console/open?name=team-a")
+    assert opened.url.endswith("/console/vaults/team-a")
+    assert "<h1" in opened.read().decode()
+
+
+def test_auth_off_console_takes_any_key() -> None:
+    with IcevaultServer(auth="off") as open_server:
+        session = _session(open_server, "x", "y")
+        page = session.open(f"{open_server.endpoint_url}/console/").read().decode()
+        assert 'id="vaults"' in page
+        with pytest.raises(urllib.error.HTTPError) as missing:
+            session.open(f"{open_server.endpoint_url}/console/nothing-here")
+        assert missing.value.code == 404 and "Invalid account id" not in missing.value.read(
+            ).decode()

@@ -139,7 +139,8 @@ class ConsoleService:
             marker = page.marker
             if marker is None:
                 break
-        return views
+        # The newest first: the job just started is the one a person looks for.
+        return sorted(views, key=lambda view: view.job.created_at, reverse=True)
 
     def job(self, viewer: Viewer, vault: str, job_id: str) -> Job:
         self._allow(viewer, "DescribeJob", vault)

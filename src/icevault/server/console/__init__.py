@@ -22,12 +22,16 @@ ROUTES = (
     ("GET", "/account", "account"),
     ("POST", "/vaults", "create_vault"),
     ("GET", "/vaults/{vault}", "vault"),
+    ("GET", "/open", "open_vault"),
+    ("GET", "/vaults/{vault}/delete", "confirm_delete"),
     ("POST", "/vaults/{vault}/delete", "delete_vault"),
     ("POST", "/vaults/{vault}/jobs", "start_job"),
     ("GET", "/vaults/{vault}/jobs", "jobs"),
     ("GET", "/vaults/{vault}/jobs/{job}/output", "job_output"),
     ("GET", "/vaults/{vault}/uploads", "uploads"),
     ("GET", "/static/{name}", "static"),
+    # Last: any other path under the console is the console's page "not found", in HTML.
+    ("*", "/{tail:.*}", "not_found"),
 )
 
 

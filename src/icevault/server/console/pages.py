@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from icevault.config import parse_size
-from icevault.core.errors import GlacierError, InvalidParameterValueError
+from icevault.core.errors import AccessDeniedError, GlacierError, InvalidParameterValueError
 from icevault.core.identity import KeyStatus, Principal
 from icevault.core.models import JobAction, JobStatus, Tier
 from icevault.core.parsing import MAX_LONG, parse_decimal
@@ -29,7 +29,12 @@ from icevault.server import requestlog
 from icevault.server.bodies import FORM_CAP, SIGN_IN_CAP, read_body
 from icevault.server.console import PREFIX
 from icevault.server.console import session as sessions
-from icevault.server.console.render import TEMPLATES, storage_chart, words_for_metrics
+from icevault.server.console.render import (
+    TEMPLATES,
+    human_bytes,
+    storage_chart,
+    words_for_metrics,
+)
 from icevault.server.errors import close_if_body_unread
 from icevault.server.runtime import RUNTIME, Runtime
 from icevault.service.console import Viewer
@@ -199,6 +204,8 @@ async def sign_in(page: Page) -> web.StreamResponse:
         # One answer for an unknown key and a wrong secret: nothing to probe keys with.
         await page.run(limits.note_failure, address, key_id)
         return await _sign_in_form(page, 401, failed=True, key_id=key_id)
+    if auth_off:
+        key_id = sessions.session_key_id(key_id)  # "x" signs in too
     _, cookie = sessions.issue(key_id, found[0], limits.now_s())
     response = web.Response(status=303, headers={**_HEADERS, "Location": f"{PREFIX}/"})
     response.set_cookie(sessions.COOKIE, cookie, path=PREFIX, httponly=True,
@@ -223,9 +230,32 @@ async def sign_out(page: Page) -> web.StreamResponse:
 # -- pages ----------------------------------------------------------------------------------
 async def vaults(page: Page) -> web.StreamResponse:
     viewer = await page.sign_in_required()
-    listed = await page.run(page.views.vaults, viewer)
-    history = await page.run(page.views.storage_history, viewer)
-    return page.render("vaults.html", vaults=listed, chart=storage_chart(history))
+    try:
+        listed = await page.run(page.views.vaults, viewer)
+        history = await page.run(page.views.storage_history, viewer)
+    except AccessDeniedError:
+        # A user allowed some vaults but not ListVaults opens them by name.
+        return page.render("vaults.html", vaults=None, chart=None, stored=None)
+    stored = human_bytes(history[-1].total_bytes) if history else None
+    return page.render("vaults.html", vaults=listed, chart=storage_chart(history),
+                       stored=stored)
+
+
+async def open_vault(page: Page) -> web.StreamResponse:
+    await page.sign_in_required()
+    name = page.request.query.get("name", "").strip()
+    raise _RedirectError(f"{PREFIX}/vaults/{_quote(name)}" if name else f"{PREFIX}/")
+
+
+async def confirm_delete(page: Page) -> web.StreamResponse:
+    viewer = await page.sign_in_required()
+    described = await page.run(page.views.vault, viewer, page.request.match_info["vault"])
+    return page.render("confirm_delete.html", vault=described)
+
+
+async def not_found(page: Page) -> web.StreamResponse:
+    return page.render("error.html", 404, message="There is no such page in the console.",
+                       code="ResourceNotFoundException")
 
 
 def _archive_filter(query: Any) -> tuple[ArchiveFilter, int | None, int | None]:
@@ -284,8 +314,10 @@ async def jobs(page: Page) -> web.StreamResponse:
     described = await page.run(page.views.vault, viewer, name)
     listed = await page.run(page.views.jobs, viewer, name)
     waiting = any(view.job.status is JobStatus.IN_PROGRESS for view in listed)
+    started = next((view.job for view in listed
+                    if view.job.id == page.request.query.get("started")), None)
     return page.render("jobs.html", vault=described, jobs=listed, refresh=waiting,
-                       archive_action=JobAction.ARCHIVE_RETRIEVAL)
+                       archive_action=JobAction.ARCHIVE_RETRIEVAL, started=started)
 
 
 async def uploads(page: Page) -> web.StreamResponse:
@@ -333,16 +365,16 @@ async def start_job(page: Page) -> web.StreamResponse:
     assert page.viewer is not None
     name = page.request.match_info["vault"]
     if fields.get("type") == "inventory-retrieval":
-        await page.run(page.views.start_inventory, page.viewer, name)
+        job = await page.run(page.views.start_inventory, page.viewer, name)
     else:
         try:
             tier = Tier(fields.get("tier", Tier.STANDARD.value))
         except ValueError:
             raise InvalidParameterValueError("Unknown tier") from None
-        await page.run(page.views.start_retrieval, page.viewer, name,
-                       fields.get("archive_id", ""), tier)
+        job = await page.run(page.views.start_retrieval, page.viewer, name,
+                             fields.get("archive_id", ""), tier)
     page.runtime.job_event.set()
-    raise _RedirectError(f"{PREFIX}/vaults/{_quote(name)}/jobs")
+    raise _RedirectError(f"{PREFIX}/vaults/{_quote(name)}/jobs?started={_quote(job.id)}")
 
 
 async def job_output(page: Page) -> web.StreamResponse:
@@ -414,6 +446,9 @@ HANDLERS: dict[str, Handler] = {
     "account": _page(account),
     "create_vault": _page(create_vault),
     "vault": _page(vault),
+    "open_vault": _page(open_vault),
+    "confirm_delete": _page(confirm_delete),
+    "not_found": _page(not_found),
     "delete_vault": _page(delete_vault),
     "start_job": _page(start_job),
     "jobs": _page(jobs),

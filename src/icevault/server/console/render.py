@@ -63,8 +63,9 @@ class Chart:
 
 
 def storage_chart(points: list[StoragePoint], width: int = 600, height: int = 160) -> Chart | None:
-    """Stored bytes by day as an SVG polyline (a step per day that changed them)."""
-    if not points:
+    """Stored bytes by day as an SVG polyline (a step per day that changed them); None
+    until there are two days to draw (one day is a point, not a line)."""
+    if len(points) < 2:
         return None
     first = points[0].day.timestamp()
     span = max(1.0, points[-1].day.timestamp() - first)
