@@ -358,3 +358,27 @@ def test_exit_codes_agree_with_the_readme(sigv4_server: ServerProcess, tmp_path:
                             server.url, "create-user", "bad name!"], env=server.cli_env(),
                            capture_output=True, text=True, timeout=60)
     assert wrong.returncode == 2, wrong.stderr
+
+
+def test_table_output_cuts_nothing_and_json_ends_its_line(sigv4_server: ServerProcess,
+                                                          tmp_path: Path) -> None:
+    server = sigv4_server
+    server.client().create_vault(vaultName="tables")
+    uploaded = cli(server, "upload", str(write(tmp_path / "t", b"table me")), "--vault",
+                   "tables", "--description", "d" * 300, "--output", "table").stdout
+    rows = {key: value.strip() for key, _, value in
+            (line.partition(" ") for line in uploaded.splitlines())}
+    assert len(rows["archiveId"]) == 138 and rows["checksum"] == tree_hash(b"table me")
+    described = cli(server, "vault", "describe", "tables", "--output", "table").stdout
+    arn = server.client().describe_vault(vaultName="tables")["VaultARN"]
+    assert arn in described.split()
+    listed = cli(server, "vault", "list", "--output", "table").stdout
+    assert "tables" in listed
+    # An inventory on standard output ends with a newline: the prompt starts a line.
+    inventory = cli(server, "inventory", "--vault", "tables").stdout
+    assert inventory.endswith("}\n")
+    # --output is the format, as in the AWS CLI; a file name there gets a hint.
+    wrong = cli(server, "download", "--vault", "tables", "--job-id", "j", "--output", "out.bin",
+                check=False)
+    assert wrong.returncode == 2
+    assert "did you mean -o/--output-file out.bin" in wrong.stderr

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -309,7 +308,12 @@ def inventory(vault: str, account_id: str, fmt: str, output_file: str | None,
     body = client.get_job_output(accountId=account_id, vaultName=vault, jobId=job_id)["body"]
     target = open(output_file, "wb") if output_file else sys.stdout.buffer  # noqa: SIM115
     try:
-        shutil.copyfileobj(body, target, MIB)
+        last = b""
+        while piece := body.read(MIB):
+            target.write(piece)
+            last = piece[-1:]
+        if not output_file and last != b"\n":
+            target.write(b"\n")  # a prompt after it starts on a line of its own
     finally:
         if output_file:
             target.close()

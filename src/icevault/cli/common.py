@@ -54,19 +54,34 @@ def glacier_client(settings: Settings, workers: int = 10, *, retries: bool = Tru
 
 
 def emit(settings: Settings, value: Any, columns: list[str] | None = None) -> None:
-    """Print a result as JSON (default) or as a table."""
-    if settings.output == "table":
-        from rich.console import Console
-        from rich.table import Table
+    """Print a result as JSON (default) or as a table.
 
-        rows = value if isinstance(value, list) else [value]
-        keys = columns or sorted({k for row in rows for k in row})
-        table = Table(*keys)
-        for row in rows:
-            table.add_row(*("" if row.get(k) is None else str(row.get(k)) for k in keys))
-        Console().print(table)
-    else:
+    A table never cuts an ID, a hash or a date: one record is printed as ``key: value``
+    lines, and a list's columns wrap rather than lose characters; only descriptions, which
+    can be long prose, are shortened with an ellipsis."""
+    if settings.output != "table":
         click.echo(json.dumps(value, indent=2, default=str))
+        return
+    if isinstance(value, dict):
+        width = max((len(str(k)) for k in value), default=0)
+        for key, item in value.items():
+            text = json.dumps(item, default=str) if isinstance(item, dict | list) else item
+            click.echo(f"{key:<{width}}  {'' if text is None else text}")
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    rows = list(value)
+    keys = columns or sorted({k for row in rows for k in row})
+    table = Table()
+    for key in keys:
+        if "Description" in key:
+            table.add_column(key, overflow="ellipsis", no_wrap=True, max_width=40)
+        else:
+            table.add_column(key, overflow="fold")
+    for row in rows:
+        table.add_row(*("" if row.get(k) is None else str(row.get(k)) for k in keys))
+    Console().print(table)
 
 
 def size_option(name: str, default: str | None, help_text: str) -> Callable[[F], F]:
@@ -112,6 +127,15 @@ def handle_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def binary_size(size: float) -> str:
+    """``size`` bytes in binary units: 512 B, 1.5 KiB, 8.0 MiB, 2.0 GiB."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")
+
+
 class ProgressBar(Subscriber):
     """A rich progress bar with rate and ETA on stderr; silent when stderr is not a terminal."""
 
@@ -131,22 +155,25 @@ class ProgressBar(Subscriber):
             Progress,
             TextColumn,
             TimeRemainingColumn,
-            TransferSpeedColumn,
         )
 
+        # Binary units, as the size options take them (8MiB, 1GiB).
         self._progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-            TransferSpeedColumn(), TimeRemainingColumn(), console=Console(stderr=True),
-            transient=False,
+            TextColumn("{task.description}"), BarColumn(), DownloadColumn(binary_units=True),
+            TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
+            console=Console(stderr=True), transient=False,
         )
         self._progress.start()
         self._task = self._progress.add_task(
-            self.description, total=kwargs.get("total_bytes"), completed=kwargs.get("already", 0)
-        )
+            self.description, total=kwargs.get("total_bytes"), completed=kwargs.get("already", 0),
+            rate="")
 
     def on_progress(self, **kwargs: Any) -> None:
         if self._progress is not None:
             self._progress.advance(self._task, kwargs.get("bytes_transferred", 0))
+            speed = self._progress.tasks[self._task].speed
+            if speed:
+                self._progress.update(self._task, rate=f"{binary_size(speed)}/s")
 
     def on_done(self, **kwargs: Any) -> None:
         self.close()

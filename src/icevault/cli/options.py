@@ -25,13 +25,23 @@ class Settings:
     output: str = "json"
 
 
+def _output_format(_ctx: click.Context, _param: click.Parameter,
+                   value: str | None) -> str | None:
+    if value is None or value in ("json", "table"):
+        return value
+    raise click.BadParameter(
+        f"{value!r} is not an output format (json or table); did you mean -o/--output-file "
+        f"{value}?")
+
+
 def _global_option_decorators() -> list[Callable[[F], F]]:
     return [
         click.option("--endpoint-url", default=None, help="Glacier endpoint, e.g. http://127.0.0.1:9099."),
         click.option("--profile", default=None, help="AWS profile from the shared config files."),
         click.option("--region", default=None, help="AWS region (default: from the profile or AWS_*)."),
-        click.option("--output", type=click.Choice(["json", "table"]), default=None,
-                     help="Output format (default json)."),
+        click.option("--output", default=None, callback=_output_format,
+                     help="Output format: json (the default) or table, as in the AWS CLI. "
+                          "A file to write is -o/--output-file."),
     ]
 
 
