@@ -382,3 +382,47 @@ def test_table_output_cuts_nothing_and_json_ends_its_line(sigv4_server: ServerPr
                 check=False)
     assert wrong.returncode == 2
     assert "did you mean -o/--output-file out.bin" in wrong.stderr
+
+
+def test_small_cli_points(sigv4_server: ServerProcess, tmp_path: Path) -> None:
+    server = sigv4_server
+    client = server.client()
+    client.create_vault(vaultName="small-points")
+    client.upload_archive(vaultName="small-points", body=b"keep me")
+    # An inventory is reused while it can be read; --new starts another.
+    cli(server, "inventory", "--vault", "small-points")
+    again = cli(server, "inventory", "--vault", "small-points")
+    assert "reusing inventory job" in again.stderr
+    def inventories() -> int:
+        return sum(1 for j in client.list_jobs(vaultName="small-points")["JobList"]
+                   if j["Action"] == "InventoryRetrieval")
+    assert inventories() == 1
+    cli(server, "inventory", "--vault", "small-points", "--new")
+    assert inventories() == 2
+    # Words that say what is wrong.
+    file = write(tmp_path / "f", b"x" * 10)
+    not_a_hash = cli(server, "verify", str(file), "--tree-hash", "0000", check=False)
+    assert not_a_hash.returncode == 2 and "is not a tree hash" in not_a_hash.stderr
+    part = cli(server, "upload", str(file), "--vault", "small-points", "--part-size", "3MiB",
+               check=False)
+    assert part.returncode == 2
+    assert "a part size is 1 MiB times a power of two" in part.stderr
+    dry = cli(server, "vault", "delete", "small-points", "--dry-run", check=False)
+    assert dry.returncode == 1 and "would not delete vault small-points" in dry.stderr
+    # Commands that use no network list no network options; the groups explain themselves.
+    local = subprocess.run([sys.executable, "-m", "icevault", "treehash", "--help"],
+                           capture_output=True, text=True, timeout=60)
+    assert "--endpoint-url" not in local.stdout
+    for group in ("vault", "jobs"):
+        shown = subprocess.run([sys.executable, "-m", "icevault", group, "--help"],
+                               capture_output=True, text=True, timeout=60).stdout
+        commands = shown.split("Commands:")[1].splitlines()[1:]
+        assert commands and all(len(line.split(None, 1)) == 2 for line in commands), shown
+    # The first-start key printed under a name of one's choosing.
+    printed = subprocess.run([sys.executable, "-m", "icevault", "admin", "--data-dir",
+                              str(server.data_dir), "credentials", "--as", "old"],
+                             capture_output=True, text=True, timeout=60)
+    assert printed.returncode == 0, printed.stderr
+    key, secret = server.root_credentials()
+    assert printed.stdout.splitlines()[:3] == [
+        "[old]", f"aws_access_key_id = {key}", f"aws_secret_access_key = {secret}"]

@@ -230,8 +230,8 @@ def test_inventory_job_no_wait_dry_run_and_status(tmp_path: Path) -> None:
         assert migration.run("--no-wait").returncode == 4
         jobs = client.list_jobs(vaultName=VAULT)["JobList"]
         assert len(jobs) == 1  # the recorded job is reused, not started again
-        dry = migration.run("--dry-run")
-        assert dry.returncode == 4  # a dry run starts nothing and the inventory is not ready
+        dry = migration.run("--dry-run", "--no-wait")
+        assert dry.returncode == 4  # --no-wait: the inventory is not ready, nothing waited for
         source.advance_clock(hours=1)
         dry = migration.run("--dry-run")
         assert dry.returncode == 0, dry.stderr
@@ -260,6 +260,21 @@ def test_inventory_job_no_wait_dry_run_and_status(tmp_path: Path) -> None:
         lines = report.read_text().splitlines()
         assert lines[0] == "source_id,target_id,size,tree_hash,status,error"
         assert len(lines) == 13 and all(",skipped," in line for line in lines[1:])
+
+
+def test_a_dry_run_starts_the_inventory_and_waits_for_it(tmp_path: Path) -> None:
+    with IcevaultServer(inventory_delay="2s") as source, IcevaultServer() as target:
+        client = source.client()
+        client.create_vault(vaultName=VAULT)
+        source.seed_vault(VAULT, archives=5, sizes=(1, MIB), seed=2)
+        migration = Migration(source, target.client(), target.endpoint_url,
+                              (target.access_key_id, target.secret_access_key), tmp_path)
+        dry = migration.run("--dry-run", timeout=120)
+        assert dry.returncode == 0, dry.stderr
+        assert json.loads(dry.stdout)["archives_to_move"] == 5
+        jobs = client.list_jobs(vaultName=VAULT)["JobList"]
+        assert [j["Action"] for j in jobs] == ["InventoryRetrieval"]  # what it started
+        assert target.client().list_vaults()["VaultList"] == []  # and nothing else
 
 
 def test_a_target_that_cannot_keep_ids_gets_nothing(tmp_path: Path) -> None:

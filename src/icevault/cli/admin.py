@@ -8,6 +8,7 @@ with ``--endpoint-url``, through a server's admin API, with the same output.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from functools import cached_property
 from pathlib import Path
@@ -110,6 +111,29 @@ def admin(ctx: click.Context, data_dir: Path, metadata_url: str | None,
         profile = profile or parent.profile
     ctx.obj = Admin(data_dir, metadata_url, blob_url, region, endpoint_url, profile)
     ctx.call_on_close(ctx.obj.close)
+
+
+@admin.command("credentials")
+@click.option("--as", "profile_name", default="icevault", show_default=True,
+              help="The profile name to print the key under.")
+@click.pass_obj
+def credentials(obj: Admin, profile_name: str) -> None:
+    """Print the data directory's first-start key as a credentials-file profile named
+    --as, to append to ~/.aws/credentials (two servers each write theirs as 'icevault')."""
+    import configparser
+
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", profile_name):
+        raise click.BadParameter("a profile name is letters, digits, '_', '.' and '-'",
+                                 param_hint="--as")
+    found = configparser.ConfigParser()
+    path = obj.data_dir / "credentials"
+    if not found.read(path) or "icevault" not in found:
+        raise click.ClickException(f"{path} holds no first-start key; start `icevault serve "
+                                   f"--data-dir {obj.data_dir}` once")
+    section = found["icevault"]
+    click.echo(f"[{profile_name}]\naws_access_key_id = {section['aws_access_key_id']}\n"
+               f"aws_secret_access_key = {section['aws_secret_access_key']}\n"
+               f"region = {section.get('region', obj.region)}")
 
 
 account_option = click.option("--account-id", default=None,

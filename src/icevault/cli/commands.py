@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,8 @@ from typing import Any
 import click
 
 from icevault.cli.common import (
+    EXIT_ERROR,
+    EXIT_USAGE,
     EXIT_VERIFY,
     ProgressBar,
     emit,
@@ -16,14 +19,21 @@ from icevault.cli.common import (
     handle_errors,
     size_option,
 )
-from icevault.cli.options import Settings, global_options
+from icevault.cli.options import Settings, global_options, ignored_global_options
 from icevault.client.chunks import check_chunk_size
 from icevault.client.download import download_job_output
 from icevault.client.files import tree_hash_file
-from icevault.client.jobs import find_reusable_job, start_retrieval, wait_for_job
+from icevault.client.jobs import (
+    find_inventory_job,
+    find_reusable_job,
+    start_retrieval,
+    wait_for_job,
+)
 from icevault.client.upload import upload_archive
 from icevault.config import parse_duration
 from icevault.core.treehash import MIB
+
+_TREE_HASH = re.compile(r"[0-9a-f]{64}")
 
 account_option = click.option("--account-id", default="-", show_default=True,
                               help="The vault's account: '-' is your own.")
@@ -62,6 +72,7 @@ def vault() -> None:
 @global_options
 @handle_errors
 def vault_create(name: str, account_id: str, dry_run: bool) -> None:
+    """Create the vault NAME (creating one that exists changes nothing)."""
     if dry_run:
         click.echo(f"would create vault {name}")
         return
@@ -74,6 +85,7 @@ def vault_create(name: str, account_id: str, dry_run: bool) -> None:
 @global_options
 @handle_errors
 def vault_list(account_id: str) -> None:
+    """List the account's vaults with their archive counts and sizes."""
     client = glacier_client(_settings())
     vaults = [
         _strip(v)
@@ -89,6 +101,7 @@ def vault_list(account_id: str) -> None:
 @global_options
 @handle_errors
 def vault_describe(name: str, account_id: str) -> None:
+    """Describe the vault NAME: its ARN, archives, size and last inventory."""
     response = glacier_client(_settings()).describe_vault(accountId=account_id, vaultName=name)
     emit(_settings(), _strip(response))
 
@@ -100,10 +113,19 @@ def vault_describe(name: str, account_id: str) -> None:
 @global_options
 @handle_errors
 def vault_delete(name: str, account_id: str, dry_run: bool) -> None:
+    """Delete the vault NAME, which must hold no archive (Glacier's rule)."""
+    client = glacier_client(_settings())
     if dry_run:
+        # Say what would happen, which takes the vault as it is now: only an empty one goes.
+        described = client.describe_vault(accountId=account_id, vaultName=name)
+        count = described.get("NumberOfArchives", 0)
+        if count:
+            click.echo(f"would not delete vault {name}: it holds {count} archives (as of its "
+                       "last inventory); delete them first", err=True)
+            sys.exit(EXIT_ERROR)
         click.echo(f"would delete vault {name}")
         return
-    glacier_client(_settings()).delete_vault(accountId=account_id, vaultName=name)
+    client.delete_vault(accountId=account_id, vaultName=name)
 
 
 # -- archives -------------------------------------------------------------------------------
@@ -121,7 +143,7 @@ def vault_delete(name: str, account_id: str, dry_run: bool) -> None:
 def upload(file: str, vault: str, account_id: str, description: str | None, part_size: int,
            workers: int, upload_id: str | None, dry_run: bool) -> None:
     """Upload FILE ('-' for standard input) as one archive; prints its id and tree hash."""
-    check_chunk_size(part_size)
+    check_chunk_size(part_size, "part size")
     if dry_run:
         size = "standard input" if file == "-" else f"{Path(file).stat().st_size} bytes"
         click.echo(f"would upload {file} ({size}) to vault {vault}")
@@ -175,6 +197,7 @@ def jobs() -> None:
 @global_options
 @handle_errors
 def jobs_list(vault: str, account_id: str, status: str | None, completed: str | None) -> None:
+    """List the vault's jobs (a job's output can be downloaded for 24 hours)."""
     params: dict[str, Any] = {"accountId": account_id, "vaultName": vault}
     if status:
         params["statuscode"] = status
@@ -195,6 +218,7 @@ def jobs_list(vault: str, account_id: str, status: str | None, completed: str | 
 @global_options
 @handle_errors
 def jobs_describe(vault: str, job_id: str, account_id: str) -> None:
+    """Describe one job: its state, tier, archive and range."""
     response = glacier_client(_settings()).describe_job(accountId=account_id, vaultName=vault, jobId=job_id)
     emit(_settings(), _strip(response))
 
@@ -293,13 +317,22 @@ def get(vault: str, archive_id: str, output_file: str, account_id: str, tier: st
 @click.option("-o", "--output-file", "output_file", default=None, type=click.Path(dir_okay=False),
               help="Write here (default: standard output).")
 @click.option("--job-id", default=None, help="Read this finished inventory job instead of starting one.")
+@click.option("--new", "new_job", is_flag=True,
+              help="Start a new inventory job even when a recent one can still be read.")
 @click.option("--timeout", default=None, callback=_timeout)
 @global_options
 @handle_errors
 def inventory(vault: str, account_id: str, fmt: str, output_file: str | None,
-              job_id: str | None, timeout: float | None) -> None:
-    """Start an inventory job (or read a finished one), wait, and stream its output."""
+              job_id: str | None, new_job: bool, timeout: float | None) -> None:
+    """Read the vault's newest inventory job (starting one when there is none, or with
+    --new), wait for it, and stream its output."""
     client = glacier_client(_settings())
+    if job_id is None and not new_job:
+        found = find_inventory_job(client, vault, fmt, account_id=account_id)
+        if found is not None:
+            job_id = str(found["JobId"])
+            click.echo(f"reusing inventory job {job_id} of {found.get('CreationDate')} "
+                       f"({found['StatusCode']}; --new starts another)", err=True)
     if job_id is None:
         job_id = client.initiate_job(accountId=account_id, vaultName=vault, jobParameters={
             "Type": "inventory-retrieval", "Format": fmt.upper()})["jobId"]
@@ -324,7 +357,7 @@ def inventory(vault: str, account_id: str, fmt: str, output_file: str | None,
 # -- tree hashes ----------------------------------------------------------------------------
 @click.command()
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
-@global_options
+@ignored_global_options
 def treehash(file: str) -> None:
     """Print FILE's SHA-256 tree hash (hex), as Glacier computes it."""
     click.echo(tree_hash_file(file))
@@ -332,10 +365,15 @@ def treehash(file: str) -> None:
 
 @click.command()
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
-@click.option("--tree-hash", "expected", required=True)
-@global_options
+@click.option("--tree-hash", "expected", required=True,
+              help="The tree hash to check against: 64 hexadecimal digits.")
+@ignored_global_options
 def verify(file: str, expected: str) -> None:
     """Check FILE against a tree hash; exit 0 if it matches, 3 if not."""
+    if not _TREE_HASH.fullmatch(expected.strip().lower()):
+        click.echo(f"error: {expected[:80]!r} is not a tree hash (a SHA-256 tree hash is 64 "
+                   "hexadecimal digits, as Glacier's x-amz-sha256-tree-hash)", err=True)
+        sys.exit(EXIT_USAGE)
     actual = tree_hash_file(file)
     if actual != expected.strip().lower():
         click.echo(f"MISMATCH {file}: tree hash {actual}, expected {expected}", err=True)

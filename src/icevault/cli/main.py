@@ -47,8 +47,9 @@ def cli(ctx: click.Context, endpoint_url: str | None, profile: str | None, regio
     that retrieves and downloads archives safely.
 
     \b
-    Exit codes: 0 success; 1 error; 2 bad usage; 3 verification failed (tree hash or size);
-    4 job not ready, failed, expired or not found; 130 interrupted (rerun to resume).
+    Exit codes: 0 success; 1 refused or failed (no such vault or archive, access denied);
+    2 bad usage; 3 verification failed (tree hash or size); 4 a job not ready, failed,
+    expired or not found; 130 interrupted (rerun to resume).
     """
     ctx.obj = Settings(endpoint_url, profile, region, output or "json")
 

@@ -178,7 +178,10 @@ def migrate(ctx: click.Context, vault: str | None, target_vault: str | None,
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         total = load_source_inventory(source, vault, "-", state, inventory_file=inventory_file,
-                                      wait=not (no_wait or dry_run), start_job=not dry_run,
+                                      # A dry run may start the inventory job and wait
+                                      # for it (that changes no data); with --no-wait it
+                                      # starts nothing and exits 4 when none is ready.
+                                      wait=not no_wait, start_job=not (dry_run and no_wait),
                                       poll_cap_s=poll_cap)
         skipped, _ = skip_present(target, target_vault, "-", state, poll_cap_s=poll_cap)
         if dry_run:

@@ -34,15 +34,33 @@ def _output_format(_ctx: click.Context, _param: click.Parameter,
         f"{value}?")
 
 
-def _global_option_decorators() -> list[Callable[[F], F]]:
+def _global_option_decorators(hidden: bool = False) -> list[Callable[[F], F]]:
     return [
-        click.option("--endpoint-url", default=None, help="Glacier endpoint, e.g. http://127.0.0.1:9099."),
-        click.option("--profile", default=None, help="AWS profile from the shared config files."),
-        click.option("--region", default=None, help="AWS region (default: from the profile or AWS_*)."),
-        click.option("--output", default=None, callback=_output_format,
+        click.option("--endpoint-url", default=None, hidden=hidden,
+                     help="Glacier endpoint, e.g. http://127.0.0.1:9099."),
+        click.option("--profile", default=None, hidden=hidden,
+                     help="AWS profile from the shared config files."),
+        click.option("--region", default=None, hidden=hidden,
+                     help="AWS region (default: from the profile or AWS_*)."),
+        click.option("--output", default=None, callback=_output_format, hidden=hidden,
                      help="Output format: json (the default) or table, as in the AWS CLI. "
                           "A file to write is -o/--output-file."),
     ]
+
+
+def ignored_global_options(func: F) -> F:
+    """For commands that use no network: the global options are accepted (a script may pass
+    them to every command) but neither listed nor used."""
+    for decorate in reversed(_global_option_decorators(hidden=True)):
+        func = decorate(func)
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        for name in GLOBAL_OPTIONS:
+            kwargs.pop(name)
+        return func(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 
 def global_options(func: F) -> F:

@@ -26,12 +26,12 @@ class Chunk:
         return f"bytes={self.start}-{self.end}"
 
 
-def check_chunk_size(chunk_size: int) -> int:
+def check_chunk_size(chunk_size: int, what: str = "chunk size") -> int:
     mib, rest = divmod(chunk_size, MIB)
     if rest or mib < 1 or mib & (mib - 1):
         raise ValueError(
-            f"chunk size {chunk_size} is not tree-hash aligned: use 1 MiB times a power of two "
-            "(1MiB, 2MiB, 4MiB, ... 4GiB)"
+            f"{what} {chunk_size} is not tree-hash aligned: a {what} is 1 MiB times a power "
+            "of two (1MiB, 2MiB, 4MiB, ... 4GiB)"
         )
     return chunk_size
 

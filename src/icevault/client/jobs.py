@@ -60,6 +60,29 @@ def find_reusable_job(
     return best
 
 
+def find_inventory_job(client: Any, vault: str, fmt: str, *,
+                       account_id: str = "-") -> dict[str, Any] | None:
+    """The newest inventory job in ``fmt`` (JSON or CSV) whose output can still be read,
+    succeeded (preferred) or in progress: an inventory is not paid for, or waited for,
+    twice."""
+    best: tuple[tuple[bool, str], dict[str, Any]] | None = None
+    paginator = client.get_paginator("list_jobs")
+    for page in paginator.paginate(accountId=account_id, vaultName=vault):
+        for job in page["JobList"]:
+            parameters = job.get("InventoryRetrievalParameters") or {}
+            if job.get("Action") != "InventoryRetrieval" or job.get("StatusCode") == "Failed":
+                continue
+            if (parameters.get("Format") or "JSON").upper() != fmt.upper():
+                continue
+            if parameters.get("StartDate") or parameters.get("EndDate") or parameters.get(
+                    "Limit"):
+                continue  # a partial inventory is not the vault's
+            rank = (job.get("StatusCode") == "Succeeded", job.get("CreationDate", ""))
+            if best is None or rank > best[0]:
+                best = (rank, dict(job))
+    return None if best is None else best[1]
+
+
 def wait_for_job(
     client: Any,
     vault: str,
