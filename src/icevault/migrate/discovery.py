@@ -132,8 +132,8 @@ def load_source_inventory(source: Any, vault: str, account: str, state: Migratio
     job_id = inventory_job(source, vault, account, state, start=start_job)
     if job_id is None:
         raise InventoryNotReadyError(
-            f"no inventory of {vault} is ready on the source; run without --dry-run to start "
-            "one, or pass --inventory FILE"
+            f"no inventory of {vault} is ready on the source; run without --no-wait to start "
+            "one and wait for it, or pass --inventory FILE"
         )
     wait_for_inventory(source, vault, account, job_id, wait=wait, poll_cap_s=poll_cap_s)
     with job_inventory(source, vault, account, job_id) as entries:
