@@ -272,6 +272,8 @@ def test_a_dry_run_starts_the_inventory_and_waits_for_it(tmp_path: Path) -> None
         dry = migration.run("--dry-run", timeout=120)
         assert dry.returncode == 0, dry.stderr
         assert json.loads(dry.stdout)["archives_to_move"] == 5
+        assert " inventory: InProgress, waited " in dry.stderr  # the wait is told
+        assert " inventory: Succeeded, waited " in dry.stderr
         jobs = client.list_jobs(vaultName=VAULT)["JobList"]
         assert [j["Action"] for j in jobs] == ["InventoryRetrieval"]  # what it started
         assert target.client().list_vaults()["VaultList"] == []  # and nothing else

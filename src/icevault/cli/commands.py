@@ -20,6 +20,7 @@ from icevault.cli.common import (
     size_option,
 )
 from icevault.cli.options import Settings, global_options, ignored_global_options
+from icevault.cli.waiting import wait_reporting
 from icevault.client.chunks import check_chunk_size
 from icevault.client.download import download_job_output
 from icevault.client.files import tree_hash_file
@@ -27,7 +28,6 @@ from icevault.client.jobs import (
     find_inventory_job,
     find_reusable_job,
     start_retrieval,
-    wait_for_job,
 )
 from icevault.client.upload import upload_archive
 from icevault.config import parse_duration
@@ -38,6 +38,8 @@ _TREE_HASH = re.compile(r"[0-9a-f]{64}")
 account_option = click.option("--account-id", default="-", show_default=True,
                               help="The vault's account: '-' is your own.")
 vault_option = click.option("--vault", required=True, help="Vault name.")
+quiet_option = click.option("--quiet", is_flag=True,
+                            help="Say nothing while waiting for the job.")
 dry_run_option = click.option("--dry-run", is_flag=True, help="Say what would be done; do nothing.")
 
 
@@ -169,17 +171,25 @@ def upload(file: str, vault: str, account_id: str, description: str | None, part
 @click.option("--tier", type=click.Choice(["Expedited", "Standard", "Bulk"]), default=None)
 @click.option("--range", "byte_range", default=None, help="Retrieval byte range a-b (MiB aligned).")
 @click.option("--description", default=None)
+@click.option("--wait", "wait", is_flag=True, help="Wait until the job completes.")
+@click.option("--timeout", default=None, callback=_timeout, help="With --wait: give up after this long.")
+@quiet_option
 @dry_run_option
 @global_options
 @handle_errors
 def retrieve(vault: str, archive_id: str, account_id: str, tier: str | None,
-             byte_range: str | None, description: str | None, dry_run: bool) -> None:
-    """Start an archive-retrieval job; prints its id."""
+             byte_range: str | None, description: str | None, wait: bool,
+             timeout: float | None, quiet: bool, dry_run: bool) -> None:
+    """Start an archive-retrieval job; prints its id (with --wait, once it completed)."""
     if dry_run:
         click.echo(f"would start a retrieval of {archive_id} from vault {vault}")
         return
-    job_id = start_retrieval(glacier_client(_settings()), vault, archive_id, account_id=account_id,
+    client = glacier_client(_settings())
+    job_id = start_retrieval(client, vault, archive_id, account_id=account_id,
                              tier=tier, byte_range=byte_range, description=description)
+    if wait:
+        wait_reporting(client, vault, job_id, account_id=account_id, timeout=timeout,
+                       quiet=quiet)
     emit(_settings(), {"jobId": job_id})
 
 
@@ -230,13 +240,14 @@ def jobs_describe(vault: str, job_id: str, account_id: str) -> None:
 @click.option("--timeout", default=None, callback=_timeout, help="Give up after this long (e.g. 12h).")
 @click.option("--max-delay", default="60", callback=_timeout, show_default=True,
               help="Longest pause between polls.")
+@quiet_option
 @global_options
 @handle_errors
 def jobs_wait(vault: str, job_id: str, account_id: str, timeout: float | None,
-              max_delay: float) -> None:
+              max_delay: float, quiet: bool) -> None:
     """Wait until the job completes (exit 4 if it fails, expires or times out)."""
-    job = wait_for_job(glacier_client(_settings()), vault, job_id, account_id=account_id,
-                       timeout=timeout, max_delay=max_delay)
+    job = wait_reporting(glacier_client(_settings()), vault, job_id, account_id=account_id,
+                         timeout=timeout, quiet=quiet, max_delay=max_delay)
     emit(_settings(), _strip(job))
 
 
@@ -288,11 +299,12 @@ def download(vault: str, job_id: str, output_file: str, account_id: str, chunk_s
 @account_option
 @click.option("--tier", type=click.Choice(["Expedited", "Standard", "Bulk"]), default=None)
 @click.option("--timeout", default=None, callback=_timeout, help="Give up waiting after this long.")
+@quiet_option
 @_download_options
 @global_options
 @handle_errors
 def get(vault: str, archive_id: str, output_file: str, account_id: str, tier: str | None,
-        timeout: float | None, chunk_size: int, workers: int, bwlimit: int | None,
+        timeout: float | None, quiet: bool, chunk_size: int, workers: int, bwlimit: int | None,
         no_resume: bool) -> None:
     """The whole workflow: reuse or start a retrieval job, wait, download and verify."""
     settings = _settings()
@@ -304,7 +316,7 @@ def get(vault: str, archive_id: str, output_file: str, account_id: str, tier: st
     else:
         job_id = start_retrieval(client, vault, archive_id, account_id=account_id, tier=tier)
         click.echo(f"started job {job_id}", err=True)
-    wait_for_job(client, vault, job_id, account_id=account_id, timeout=timeout)
+    wait_reporting(client, vault, job_id, account_id=account_id, timeout=timeout, quiet=quiet)
     result = _download(settings, vault, job_id, output_file, account_id, chunk_size, workers,
                        bwlimit, no_resume)
     emit(settings, {"jobId": job_id, **result})
@@ -320,10 +332,11 @@ def get(vault: str, archive_id: str, output_file: str, account_id: str, tier: st
 @click.option("--new", "new_job", is_flag=True,
               help="Start a new inventory job even when a recent one can still be read.")
 @click.option("--timeout", default=None, callback=_timeout)
+@quiet_option
 @global_options
 @handle_errors
 def inventory(vault: str, account_id: str, fmt: str, output_file: str | None,
-              job_id: str | None, new_job: bool, timeout: float | None) -> None:
+              job_id: str | None, new_job: bool, timeout: float | None, quiet: bool) -> None:
     """Read the vault's newest inventory job (starting one when there is none, or with
     --new), wait for it, and stream its output."""
     client = glacier_client(_settings())
@@ -337,7 +350,7 @@ def inventory(vault: str, account_id: str, fmt: str, output_file: str | None,
         job_id = client.initiate_job(accountId=account_id, vaultName=vault, jobParameters={
             "Type": "inventory-retrieval", "Format": fmt.upper()})["jobId"]
         click.echo(f"started inventory job {job_id}", err=True)
-    wait_for_job(client, vault, job_id, account_id=account_id, timeout=timeout)
+    wait_reporting(client, vault, job_id, account_id=account_id, timeout=timeout, quiet=quiet)
     body = client.get_job_output(accountId=account_id, vaultName=vault, jobId=job_id)["body"]
     target = open(output_file, "wb") if output_file else sys.stdout.buffer  # noqa: SIM115
     try:

@@ -22,6 +22,7 @@ from icevault.cli.common import (
     size_option,
 )
 from icevault.cli.options import Settings, global_options
+from icevault.cli.waiting import JobWaitReport
 from icevault.client.api import make_glacier_client
 from icevault.client.chunks import check_chunk_size
 from icevault.client.imports import enable_imports
@@ -182,7 +183,7 @@ def migrate(ctx: click.Context, vault: str | None, target_vault: str | None,
                                       # for it (that changes no data); with --no-wait it
                                       # starts nothing and exits 4 when none is ready.
                                       wait=not no_wait, start_job=not (dry_run and no_wait),
-                                      poll_cap_s=poll_cap)
+                                      poll_cap_s=poll_cap, report=JobWaitReport)
         skipped, _ = skip_present(target, target_vault, "-", state, poll_cap_s=poll_cap)
         if dry_run:
             _dry_run(state, skipped, tier)

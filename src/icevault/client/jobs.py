@@ -95,8 +95,10 @@ def wait_for_job(
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
     on_poll: Callable[[dict[str, Any]], None] | None = None,
+    on_pause: Callable[[float], None] | None = None,
 ) -> dict[str, Any]:
-    """Poll DescribeJob with capped exponential back-off until the job completes.
+    """Poll DescribeJob with capped exponential back-off until the job completes
+    (``on_poll`` is told each answer, ``on_pause`` each pause before the next poll).
 
     Returns the succeeded job; raises JobNotReadyError when it failed or ``timeout`` passed,
     JobExpiredError when it does not exist (any more).
@@ -124,5 +126,7 @@ def wait_for_job(
         if deadline is not None and now >= deadline:
             raise JobNotReadyError(f"job {job_id} is still in progress after {timeout:g} s")
         pause = delay if deadline is None else min(delay, max(0.0, deadline - now))
+        if on_pause is not None:
+            on_pause(pause)
         sleep(pause)
         delay = min(delay * 2, max_delay)

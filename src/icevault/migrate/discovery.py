@@ -88,10 +88,13 @@ def inventory_job(source: Any, vault: str, account: str, state: MigrationState, 
 
 
 def wait_for_inventory(source: Any, vault: str, account: str, job_id: str, *, wait: bool,
-                       poll_cap_s: float, sleep: Callable[[float], None] = time.sleep) -> None:
+                       poll_cap_s: float, sleep: Callable[[float], None] = time.sleep,
+                       on_poll: Callable[[dict[str, Any]], None] | None = None) -> None:
     delay = 0.5
     while True:
         job = _job_status(source, vault, account, job_id)
+        if job is not None and on_poll is not None and wait:
+            on_poll(job)
         if job is None:
             raise ClientError(f"the inventory job {job_id} is gone from the source; rerun")
         if job["StatusCode"] == "Succeeded":
@@ -122,8 +125,10 @@ def job_inventory(source: Any, vault: str, account: str, job_id: str) -> Iterato
 
 def load_source_inventory(source: Any, vault: str, account: str, state: MigrationState, *,
                           inventory_file: Path | None, wait: bool, start_job: bool,
-                          poll_cap_s: float) -> int:
-    """Fill the state with the source's archives (once); returns how many there are."""
+                          poll_cap_s: float,
+                          report: Callable[[str], Any] | None = None) -> int:
+    """Fill the state with the source's archives (once); returns how many there are.
+    ``report`` makes, for a job id, what is told of the wait (``on_poll`` and ``sleep``)."""
     if state.inventory_loaded:
         return sum(n for n, _ in state.counts().values())
     if inventory_file is not None:
@@ -135,7 +140,17 @@ def load_source_inventory(source: Any, vault: str, account: str, state: Migratio
             f"no inventory of {vault} is ready on the source; run without --no-wait to start "
             "one and wait for it, or pass --inventory FILE"
         )
-    wait_for_inventory(source, vault, account, job_id, wait=wait, poll_cap_s=poll_cap_s)
+    watcher = None if report is None else report(job_id)
+    try:
+        if watcher is None:
+            wait_for_inventory(source, vault, account, job_id, wait=wait, poll_cap_s=poll_cap_s)
+        else:
+            wait_for_inventory(source, vault, account, job_id, wait=wait,
+                               poll_cap_s=poll_cap_s, sleep=watcher.sleep,
+                               on_poll=watcher.on_poll)
+    finally:
+        if watcher is not None:
+            watcher.close()
     with job_inventory(source, vault, account, job_id) as entries:
         return state.load_inventory(entries)  # all or nothing: a bad inventory loads none
 
