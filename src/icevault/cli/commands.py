@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import re
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
 
 import click
+from botocore.exceptions import ClientError
 
 from icevault.cli.common import (
     EXIT_ERROR,
+    EXIT_INTERRUPTED,
     EXIT_USAGE,
     EXIT_VERIFY,
     ProgressBar,
@@ -29,7 +32,8 @@ from icevault.client.jobs import (
     find_reusable_job,
     start_retrieval,
 )
-from icevault.client.upload import upload_archive
+from icevault.client.upload import UploadStoppedError, upload_archive
+from icevault.client.upload_state import UploadKey, UploadRecords
 from icevault.config import parse_duration
 from icevault.core.treehash import MIB
 
@@ -139,29 +143,110 @@ def vault_delete(name: str, account_id: str, dry_run: bool) -> None:
 @size_option("--part-size", "16MiB", "Multipart part size (1 MiB times a power of two).")
 @click.option("--workers", default=4, show_default=True, type=click.IntRange(1, 64))
 @click.option("--upload-id", default=None, help="Resume this interrupted multipart upload.")
+@click.option("--no-resume", is_flag=True,
+              help="Start afresh even if an interrupted upload of this file could be resumed "
+                   "(that one is aborted).")
+@click.option("--keep-upload", is_flag=True,
+              help="From standard input: keep the multipart upload when interrupted (by "
+                   "default it is aborted, since a stream cannot be sent again).")
 @dry_run_option
 @global_options
 @handle_errors
 def upload(file: str, vault: str, account_id: str, description: str | None, part_size: int,
-           workers: int, upload_id: str | None, dry_run: bool) -> None:
-    """Upload FILE ('-' for standard input) as one archive; prints its id and tree hash."""
+           workers: int, upload_id: str | None, no_resume: bool, keep_upload: bool,
+           dry_run: bool) -> None:
+    """Upload FILE ('-' for standard input) as one archive; prints its id and tree hash.
+
+    Interrupted (Ctrl-C), it stops at once and says how to resume: the same command
+    continues the same multipart upload, sending only the parts the server lacks."""
     check_chunk_size(part_size, "part size")
     if dry_run:
         size = "standard input" if file == "-" else f"{Path(file).stat().st_size} bytes"
         click.echo(f"would upload {file} ({size}) to vault {vault}")
         return
+    settings = _settings()
+    client = glacier_client(settings, workers)
+    records = UploadRecords()
+    key = None if file == "-" else UploadKey.for_file(file, part_size, vault, account_id,
+                                                      settings.endpoint_url)
+    if key is not None and upload_id is None and (recorded := records.find(key)):
+        if no_resume:
+            _abort_quietly(client, vault, account_id, recorded)
+            records.forget(recorded)
+        else:
+            upload_id = recorded
+            click.echo(f"resuming upload {recorded} (--no-resume starts afresh)", err=True)
+
+    def started(new_id: str) -> None:
+        if key is not None:
+            records.remember(key, new_id)
+        else:
+            click.echo(f"upload ID: {new_id}", err=True)
+
     bar = ProgressBar(f"upload {Path(file).name}")
     try:
         source: Any = sys.stdin.buffer if file == "-" else file
-        result = upload_archive(
-            vault, source, account_id=account_id, description=description, part_size=part_size,
-            workers=workers, upload_id=upload_id, subscribers=[bar],
-            client=glacier_client(_settings(), workers),
-        )
+        result = _upload_resuming(vault, source, account_id, description, part_size, workers,
+                                  upload_id, bar, client, started, records)
+    except UploadStoppedError as stopped:
+        bar.close()
+        _stopped(stopped, client, vault, account_id, from_file=key is not None,
+                 keep_upload=key is not None or keep_upload)
+        sys.exit(EXIT_INTERRUPTED)
     finally:
         bar.close()
-    emit(_settings(), {"archiveId": result.archive_id, "checksum": result.tree_hash,
-                       "size": result.size, "uploadId": result.upload_id})
+    if result.upload_id is not None:
+        records.forget(result.upload_id)
+    emit(settings, {"archiveId": result.archive_id, "checksum": result.tree_hash,
+                    "size": result.size, "uploadId": result.upload_id,
+                    "resumedParts": result.skipped_parts})
+
+
+def _upload_resuming(vault: str, source: Any, account_id: str, description: str | None,
+                     part_size: int, workers: int, upload_id: str | None, bar: ProgressBar,
+                     client: Any, started: Any, records: UploadRecords) -> Any:
+    """Upload; a recorded upload the server no longer has (expired, aborted) is forgotten
+    and the file sent afresh."""
+    try:
+        return upload_archive(vault, source, account_id=account_id, description=description,
+                              part_size=part_size, workers=workers, upload_id=upload_id,
+                              subscribers=[bar], client=client, on_started=started)
+    except ClientError as error:
+        if upload_id is None or error.response.get("Error", {}).get("Code") != (
+                "ResourceNotFoundException"):
+            raise
+        records.forget(upload_id)
+        click.echo(f"upload {upload_id} is gone from the server; starting afresh", err=True)
+        return upload_archive(vault, source, account_id=account_id, description=description,
+                              part_size=part_size, workers=workers, subscribers=[bar],
+                              client=client, on_started=started)
+
+
+def _abort_quietly(client: Any, vault: str, account_id: str, upload_id: str) -> None:
+    try:
+        client.abort_multipart_upload(accountId=account_id, vaultName=vault, uploadId=upload_id)
+    except ClientError:
+        pass  # gone already: nothing holds its parts
+
+
+def _stopped(stopped: UploadStoppedError, client: Any, vault: str, account_id: str, *,
+             from_file: bool, keep_upload: bool) -> None:
+    if stopped.upload_id is None:
+        click.echo("interrupted before any part was sent", err=True)
+        return
+    if not keep_upload:
+        _abort_quietly(client, vault, account_id, stopped.upload_id)
+        click.echo(f"interrupted; upload {stopped.upload_id} aborted (standard input cannot be "
+                   "sent again; --keep-upload keeps it)", err=True)
+        return
+    if not from_file:
+        click.echo(f"interrupted; upload {stopped.upload_id} kept: resume it from a file "
+                   f"holding the same bytes with --upload-id {stopped.upload_id}", err=True)
+        return
+    words = ["icevault", *(a for a in sys.argv[1:] if a != "--no-resume")]
+    click.echo(f"interrupted after {stopped.sent} of {stopped.parts} parts; upload ID "
+               f"{stopped.upload_id}. Run the same command to resume:\n  {shlex.join(words)}",
+               err=True)
 
 
 @click.command()

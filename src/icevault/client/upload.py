@@ -11,7 +11,7 @@ import hashlib
 import io
 import os
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,13 +64,29 @@ class _Body(io.RawIOBase):
         return self._size
 
 
-class _Section(_Body):
-    """A window on a file, so botocore can stream one part of it."""
+class UploadStoppedError(ClientError):
+    """The upload was stopped (Ctrl-C): parts in flight were cut short, none started after.
+    ``upload_id`` names the multipart upload that holds what was sent."""
 
-    def __init__(self, fd: int, start: int, size: int) -> None:
+    exit_code = 130
+
+    def __init__(self, upload_id: str | None, sent: int, parts: int) -> None:
+        super().__init__(f"upload {upload_id} stopped with {sent} of {parts} parts sent")
+        self.upload_id, self.sent, self.parts = upload_id, sent, parts
+
+
+class _Section(_Body):
+    """A window on a file, so botocore can stream one part of it; reading stops at once
+    when ``stop`` is set (a part in flight is cut short rather than sent to its end)."""
+
+    def __init__(self, fd: int, start: int, size: int,
+                 stop: threading.Event | None = None) -> None:
         self._fd, self._start, self._size, self._pos = fd, start, size, 0
+        self._stop = stop
 
     def read(self, size: int = -1) -> bytes:
+        if self._stop is not None and self._stop.is_set():
+            raise OSError("the upload was stopped")
         # urllib3 asks for 16 KiB at a time and sends whatever it gets; answering with at
         # least a megabyte per call saves tens of thousands of Python round trips per GiB.
         remaining = self._size - self._pos
@@ -190,12 +206,16 @@ def upload_archive(
     upload_id: str | None = None,
     subscribers: Iterable[Subscriber] = (),
     client: Any = None,
+    on_started: Callable[[str], None] | None = None,
 ) -> UploadResult:
     """Upload a file (or a binary stream) as one archive and return its id and tree hash.
 
     Files no larger than ``part_size`` go in one UploadArchive; larger ones in a multipart
     upload with ``workers`` parts in flight. Pass the ``upload_id`` of an interrupted upload to
     resume it: parts already there with the right tree hash are not sent again.
+    ``on_started`` is told the multipart upload's ID once it exists. A KeyboardInterrupt
+    stops the upload within a moment (no part starts, parts in flight are cut short) and
+    raises :class:`UploadStoppedError` with the ID.
     """
     check_chunk_size(part_size)
     subs = list(subscribers)
@@ -205,16 +225,17 @@ def upload_archive(
         try:
             size = os.fstat(fd).st_size
             return _upload_fd(glacier, vault, fd, size, account_id, description, part_size,
-                              workers, upload_id, subs)
+                              workers, upload_id, subs, on_started)
         finally:
             os.close(fd)
     return _upload_stream(glacier, vault, path_or_stream, account_id, description, part_size,
-                          workers, upload_id, subs)
+                          workers, upload_id, subs, on_started)
 
 
 def _upload_fd(
     glacier: Any, vault: str, fd: int, size: int, account_id: str, description: str | None,
     part_size: int, workers: int, upload_id: str | None, subs: list[Subscriber],
+    on_started: Callable[[str], None] | None,
 ) -> UploadResult:
     if size == 0:
         raise ClientError("Glacier archives are 1 byte or more; the file is empty")
@@ -246,6 +267,8 @@ def _upload_fd(
         if description is not None:
             params["archiveDescription"] = description
         upload_id = glacier.initiate_multipart_upload(**params)["uploadId"]
+        if on_started is not None:
+            on_started(upload_id)
     else:
         listing = glacier.list_parts(accountId=account_id, vaultName=vault, uploadId=upload_id)
         if int(listing["PartSizeInBytes"]) != part_size:
@@ -262,9 +285,12 @@ def _upload_fd(
 
     skipped = 0
     lock = threading.Lock()
+    stop = threading.Event()
 
     def send(start: int, length: int) -> str:
         nonlocal skipped
+        if stop.is_set():
+            raise UploadStoppedError(upload_id, 0, 0)
         tree, linear = _hash_region(fd, start, length)
         if existing.get(start) == tree:
             with lock:
@@ -274,8 +300,8 @@ def _upload_fd(
             try:
                 response = glacier.upload_multipart_part(
                     accountId=account_id, vaultName=vault, uploadId=upload_id,
-                    range=f"bytes {start}-{start + length - 1}/*", body=_Section(fd, start, length),
-                    checksum=tree,
+                    range=f"bytes {start}-{start + length - 1}/*",
+                    body=_Section(fd, start, length, stop), checksum=tree,
                 )
             finally:
                 _pending_sha256.value = None
@@ -287,7 +313,16 @@ def _upload_fd(
     plan = list(_parts(size, part_size))
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="icevault-up") as pool:
         futures: list[Future[str]] = [pool.submit(send, s, n) for s, n in plan]
-        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        try:
+            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        except KeyboardInterrupt:
+            stop.set()  # parts in flight stop reading; queued ones never start
+            for other in futures:
+                other.cancel()
+            wait(futures)
+            sent = sum(1 for f in futures if f.done() and not f.cancelled()
+                       and f.exception() is None)
+            raise UploadStoppedError(upload_id, sent, len(plan)) from None
         for future in done:
             if future.exception() is not None:
                 for other in futures:
@@ -339,6 +374,7 @@ def _read_exactly(stream: IO[bytes], size: int) -> bytes:
 def _upload_stream(
     glacier: Any, vault: str, stream: IO[bytes], account_id: str, description: str | None,
     part_size: int, workers: int, upload_id: str | None, subs: list[Subscriber],
+    on_started: Callable[[str], None] | None,
 ) -> UploadResult:
     """Non-seekable input: read part by part; at most ``workers + 1`` parts in memory."""
     if upload_id is not None:
@@ -355,11 +391,16 @@ def _upload_stream(
     if description is not None:
         params["archiveDescription"] = description
     new_id = glacier.initiate_multipart_upload(**params)["uploadId"]
+    if on_started is not None:
+        on_started(new_id)
     slots = threading.Semaphore(workers + 1)
     hashes: dict[int, str] = {}
+    stop = threading.Event()
 
     def send(start: int, data: bytes) -> None:
         try:
+            if stop.is_set():
+                raise UploadStoppedError(new_id, 0, 0)
             hashes[start] = upload_part(glacier, vault, new_id, start, data,
                                         account_id=account_id)
             for subscriber in subs:
@@ -372,18 +413,25 @@ def _upload_stream(
         futures = []
         data = first
         pending_byte = rest
-        while data:
-            slots.acquire()
-            futures.append(pool.submit(send, size, data))
-            size += len(data)
-            data = (
-                pending_byte + _read_exactly(stream, part_size - 1)
-                if pending_byte
-                else _read_exactly(stream, part_size)
-            )
-            pending_byte = b""
-        for future in futures:
-            future.result()
+        try:
+            while data:
+                slots.acquire()
+                futures.append(pool.submit(send, size, data))
+                size += len(data)
+                data = (
+                    pending_byte + _read_exactly(stream, part_size - 1)
+                    if pending_byte
+                    else _read_exactly(stream, part_size)
+                )
+                pending_byte = b""
+            for future in futures:
+                future.result()
+        except KeyboardInterrupt:
+            # A part in flight from memory ends with its request; none starts after this.
+            stop.set()
+            for future in futures:
+                future.cancel()
+            raise UploadStoppedError(new_id, len(hashes), len(futures)) from None
     whole = combine_hex([hashes[s] for s in sorted(hashes)])
     response = glacier.complete_multipart_upload(
         accountId=account_id, vaultName=vault, uploadId=new_id, archiveSize=str(size),
