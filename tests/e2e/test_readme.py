@@ -47,3 +47,17 @@ def test_readme_quickstart(fresh_server: ServerProcess) -> None:
         result = subprocess.run([str(aws), *args], env=quickstart_env(fresh_server),
                                 capture_output=True, text=True, timeout=60)
         assert result.returncode == 0, (line, result.stderr)
+
+
+def test_every_docs_page_is_reachable_from_the_readme_and_links_resolve() -> None:
+    docs = README.parent / "docs"
+    linked = set(re.findall(r"\]\(docs/([a-z-]+\.md)\)", README.read_text()))
+    assert linked == {path.name for path in docs.glob("*.md")}
+    assert len(README.read_text().splitlines()) <= 150  # a front page
+    for page in [README, *docs.glob("*.md")]:
+        for target in re.findall(r"\]\(([^)#:]+\.md)(?:#[^)]*)?\)", page.read_text()):
+            assert (page.parent / target).exists(), (page.name, target)
+        for anchor in re.findall(r"\]\(#([^)]+)\)", page.read_text()):
+            headings = {re.sub(r"[^a-z0-9 -]", "", h.lower()).replace(" ", "-")
+                        for h in re.findall(r"^#+ (.+)$", page.read_text(), re.MULTILINE)}
+            assert anchor in headings, (page.name, anchor)

@@ -97,13 +97,13 @@ def test_plugin_fixtures_in_a_users_project(pytester: pytest.Pytester,
 
 
 def _readme_block(after: str) -> str:
-    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    readme = (Path(__file__).parents[2] / "docs" / "testing.md").read_text()
     start = readme.index("```python\n", readme.index(after)) + len("```python\n")
     return readme[start:readme.index("```", start)]
 
 
 def test_the_readme_example_passes_as_written(pytester: pytest.Pytester) -> None:
-    # The README's testing example, exactly as printed, is a passing test suite.
+    # The testing kit's documented example, exactly as printed, is a passing test suite.
     pytester.makepyfile(myapp=_readme_block("Your application, unchanged"),
                         test_myapp=_readme_block("Its tests:"))
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q")

@@ -96,7 +96,8 @@ class JobWaitReport:
             f"{job.get('Tier') or 'Standard'} retrieval")
         text = (f"job {self.job_id[:16]}… {kind}: {job.get('StatusCode', '?')}, waited "
                 f"{_span(self.clock() - self.started)}{self._expected()}")
-        if job.get("StatusMessage") and job.get("StatusCode") != "InProgress":
+        if job.get("StatusMessage") not in (None, "", job.get("StatusCode")) and job.get(
+                "StatusCode") != "InProgress":
             text += f" ({job['StatusMessage']})"
         if self.next_poll_at is not None and not job.get("Completed"):
             text += f"; next check in {_span(max(0.0, self.next_poll_at - self.clock()))}"

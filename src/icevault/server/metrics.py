@@ -1,6 +1,6 @@
 """Prometheus metrics (``GET /metrics``), with prometheus-client.
 
-Every metric is described in the README with what a healthy value looks like. Label values
+Every metric is described in docs/operations.md with what a healthy value looks like. Label values
 come only from fixed sets the server defines (:data:`OPERATIONS`, the status codes it
 answers with, job states, delivery outcomes), never from a URL, a header or a name a client
 chose: whatever is not in a set is counted as ``unknown``, so no request can add a series.
