@@ -27,6 +27,7 @@ from typing import Any
 import boto3
 import botocore.config
 
+from bench.peers import free_port
 from icevault.testing.server import _ANNOUNCED
 from tests.support import REGION
 from tests.system import require_haproxy
@@ -48,12 +49,6 @@ def unit_command(unit: Path, env: Mapping[str, str]) -> list[str]:
         else:
             words.append(re.sub(r"\$\{(\w+)\}", lambda m: env[m.group(1)], word))
     return words
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def start_balancer(servers: list[str], log_path: Path,

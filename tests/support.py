@@ -5,7 +5,6 @@ from __future__ import annotations
 import configparser
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,7 +18,7 @@ import boto3
 import botocore.config
 import psutil
 
-from bench.peers import peak_rss_until_exit  # noqa: F401 - shared with the benchmarks
+from bench.peers import free_port, peak_rss_until_exit  # noqa: F401 - shared with the benchmarks
 from icevault.testing.server import ForkedProcess, ServerStartError, launch
 
 REGION = "us-east-1"
@@ -32,12 +31,6 @@ def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
                     "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
                     "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
     return cert, key
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

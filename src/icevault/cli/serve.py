@@ -328,7 +328,7 @@ def serve(
             ssl_context=ssl_context,
         )
         # Bound first: a port in use fails before anything is written to the data directory.
-        sock = bind(host, port)  # first: a busy port fails before anything is written
+        sock = bind(host, port)
         bound_port = sock.getsockname()[1]
         if metadata_url is None or blob_url is None:
             # Kept for the process's life: the kernel drops it when the process ends.

@@ -18,8 +18,6 @@ AWS error ``code``, the fault ``type`` ("Client" or "Server") and the HTTP ``sta
     ├── UnrecognizedClientError          400  UnrecognizedClientException
     ├── IncompleteSignatureError         400  IncompleteSignatureException
     ├── InvalidSignatureError            403  InvalidSignatureException
-    ├── ExpiredTokenError                403  ExpiredTokenException
-    ├── ThrottlingError                  400  ThrottlingException
     └── ServiceUnavailableError          500  ServiceUnavailableException (type Server)
         └── StorageUnavailableError      503  ServiceUnavailableException (disk full,
                                               read-only storage; retry later)
@@ -106,16 +104,6 @@ class IncompleteSignatureError(GlacierError):
 class InvalidSignatureError(GlacierError):
     code = "InvalidSignatureException"
     status = 403
-
-
-class ExpiredTokenError(GlacierError):
-    code = "ExpiredTokenException"
-    status = 403
-
-
-class ThrottlingError(GlacierError):
-    code = "ThrottlingException"
-    status = 400
 
 
 class ServiceUnavailableError(GlacierError):

@@ -1,4 +1,6 @@
-"""The aiohttp application: routing into handlers, the job worker and housekeeping."""
+"""The aiohttp application: the Glacier API's request pipeline (route, authenticate,
+authorize, hand to a handler), the other surfaces' routes, and the background tasks' life.
+The stores come from :mod:`icevault.stores`."""
 
 from __future__ import annotations
 
@@ -42,7 +44,7 @@ from icevault.server.call import Call
 from icevault.server.errors import error_middleware
 from icevault.server.handlers import account, archives, jobs, policies, uploads, vaults
 from icevault.server.routes import Op
-from icevault.server.runtime import RUNTIME, Runtime
+from icevault.server.runtime import RUNTIME, Runtime, TestControls
 from icevault.server.transfer import TransferLimits
 from icevault.server.wire import job_json
 from icevault.service.access import IMPORT_ACTION, AccessRequest
@@ -195,7 +197,7 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     return await handler(call)
 
 
-def _injected(controls: testcontrols.TestControls, route: routes.Route) -> Fault | None:
+def _injected(controls: TestControls, route: routes.Route) -> Fault | None:
     """Raise the error a test fault injects into this request; return a body fault."""
     job = route.resource_id if route.op in _JOB_OPS else None
     fault = controls.faults.for_request(route.op.value, route.vault, job)
@@ -227,7 +229,7 @@ def create_app(settings: ServerSettings, glacier: Glacier | None = None,
     controls = None
     if settings.test_controls:
         clock = AdjustableClock()
-        controls = testcontrols.TestControls(clock, FaultPlan(clock))
+        controls = TestControls(clock, FaultPlan(clock))
         for fault in settings.faults:
             controls.faults.add(fault)
     built = glacier or build_glacier(settings, controls.clock if controls else None)

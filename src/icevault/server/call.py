@@ -36,7 +36,7 @@ class Call:
     limits: TransferLimits
     wake_jobs: Callable[[], None]
     body: bytes = b""  # a JSON operation's body, read and checked at the edge
-    tree_hash_binds_body: bool = False  # see app.Caller
+    tree_hash_binds_body: bool = False  # see authn.Caller
     body_fault: Fault | None = None  # --test-controls: corrupt or cut this response's body
     pumps: BodyPumps | None = None  # large bodies read straight from the socket
 

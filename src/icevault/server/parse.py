@@ -47,10 +47,6 @@ IMPORT_ID_HEADER = "x-icevault-archive-id"
 IMPORT_DATE_HEADER = "x-icevault-archive-creation-date"
 
 
-def asks_import(call: Call) -> bool:
-    return call.header(IMPORT_ID_HEADER) is not None or call.header(IMPORT_DATE_HEADER) is not None
-
-
 def archive_import(call: Call) -> ArchiveImport | None:
     """The icevault extension for imports: keep another store's archive ID and date."""
     archive_id, date = call.header(IMPORT_ID_HEADER), call.header(IMPORT_DATE_HEADER)
@@ -69,7 +65,7 @@ def tree_hash(call: Call) -> str:
 
 
 def content_sha256(call: Call) -> str | None:
-    """The body's declared SHA-256 when the server must check it (see app.Caller)."""
+    """The body's declared SHA-256 when the server must check it (see authn.Caller)."""
     value = call.header("x-amz-content-sha256")
     if value is None or call.tree_hash_binds_body:
         return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -10,14 +11,26 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from icevault.config import ServerSettings
+from icevault.core.models import AdjustableClock
 from icevault.server.bodypump import BodyPumps
 from icevault.server.transfer import TransferLimits
+from icevault.service.faults import FaultPlan
 from icevault.service.glacier import Glacier
 from icevault.service.notifications import Notifier
 
 if TYPE_CHECKING:
     from icevault.server.metrics import ServerMetrics
-    from icevault.server.testcontrols import TestControls
+
+
+@dataclass(slots=True)
+class TestControls:
+    """``--test-controls``: the clock tests move, the faults they inject, and the requests
+    by Glacier operation since the start (or the last reset), authenticated or not: what a
+    test asserts about how its code used the API."""
+
+    clock: AdjustableClock
+    faults: FaultPlan
+    requests: Counter[str] = field(default_factory=Counter)
 
 
 @dataclass(slots=True)

@@ -22,34 +22,22 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections import Counter
-from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 
 from icevault.core.errors import GlacierError, InvalidParameterValueError
 from icevault.core.faults import Fault
-from icevault.core.models import AdjustableClock, VaultRef, iso8601, validate_vault_name
+from icevault.core.models import VaultRef, iso8601, validate_vault_name
 from icevault.core.parsing import load_json
 from icevault.server import background
 from icevault.server.bodies import JSON_CAP, read_body
-from icevault.server.runtime import RUNTIME, Runtime
-from icevault.service.faults import FaultPlan
+from icevault.server.runtime import RUNTIME, Runtime, TestControls
 from icevault.service.seeding import SeedRequest, seed_vault
 
 log = logging.getLogger("icevault.server")
 
 PREFIX = "/_icevault/test"
-
-
-@dataclass(slots=True)
-class TestControls:
-    clock: AdjustableClock
-    faults: FaultPlan
-    # Requests by Glacier operation since the start (or the last reset), authenticated or
-    # not: what a test asserts about how its code used the API.
-    requests: Counter[str] = field(default_factory=Counter)
 
 
 def injected_error(fault: Fault) -> GlacierError:
