@@ -346,15 +346,16 @@ def _campaign(target: Target, examples: int, seed_value: int,
 def run(requests: int, seed_value: int, work: Path) -> dict[str, Any]:
     targets = []
     outside_before = sorted(p.name for p in work.iterdir())
-    for name, auth, extra in (("sigv4", "sigv4", []), ("off", "off", []),
-                              ("controls", "sigv4", ["--test-controls"])):
-        log = work / f"server-{name}.log"
-        peer = launch_icevault(work / f"data-{name}", auth, extra=extra, log=log)
-        targets.append(Target(peer, auth, log, _fixtures(peer), name))
     counts = {"requests": 0, "4xx": 0, "2xx/3xx": 0}
     started = time.monotonic()
     failure = None
+    peers: list[Peer] = []
     try:
+        for name, auth, extra in (("sigv4", "sigv4", []), ("off", "off", []),
+                                  ("controls", "sigv4", ["--test-controls"])):
+            log = work / f"server-{name}.log"
+            peers.append(launch_icevault(work / f"data-{name}", auth, extra=extra, log=log))
+            targets.append(Target(peers[-1], auth, log, _fixtures(peers[-1]), name))
         for index, target in enumerate(targets):
             one = _campaign(target, requests // len(targets), seed_value * 10 + index, counts)
             try:
@@ -368,8 +369,8 @@ def run(requests: int, seed_value: int, work: Path) -> dict[str, Any]:
             else:
                 target.peer.client().list_vaults()  # still answering
     finally:
-        for target in targets:
-            target.peer.stop()
+        for peer in peers:  # every server started, whatever failed after it started
+            peer.stop()
     problems = [] if failure is None else [failure]
     for target in targets:
         text = target.log.read_text(errors="replace")
