@@ -18,12 +18,21 @@ ACCOUNT_ID_RE = re.compile(r"[0-9]{12}")
 class Clock(Protocol):
     """Injected time source, so expiry and delays are testable without sleeping."""
 
-    def now_ms(self) -> int: ...
+    def now_ms(self) -> int:
+        """Wall-clock time: what dates and expiries are in."""
+        ...
+
+    def monotonic_ms(self) -> int:
+        """Time that never goes back (the wall clock may): what cache lifetimes count."""
+        ...
 
 
 class SystemClock:
     def now_ms(self) -> int:
         return time.time_ns() // 1_000_000
+
+    def monotonic_ms(self) -> int:
+        return time.monotonic_ns() // 1_000_000
 
 
 class AdjustableClock:
@@ -35,6 +44,9 @@ class AdjustableClock:
 
     def now_ms(self) -> int:
         return time.time_ns() // 1_000_000 + self.offset_ms
+
+    def monotonic_ms(self) -> int:
+        return time.monotonic_ns() // 1_000_000 + self.offset_ms
 
     def advance(self, ms: int) -> None:
         if ms < 0:

@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -66,8 +65,8 @@ def resource_arn(region: str, account_id: str, operation: str, vault: str | None
 class AccessService:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
-        self._user_policies: dict[tuple[str, str], tuple[float, list[Policy]]] = {}
-        self._vault_policies: dict[VaultRef, tuple[float, str | None, VaultLock | None]] = {}
+        self._user_policies: dict[tuple[str, str], tuple[int, list[Policy]]] = {}
+        self._vault_policies: dict[VaultRef, tuple[int, str | None, VaultLock | None]] = {}
         self._lock = threading.Lock()
 
     def invalidate_vault(self, ref: VaultRef) -> None:
@@ -77,15 +76,15 @@ class AccessService:
     def _cached_vault_policies(self, ref: VaultRef) -> tuple[str | None, VaultLock | None] | None:
         with self._lock:
             entry = self._vault_policies.get(ref)
-        lifetime = min(VAULT_POLICY_CACHE_S, self.ctx.timing.cache_ttl_ms / 1000)
-        if entry is None or time.monotonic() - entry[0] >= lifetime:
+        lifetime = min(VAULT_POLICY_CACHE_S * 1000, self.ctx.timing.cache_ttl_ms)
+        if entry is None or self.ctx.clock.monotonic_ms() - entry[0] >= lifetime:
             return None
         return entry[1], entry[2]
 
     def _vault_policy_documents(self, ref: VaultRef) -> list[Policy]:
         cached = self._cached_vault_policies(ref)
         if cached is None:
-            loaded_at = time.monotonic()
+            loaded_at = self.ctx.clock.monotonic_ms()
             cached = self.ctx.meta.get_vault_policies(ref, self.ctx.clock.now_ms())
             with self._lock:
                 if len(self._vault_policies) > 100_000:
@@ -117,10 +116,10 @@ class AccessService:
     def _parsed_user_policies(self, principal: Principal) -> list[Policy]:
         assert principal.user is not None
         key = (principal.account_id, principal.user)
-        now = time.monotonic()
+        now = self.ctx.clock.monotonic_ms()
         with self._lock:
             cached = self._user_policies.get(key)
-        if cached is not None and now - cached[0] < self.ctx.timing.cache_ttl_ms / 1000:
+        if cached is not None and now - cached[0] < self.ctx.timing.cache_ttl_ms:
             return cached[1]
         policies = [
             parse_policy(document, resource_policy=False)
@@ -177,7 +176,8 @@ class AccessService:
         if key == "aws:securetransport":
             return ["true" if access.secure_transport else "false"]
         if key == "aws:currenttime":
-            return [datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")]
+            now = datetime.fromtimestamp(self.ctx.clock.now_ms() / 1000, UTC)
+            return [now.strftime("%Y-%m-%dT%H:%M:%SZ")]
         if key == "aws:principalaccount":
             return [principal.account_id]
         if key == "aws:username":

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from pathlib import Path
 
 from icevault.core.errors import InvalidParameterValueError, ResourceNotFoundError
@@ -48,7 +47,7 @@ def write_credentials_file(path: Path, key: AccessKey, region: str) -> None:
 class IdentityService:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
-        self._cache: dict[str, tuple[float, AccessKey | None]] = {}
+        self._cache: dict[str, tuple[int, AccessKey | None]] = {}
         self._lock = threading.Lock()
         self.sessions = SessionService(ctx)
 
@@ -84,12 +83,12 @@ class IdentityService:
         return key
 
     def lookup_key(self, key_id: str) -> AccessKey | None:
-        now = time.monotonic()
+        now = self.ctx.clock.monotonic_ms()
         with self._lock:
             cached = self._cache.get(key_id)
         # Cached briefly, so a busy server does not query for every request, while a disabled
         # or deleted key stops working within the cache's lifetime.
-        if cached is not None and now - cached[0] < self.ctx.timing.cache_ttl_ms / 1000:
+        if cached is not None and now - cached[0] < self.ctx.timing.cache_ttl_ms:
             return cached[1]
         key = self.ctx.meta.get_access_key(key_id)
         with self._lock:
