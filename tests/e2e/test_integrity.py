@@ -146,7 +146,18 @@ def test_scrub_is_paced_and_resumes_where_it_stopped(server: ServerProcess) -> N
          "scrub", "--rate", "2"],  # 2 MB/s: about 4 s for all eight
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
-    time.sleep(2.0)
+    # Interrupted once it has checked an archive (it records where it is), not after a
+    # fixed time that a loaded machine's slow start could overrun.
+    import sqlite3
+
+    deadline = time.monotonic() + 30
+    while True:
+        with sqlite3.connect(server.data_dir / "metadata.sqlite3") as db:
+            row = db.execute("SELECT value FROM settings WHERE key = 'scrub:all'").fetchone()
+        if row is not None and row[0] is not None and int(row[0]) > 0:
+            break
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
