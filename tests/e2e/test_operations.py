@@ -247,7 +247,6 @@ def test_no_request_adds_a_metric_series(tmp_path: Path) -> None:
 
     server = ServerProcess(tmp_path / "data", auth="sigv4").start()
     try:
-        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
         scrape(server)  # every fixed series exists once the first scrape is done
         before, _ = scrape(server)
         before_rss = server.rss()
@@ -256,9 +255,14 @@ def test_no_request_adds_a_metric_series(tmp_path: Path) -> None:
             for method, path in (("POST", f"/_icevault/admin/{name}"),
                                  ("GET", f"/-/vaults/v{i}/{name}"),
                                  ("POST", f"/console/{name}")):
-                conn.request(method, path, body=b"{}")
-                conn.getresponse().read()
-        conn.close()
+                # A connection each: a refused body closes its connection (by design), and
+                # reusing one would race that close.
+                conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+                try:
+                    conn.request(method, path, body=b"{}")
+                    conn.getresponse().read()
+                finally:
+                    conn.close()
         after, samples = scrape(server)
         from icevault.server.metrics import OPERATIONS
 
