@@ -189,6 +189,23 @@ def seconds_until_refused(change: Callable[[], object], calls: list[Callable[[],
     return time.monotonic() - changed
 
 
+class ManualClock:
+    """A clock the test moves (wall and monotonic time together), for services built
+    without a server: expiry and cache lifetimes without sleeping."""
+
+    def __init__(self) -> None:
+        self.now = 1_700_000_000_000
+
+    def now_ms(self) -> int:
+        return self.now
+
+    def monotonic_ms(self) -> int:
+        return self.now
+
+    def advance(self, ms: int) -> None:
+        self.now += ms
+
+
 def pattern(size: int, seed: int = 0) -> bytes:
     """Deterministic, non-repeating-looking test bytes of any size, made fast."""
     block = bytes((i * 31 + seed * 17 + (i >> 8)) % 251 for i in range(65536))

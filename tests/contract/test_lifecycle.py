@@ -15,29 +15,16 @@ from icevault.service.glacier import Glacier
 from icevault.service.jobs import JobRequest
 from icevault.store.blobs.base import BlobStore
 from icevault.store.metadata.base import MetadataStore
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1_700_000_000_000
-
-    def now_ms(self) -> int:
-        return self.now
-
-    def monotonic_ms(self) -> int:
-        return self.now
-
-    def advance(self, ms: int) -> None:
-        self.now += ms
+from tests.support import ManualClock
 
 
 @pytest.fixture()
-def clock() -> FakeClock:
-    return FakeClock()
+def clock() -> ManualClock:
+    return ManualClock()
 
 
 @pytest.fixture()
-def glacier(meta: MetadataStore, blobs: BlobStore, clock: FakeClock) -> Glacier:
+def glacier(meta: MetadataStore, blobs: BlobStore, clock: ManualClock) -> Glacier:
     return Glacier(Context(meta=meta, blobs=blobs, clock=clock))
 
 
@@ -55,7 +42,7 @@ def blob_files(blobs: BlobStore) -> set[str]:
     return set(blobs.iter_keys())
 
 
-def test_job_output_expires_and_bytes_are_reclaimed(glacier: Glacier, clock: FakeClock, blobs: BlobStore) -> None:
+def test_job_output_expires_and_bytes_are_reclaimed(glacier: Glacier, clock: ManualClock, blobs: BlobStore) -> None:
     glacier.vaults.create(V)
     archive_id = upload(glacier, b"retrieve me")
     job = glacier.jobs.initiate(V, JobRequest(type="archive-retrieval", archive_id=archive_id))
@@ -78,7 +65,7 @@ def test_job_output_expires_and_bytes_are_reclaimed(glacier: Glacier, clock: Fak
     assert blob_files(blobs) == set()
 
 
-def test_inventory_output_is_reclaimed_on_expiry(glacier: Glacier, clock: FakeClock, blobs: BlobStore) -> None:
+def test_inventory_output_is_reclaimed_on_expiry(glacier: Glacier, clock: ManualClock, blobs: BlobStore) -> None:
     glacier.vaults.create(V)
     upload(glacier, b"a")
     glacier.jobs.initiate(V, JobRequest(type="inventory-retrieval"))
@@ -90,7 +77,7 @@ def test_inventory_output_is_reclaimed_on_expiry(glacier: Glacier, clock: FakeCl
     assert len(blob_files(blobs)) == 1
 
 
-def test_idle_uploads_are_reclaimed(glacier: Glacier, clock: FakeClock, blobs: BlobStore) -> None:
+def test_idle_uploads_are_reclaimed(glacier: Glacier, clock: ManualClock, blobs: BlobStore) -> None:
     glacier.vaults.create(V)
     stale = glacier.uploads.initiate(V, 1 << 20, None)
     clock.advance(23 * HOUR_MS)

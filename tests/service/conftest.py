@@ -12,20 +12,7 @@ from icevault import stores
 from icevault.service.context import Context
 from icevault.service.glacier import Glacier
 from icevault.store.metadata.sql import SqlMetadataStore
-
-
-class ManualClock:
-    def __init__(self) -> None:
-        self.now = 1_700_000_000_000
-
-    def now_ms(self) -> int:
-        return self.now
-
-    def monotonic_ms(self) -> int:
-        return self.now
-
-    def advance(self, ms: int) -> None:
-        self.now += ms
+from tests.support import ManualClock
 
 
 @pytest.fixture()

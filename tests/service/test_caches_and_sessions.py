@@ -13,7 +13,8 @@ from icevault.core.identity import KeyStatus, Principal
 from icevault.service.access import AccessRequest
 from icevault.service.sessions import SignInLimitedError
 from icevault.store.metadata.sql import SqlMetadataStore
-from tests.service.conftest import ManualClock, make_glacier
+from tests.service.conftest import make_glacier
+from tests.support import ManualClock
 
 TTL_MS = 1000  # Timing's default cache_ttl_ms
 
