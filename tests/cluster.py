@@ -162,7 +162,8 @@ class Cluster:
     root: Path
     metadata_url: str
     blob_url: str
-    options: list[str] = field(default_factory=list)
+    # Further settings, as the unit's EnvironmentFile gives them (ICEVAULT_NAME: value).
+    settings: dict[str, str] = field(default_factory=dict)
     members: list[Member] = field(default_factory=list)
     balancer: subprocess.Popen[bytes] | None = None
     balancer_port: int = 0
@@ -193,7 +194,7 @@ class Cluster:
             "ICEVAULT_DATA_DIR": str(member.data_dir),
             "ICEVAULT_METADATA_URL": self.metadata_url,
             "ICEVAULT_BLOB_URL": self.blob_url,
-            "ICEVAULT_OPTIONS": shlex.join(self.options),
+            **self.settings,
             "AWS_ACCESS_KEY_ID": "icevault",  # the bucket's (SeaweedFS's) credentials
             "AWS_SECRET_ACCESS_KEY": "icevault",
         }

@@ -143,7 +143,7 @@ def test_scrub_is_paced_and_resumes_where_it_stopped(server: ServerProcess) -> N
         client.upload_archive(vaultName="slow", body=pattern(MIB, seed=i))
     proc = subprocess.Popen(
         [sys.executable, "-m", "icevault", "admin", "--data-dir", str(server.data_dir),
-         "scrub", "--rate", "2"],  # 2 MB/s: about 4 s for all eight
+         "scrub", "--rate", "2MiB"],  # about 4 s for all eight
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     # Interrupted once it has checked an archive (it records where it is), not after a
@@ -199,7 +199,7 @@ def test_corruption_in_the_s3_store(seaweed: SeaweedServer,
 
 def test_the_server_scrubs_in_the_background(tmp_path: Path) -> None:
     server = ServerProcess(tmp_path / "data", auth="sigv4",
-                           extra_args=["--scrub-interval", "1s", "--scrub-rate", "50"]).start()
+                           extra_args=["--scrub-interval", "1s", "--scrub-rate", "50MiB"]).start()
     try:
         client = server.client()
         client.create_vault(vaultName="bg")

@@ -27,8 +27,8 @@ pytestmark = pytest.mark.usefixtures("seaweed")
 # Bulk jobs fall due two seconds after they start, when all three job loops look for work;
 # a job held by a server that died is taken over three seconds after it was claimed.
 # The notification receiver listens on loopback, as a LAN webhook would on a private address.
-OPTIONS = ["--tier-delays", "expedited=0,standard=0,bulk=2s", "--job-lease", "3s",
-           "--webhook-allow-private"]
+SETTINGS = {"ICEVAULT_TIER_DELAYS": "expedited=0,standard=0,bulk=2s",
+            "ICEVAULT_JOB_LEASE": "3s", "ICEVAULT_WEBHOOK_ALLOW_PRIVATE": "1"}
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +50,7 @@ def cluster(database: PostgresServer, seaweed: SeaweedServer,
             tmp_path_factory: pytest.TempPathFactory,
             hooks: Notifications) -> Iterator[Cluster]:
     running = Cluster(tmp_path_factory.mktemp("cluster"), database.new_database(),
-                      seaweed.new_store_url(), options=OPTIONS).start()
+                      seaweed.new_store_url(), settings=SETTINGS).start()
     try:
         running.admin("create-topic", "done", "--url", hooks.url)
         yield running

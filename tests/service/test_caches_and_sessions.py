@@ -8,15 +8,17 @@ from pathlib import Path
 
 import pytest
 
+from icevault.config import ServerSettings
 from icevault.core.errors import AccessDeniedError
 from icevault.core.identity import KeyStatus, Principal
 from icevault.service.access import AccessRequest
+from icevault.service.context import Timing
 from icevault.service.sessions import SignInLimitedError
 from icevault.store.metadata.sql import SqlMetadataStore
 from tests.service.conftest import make_glacier
 from tests.support import ManualClock
 
-TTL_MS = 1000  # Timing's default cache_ttl_ms
+TTL_MS = Timing.of(ServerSettings()).cache_ttl_ms
 
 
 def test_a_key_disabled_elsewhere_stops_working_within_the_cache_lifetime(

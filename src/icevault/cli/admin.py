@@ -18,7 +18,7 @@ import click
 
 from icevault import stores
 from icevault.cli.adminclient import AdminClient
-from icevault.cli.common import exit_code_for
+from icevault.cli.common import exit_code_for, size_option
 from icevault.cli.options import Settings
 from icevault.core.errors import GlacierError
 from icevault.core.models import Archive
@@ -297,10 +297,10 @@ def list_corrupt(obj: Admin) -> None:
 @admin.command("scrub")
 @account_option
 @click.option("--vault", default=None, help="Only this vault (default: every archive stored).")
-@click.option("--rate", default=None, type=click.FloatRange(min=0.001),
-              help="Read at most this many MB/s (default: as fast as the disk goes).")
+@size_option("--rate", None, "Read at most this much per second, e.g. 50MiB (default: as "
+             "fast as the store gives it).")
 @click.pass_obj
-def scrub(obj: Admin, account_id: str | None, vault: str | None, rate: float | None) -> None:
+def scrub(obj: Admin, account_id: str | None, vault: str | None, rate: int | None) -> None:
     """Re-read stored archives and check every byte against their tree-hash leaves.
 
     \b
@@ -318,7 +318,7 @@ def scrub(obj: Admin, account_id: str | None, vault: str | None, rate: float | N
         if obj.remote is None:
             result = obj.operations.scrub(account or "", vault, rate, on_archive=report)
         else:
-            result = obj.call("Scrub", account_id=account, vault=vault, rate_mb_s=rate)
+            result = obj.call("Scrub", account_id=account, vault=vault, bytes_per_second=rate)
             for item in (result or {}).get("Corrupt", []):
                 click.echo(f"CORRUPT {item['AccountId']}/{item['VaultName']} "
                            f"{item['ArchiveId']}: {item['Reason']}", err=True)

@@ -23,7 +23,6 @@ from icevault.core.models import (
     ACCOUNT_ID_RE,
     AdjustableClock,
     Clock,
-    Tier,
     validate_vault_name,
 )
 from icevault.core.netpolicy import AddressPolicy
@@ -105,19 +104,7 @@ def build_glacier(settings: ServerSettings, clock: Clock | None = None) -> Glaci
     make_private_dir(data_dir)
     meta = stores.open_metadata(data_dir, settings.metadata_url)
     blobs = stores.open_blobs(data_dir, settings.blob_url)
-    timing = Timing(
-        tier_delays_ms={
-            tier: int(settings.tier_delays_s.get(tier, 0.0) * 1000) for tier in Tier
-        },
-        inventory_delay_ms=int(settings.inventory_delay_s * 1000),
-        job_expiry_ms=int(settings.job_expiry_s * 1000),
-        upload_expiry_ms=int(settings.upload_expiry_s * 1000),
-        cache_ttl_ms=int(settings.cache_ttl_s * 1000),
-        job_lease_ms=int(settings.job_lease_s * 1000),
-        # A delivery takes up to 5 s per target; one still under way when its lease ends is
-        # sent again by another server, so the lease is never shorter than 15 s.
-        notification_lease_ms=min(60_000, max(15_000, int(settings.job_lease_s * 1000))),
-    )
+    timing = Timing.of(settings)
     ctx = Context(meta=meta, blobs=blobs, region=settings.region, timing=timing)
     if clock is not None:
         ctx.clock = clock

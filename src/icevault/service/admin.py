@@ -51,14 +51,14 @@ PARAMETERS: dict[str, tuple[str, ...]] = {
     "ListUserPolicies": ("account_id", "user"), "CreateTopic": ("account_id", "name", "url"),
     "ListTopics": ("account_id",), "DeleteTopic": ("account_id", "name"),
     "ListNotifications": ("account_id", "vault"), "ListCorrupt": ("account_id",),
-    "Scrub": ("account_id", "vault", "rate_mb_s"),
+    "Scrub": ("account_id", "vault", "bytes_per_second"),
 }
 
 # Parameters an action may go without (the caller's account is filled in before ``run``).
 OPTIONAL = frozenset({
     ("CreateAccount", "account_id"), ("CreateAccessKey", "user"),
     ("ListCorrupt", "account_id"), ("Scrub", "account_id"), ("Scrub", "vault"),
-    ("Scrub", "rate_mb_s"),
+    ("Scrub", "bytes_per_second"),
 })
 
 
@@ -89,7 +89,7 @@ class AdminOperations:
         if unknown:
             raise InvalidParameterValueError(f"Unknown parameters for {action}: {unknown}")
         for name, value in params.items():
-            wanted = (int, float) if name == "rate_mb_s" else str
+            wanted = int if name == "bytes_per_second" else str
             if value is not None and (not isinstance(value, wanted) or isinstance(value, bool)):
                 raise InvalidParameterValueError(f"Parameter {name} has the wrong type")
         missing = [name for name in names
@@ -188,15 +188,14 @@ class AdminOperations:
             for a in self.ctx.meta.corrupt_archives()
             if account_id is None or a.vault.account_id == account_id]}
 
-    def scrub(self, account_id: str, vault: str | None, rate_mb_s: float | None,
+    def scrub(self, account_id: str, vault: str | None, bytes_per_second: int | None,
               on_archive: Callable[[Archive, str | None], None] | None = None) -> Result:
         """Scrub one vault of ``account_id``, or (``vault`` None) every archive stored."""
-        if rate_mb_s is not None and rate_mb_s <= 0:
-            raise InvalidParameterValueError("The scrub rate is more than 0 MB/s")
+        if bytes_per_second is not None and bytes_per_second <= 0:
+            raise InvalidParameterValueError("The scrub rate is at least 1 byte per second")
         ref = None if vault is None else VaultRef(account_id, vault)
         result = Scrubber(self.ctx).run(
-            ref, bytes_per_second=None if rate_mb_s is None else rate_mb_s * 1e6,
-            on_archive=on_archive)
+            ref, bytes_per_second=bytes_per_second, on_archive=on_archive)
         return {
             "Checked": result.checked,
             "BytesRead": result.bytes_read,

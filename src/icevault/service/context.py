@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from icevault.config import ServerSettings
 from icevault.core.models import Clock, Job, SystemClock, Tier
 from icevault.store.blobs.base import BlobStore
 from icevault.store.metadata.base import MetadataStore
@@ -22,23 +23,39 @@ class Limits:
 
 @dataclass(frozen=True, slots=True)
 class Timing:
-    """Job and upload lifetimes in milliseconds."""
+    """Job and upload lifetimes in milliseconds, from the server's settings (where each
+    default is defined)."""
 
-    tier_delays_ms: dict[Tier, int] = field(
-        default_factory=lambda: {Tier.EXPEDITED: 0, Tier.STANDARD: 0, Tier.BULK: 0}
-    )
-    inventory_delay_ms: int = 0
-    job_expiry_ms: int = 24 * HOUR_MS
-    upload_expiry_ms: int = 24 * HOUR_MS
-    # Finished uploads are remembered this long so a repeated Complete or Abort succeeds.
-    finished_upload_memory_ms: int = 24 * HOUR_MS
+    tier_delays_ms: dict[Tier, int]
+    inventory_delay_ms: int
+    job_expiry_ms: int
+    upload_expiry_ms: int
     # Access keys and identity policies are cached this long (a change made by the admin
     # commands, from another process, applies within it); vault policies for at most 1 s.
-    cache_ttl_ms: int = 1000
+    cache_ttl_ms: int
     # A due job a server took is another server's to take after this (if the first died).
-    job_lease_ms: int = 5 * 60_000
+    job_lease_ms: int
     # The same for a finished job's notification, and the longest wait between its retries.
-    notification_lease_ms: int = 60_000
+    notification_lease_ms: int
+    # Finished uploads are remembered this long so a repeated Complete or Abort succeeds.
+    finished_upload_memory_ms: int = 24 * HOUR_MS
+
+    @classmethod
+    def of(cls, settings: ServerSettings) -> Timing:
+        def ms(seconds: float) -> int:
+            return int(seconds * 1000)
+
+        return cls(
+            tier_delays_ms={tier: ms(settings.tier_delays_s.get(tier, 0.0)) for tier in Tier},
+            inventory_delay_ms=ms(settings.inventory_delay_s),
+            job_expiry_ms=ms(settings.job_expiry_s),
+            upload_expiry_ms=ms(settings.upload_expiry_s),
+            cache_ttl_ms=ms(settings.cache_ttl_s),
+            job_lease_ms=ms(settings.job_lease_s),
+            # A delivery takes up to 5 s per target; one still under way when its lease ends
+            # is sent again by another server, so the lease is never shorter than 15 s.
+            notification_lease_ms=min(60_000, max(15_000, ms(settings.job_lease_s))),
+        )
 
 
 @dataclass(slots=True)
@@ -48,6 +65,6 @@ class Context:
     region: str = "us-east-1"
     clock: Clock = field(default_factory=SystemClock)
     limits: Limits = field(default_factory=Limits)
-    timing: Timing = field(default_factory=Timing)
+    timing: Timing = field(default_factory=lambda: Timing.of(ServerSettings()))
     # Test controls only: why a job due now must fail instead of completing, if it must.
     injected_job_failure: Callable[[Job], str | None] = lambda _job: None
