@@ -228,6 +228,14 @@ def envvar_name(settings_field: Field[Any]) -> str:
     return ENV_PREFIX + option_name(settings_field).replace("-", "_").upper()
 
 
+def without_settings(environ: dict[str, str]) -> dict[str, str]:
+    """``environ`` without the variables ``icevault serve`` reads settings from: a server
+    the testing kit starts is configured by its arguments alone, never by an
+    ``ICEVAULT_METADATA_URL`` a developer's shell exports for a real server."""
+    names = {envvar_name(f) for f, _ in option_fields()} | {ENV_PREFIX + "FAULTS"}
+    return {name: value for name, value in environ.items() if name not in names}
+
+
 def default_text(settings_field: Field[Any], flag: Flag) -> str | None:
     """The default as a user would type it (``24h``, ``64KiB``), or None for no default."""
     if flag.default_text is not None:

@@ -17,6 +17,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import boto3
+import botocore.config
 import pytest
 from botocore.exceptions import ClientError
 
@@ -385,3 +387,24 @@ def test_faults_file_needs_test_controls(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "--faults needs --test-controls" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("warm", [False, True], ids=["new-interpreter", "forked"])
+def test_a_kit_server_ignores_the_settings_a_shell_exports(
+        warm: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A developer's shell may export a real server's settings (ICEVAULT_METADATA_URL for
+    production): a test server is configured by its arguments alone."""
+    monkeypatch.setenv("ICEVAULT_METADATA_URL", "postgresql+psycopg://nobody@127.0.0.1:1/x")
+    monkeypatch.setenv("ICEVAULT_AUTH", "off")
+    monkeypatch.setenv("ICEVAULT_JOB_EXPIRY", "1s")
+    with IcevaultServer(warm_start=warm) as server:
+        glacier = server.client()
+        glacier.create_vault(vaultName="kit")
+        assert [v["VaultName"] for v in glacier.list_vaults()["VaultList"]] == ["kit"]
+        stranger = boto3.client(
+            "glacier", endpoint_url=server.endpoint_url, region_name=server.region,
+            aws_access_key_id="AKIANOBODY", aws_secret_access_key="x" * 40,
+            config=botocore.config.Config(retries={"max_attempts": 1}))
+        with pytest.raises(ClientError) as refused:
+            stranger.list_vaults()
+        assert refused.value.response["Error"]["Code"] == "UnrecognizedClientException"

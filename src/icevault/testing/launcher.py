@@ -54,7 +54,11 @@ def _serve_in_child(args: list[str], log_path: str) -> None:
                 os.close(fd)
         sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
         from icevault.cli.main import cli
+        from icevault.config import without_settings
 
+        kept = without_settings(dict(os.environ))
+        os.environ.clear()
+        os.environ.update(kept)
         cli.main(args=["serve", *args], prog_name="icevault")
         code = 0
     except SystemExit as exit_:

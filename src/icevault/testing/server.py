@@ -27,8 +27,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from icevault.config import ServerSettings, without_settings
 from icevault.core.faults import Fault
 
+# The kit's defaults are the server's.
+_SERVER_DEFAULTS = ServerSettings()
 _ANNOUNCED = re.compile(r"serving the Glacier API on (https?://127\.0\.0\.1:(\d+))")
 _CONTROL = "/_icevault/test"
 # botocore reads these; patch_env replaces all of them for the test's duration.
@@ -152,6 +155,7 @@ def launch(args: Sequence[str], log_path: Path, *, timeout: float = 30.0,
                 [sys.executable, "-m", "icevault", "serve", *full_args],
                 # preexec: tests set resource limits or a umask in the child.
                 stdout=log, stderr=subprocess.STDOUT, preexec_fn=preexec,  # noqa: PLW1509
+                env=without_settings(dict(os.environ)),
             )
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -198,8 +202,8 @@ class IcevaultServer:
         self,
         *,
         tier_delays: Mapping[str, str | float | timedelta] | None = None,
-        auth: str = "sigv4",
-        region: str = "us-east-1",
+        auth: str = _SERVER_DEFAULTS.auth,
+        region: str = _SERVER_DEFAULTS.region,
         faults: Sequence[Fault] = (),
         job_expiry: str | float | timedelta | None = None,
         upload_expiry: str | float | timedelta | None = None,
