@@ -74,15 +74,22 @@ class JobPage:
 
 @dataclass(frozen=True, slots=True)
 class JobOutput:
-    """What GetJobOutput sends: status, headers and an open reader of the bytes."""
+    """What GetJobOutput sends: bytes ``start``..``end`` (inclusive) of the job's ``total``
+    output bytes, what they are, and an open reader of them. ``partial`` says whether a
+    range was asked for (the edge answers 206 with a Content-Range then)."""
 
-    status: int
+    start: int
+    end: int
+    total: int
+    partial: bool
     content_type: str
-    length: int
-    content_range: str | None
     checksum: str | None
     archive_description: str | None
     reader: BlobReader
+
+    @property
+    def length(self) -> int:
+        return self.end - self.start + 1
 
 
 def job_not_found(job_id: str) -> ResourceNotFoundError:
@@ -300,10 +307,8 @@ class JobService:
             checksum = self._range_checksum(job, base + start, base + end)
         reader = self.ctx.blobs.open_range(blob_key, base + start, end - start + 1)
         return JobOutput(
-            status=200 if byte_range is None else 206,
+            start=start, end=end, total=total, partial=byte_range is not None,
             content_type=content_type,
-            length=end - start + 1,
-            content_range=None if byte_range is None else f"bytes {start}-{end}/{total}",
             checksum=checksum,
             archive_description=description,
             reader=reader,

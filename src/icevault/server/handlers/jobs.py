@@ -70,14 +70,14 @@ async def get_job_output(call: Call) -> web.StreamResponse:
     )
     try:
         headers = {"Accept-Ranges": "bytes", "Content-Type": output.content_type}
-        if output.content_range is not None:
-            headers["Content-Range"] = output.content_range
+        if output.partial:
+            headers["Content-Range"] = f"bytes {output.start}-{output.end}/{output.total}"
         stripped = call.body_fault is not None and call.body_fault.kind is FaultKind.STRIP_CHECKSUM
         if output.checksum is not None and not stripped:
             headers["x-amz-sha256-tree-hash"] = output.checksum
         if output.archive_description is not None:
             headers["x-amz-archive-description"] = output.archive_description
-        response = web.StreamResponse(status=output.status, headers=headers)
+        response = web.StreamResponse(status=206 if output.partial else 200, headers=headers)
         response.content_length = output.length
         await response.prepare(call.request)
         await _send_body(call, response, output)
