@@ -18,7 +18,9 @@ import boto3
 import botocore.config
 import psutil
 
-from bench.peers import free_port, peak_rss_until_exit  # noqa: F401 - shared with the benchmarks
+# Shared with the benchmarks; re-exported for the tests (the redundant aliases say so).
+from bench.peers import free_port as free_port
+from bench.peers import peak_rss_until_exit as peak_rss_until_exit
 from icevault.testing.server import ForkedProcess, ServerStartError, launch
 
 REGION = "us-east-1"

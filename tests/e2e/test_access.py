@@ -229,8 +229,8 @@ def test_vault_policy_naming_the_account_delegates_to_its_users_policies(
         with pytest.raises(ClientError) as exc:
             carol.describe_vault(vaultName="delegated")
         assert error_of(exc)[:2] == ("AccessDeniedException", 403), principal
-    for principal in ({"AWS": f"arn:aws:iam::{owner}:user/carol"}, "*"):
-        allow(principal)
+    for allowed in ({"AWS": f"arn:aws:iam::{owner}:user/carol"}, "*"):
+        allow(allowed)
         assert carol.describe_vault(vaultName="delegated")["VaultName"] == "delegated"
     # and a Deny naming the account still binds its users
     root.set_vault_access_policy(vaultName="delegated", policy={"Policy": json.dumps({

@@ -23,7 +23,8 @@ def retrieve(glacier: Any, vault: str, archive_id: str) -> bytes:
         vaultName=vault, jobParameters={"Type": "archive-retrieval", "ArchiveId": archive_id}
     )
     wait_for_job(glacier, vault, job["jobId"])
-    return glacier.get_job_output(vaultName=vault, jobId=job["jobId"])["body"].read()
+    data: bytes = glacier.get_job_output(vaultName=vault, jobId=job["jobId"])["body"].read()
+    return data
 
 
 @pytest.mark.parametrize("size", [1, 1000, MIB, MIB + 1, 3 * MIB + 12345])

@@ -270,8 +270,12 @@ def test_read_only_data_directory_is_one_line(tmp_path: Path, tmpfs: Callable[..
     assert "cannot start" in line
 
 
+def _no_umask() -> None:
+    os.umask(0)
+
+
 def test_data_directories_are_private_whatever_the_umask(tmp_path: Path) -> None:
-    server = ServerProcess(tmp_path / "data", preexec=lambda: os.umask(0)).start()
+    server = ServerProcess(tmp_path / "data", preexec=_no_umask).start()
     try:
         data = tmp_path / "data"
         dirs = [data, data / "blobs", data / "staging", data / "tmp", data / "blobs" / "00",

@@ -4,7 +4,7 @@ down, and every path, the hot reads included, recovers by itself when it is back
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -45,9 +45,11 @@ def test_requests_fail_fast_while_postgres_is_down_and_recover_after(
         assert _every_path(client, archive_id, job_id) == b"acknowledged"
         database.pause()
         time.sleep(0.3)  # past the key cache
-        for call in (lambda: client.describe_vault(vaultName="v"),
+        calls: tuple[Callable[[], object], ...] = (
+                     lambda: client.describe_vault(vaultName="v"),
                      lambda: client.describe_job(vaultName="v", jobId=job_id),
-                     lambda: client.get_job_output(vaultName="v", jobId=job_id)):
+                     lambda: client.get_job_output(vaultName="v", jobId=job_id))
+        for call in calls:
             started = time.monotonic()
             with pytest.raises(ClientError) as exc:
                 call()
@@ -83,6 +85,7 @@ def test_a_second_server_on_one_data_directory_is_refused(tmp_path: Path) -> Non
              str(tmp_path / "data"), "--auth", "off"],
             capture_output=True, text=True, timeout=60)
         assert second.returncode == 2
+        assert first.proc is not None
         assert f"another icevault server (pid {first.proc.pid}) is using" in second.stderr
         assert "Traceback" not in second.stderr
         first.client().list_vaults()  # the first one serves on, untouched

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from tests.support import ServerProcess, raw_request
+from typing import Any
+
+from tests.support import RawResponse, ServerProcess, raw_request
 
 
-def assert_glacier_error(response, status: int, code: str) -> dict:  # type: ignore[no-untyped-def]
+def assert_glacier_error(response: RawResponse, status: int, code: str) -> dict[str, Any]:
     assert response.status == status, response.body
     assert response.headers["content-type"].startswith("application/json")
     assert response.headers["x-amzn-errortype"] == code
     assert response.headers["x-amzn-requestid"]
-    body = response.json()
+    body: dict[str, Any] = response.json()
     assert body["code"] == code
     assert body["type"] == ("Server" if status >= 500 else "Client")
     assert body["message"]

@@ -6,16 +6,17 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from bench.crash import check_storage
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _bench(*args: str, timeout: float = 600) -> dict[str, object]:
+def _bench(*args: str, timeout: float = 600) -> dict[str, Any]:
     result = subprocess.run([sys.executable, "-m", "bench", *args], cwd=ROOT,
                             capture_output=True, text=True, timeout=timeout)
-    report: dict[str, object] = json.loads(result.stdout)
+    report: dict[str, Any] = json.loads(result.stdout)
     assert result.returncode == 0, report
     assert report["problems"] == []
     return report

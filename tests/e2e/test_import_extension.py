@@ -5,7 +5,7 @@ another Glacier store (what ``icevault migrate`` uses), for callers allowed
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -129,8 +129,10 @@ def test_import_needs_its_own_permission(server: ServerProcess, tmp_path: Path) 
           "--policy-document", everything_glacier)
     user = enable_imports(client_for(server, key))
     assert user.upload_archive(vaultName="perm", body=b"plain upload")["archiveId"]
-    for call in (lambda: user.upload_archive(vaultName="perm", body=b"x"),
-                 lambda: user.initiate_multipart_upload(vaultName="perm", partSize=str(MIB))):
+    calls: tuple[Callable[[], object], ...] = (
+        lambda: user.upload_archive(vaultName="perm", body=b"x"),
+        lambda: user.initiate_multipart_upload(vaultName="perm", partSize=str(MIB)))
+    for call in calls:
         with importing("user_import_1", CREATED), pytest.raises(ClientError) as exc:
             call()
         assert _code(exc) == ("AccessDeniedException", 403)

@@ -4,6 +4,7 @@ everywhere within the bound, a server killed, and the database restarted."""
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 import threading
@@ -176,9 +177,9 @@ def test_each_due_job_completes_once_and_is_notified_once(
     keys = {job_id: key for job_id, key in hooks.received if job_id in jobs}
     assert all(len(key) == 32 for key in keys.values())
     assert len(set(keys.values())) == len(jobs)
-    completed = sum(m.metric("icevault_job_completion_delay_seconds_count")
-                    for m in cluster.members)
-    assert completed >= len(jobs)
+    completions = sum(m.metric("icevault_job_completion_delay_seconds_count")
+                      for m in cluster.members)
+    assert completions >= len(jobs)
 
 
 def test_a_policy_or_key_change_applies_on_every_server_within_the_bound(
@@ -204,7 +205,8 @@ def test_a_policy_or_key_change_applies_on_every_server_within_the_bound(
 
     def refused_everywhere_within(change: Any, code: str) -> float:
         return seconds_until_refused(change, [
-            lambda w=worker: w.describe_vault(vaultName="guarded") for worker in workers], code)
+            functools.partial(worker.describe_vault, vaultName="guarded")
+            for worker in workers], code)
 
     deny = json.dumps({"Version": "2012-10-17", "Statement": [{
         "Effect": "Deny", "Principal": {"AWS": "*"}, "Action": "glacier:DescribeVault",

@@ -57,7 +57,7 @@ def _notify(server: ServerProcess, topic_url: str, vault: str) -> str:
     job = client.initiate_job(vaultName=vault, jobParameters={
         "Type": "archive-retrieval", "ArchiveId": archive, "SNSTopic": arn})["jobId"]
     wait_for_job(client, vault, job)
-    return job
+    return str(job)
 
 
 def _outcomes(server: ServerProcess, vault: str, wanted: int) -> list[dict[str, Any]]:

@@ -4,6 +4,7 @@ one door), without a server."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -22,7 +23,7 @@ def _user(glacier: Glacier, name: str, *actions: str) -> Principal:
     return Principal(account, name, None)
 
 
-def call(glacier: Glacier, who: Principal, action: str, **params: str) -> dict[str, object] | None:
+def call(glacier: Glacier, who: Principal, action: str, **params: str) -> dict[str, Any] | None:
     return glacier.admin.call(who, action, dict(params), "127.0.0.1", False)
 
 
@@ -31,14 +32,15 @@ def test_keys_are_their_owners(glacier: Glacier) -> None:
                 "icevault:ListAccessKeys")
     _user(glacier, "lee")
     made = call(glacier, kim, "CreateAccessKey")
-    assert made is not None and made["AccessKey"]["UserName"] == "kim"  # type: ignore[index]
+    assert made is not None and made["AccessKey"]["UserName"] == "kim"
     with pytest.raises(AccessDeniedError, match="user lee's keys"):
         call(glacier, kim, "CreateAccessKey", user="lee")
     root_key = glacier.identity.new_key(kim.account_id, None)
     with pytest.raises(AccessDeniedError, match="account root's keys"):
         call(glacier, kim, "DisableAccessKey", key_id=root_key.id)
     listed = call(glacier, kim, "ListAccessKeys")
-    assert {k["UserName"] for k in listed["AccessKeys"]} == {"kim"}  # type: ignore[index]
+    assert listed is not None
+    assert {k["UserName"] for k in listed["AccessKeys"]} == {"kim"}
     root = Principal(kim.account_id, None, None)
     assert call(glacier, root, "CreateAccessKey", user="lee") is not None
 

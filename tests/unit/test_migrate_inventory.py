@@ -20,7 +20,7 @@ CSV = (
 
 
 def _stream(text: str) -> io.BufferedReader:
-    return io.BufferedReader(io.BytesIO(text.encode()))  # type: ignore[arg-type]
+    return io.BufferedReader(io.BytesIO(text.encode()))
 
 
 def test_csv_with_quotes_commas_and_empty_descriptions() -> None:
