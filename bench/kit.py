@@ -28,8 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.peers import _wait_port, free_port
-
-MIB = 1024 * 1024
+from icevault.core.treehash import MIB
 
 # A test process has boto3 and the kit imported before its first server; only the start
 # itself is timed, up to the server's first answer.

@@ -22,9 +22,8 @@ from pathlib import Path
 
 from bench.peers import peak_rss_until_exit
 from icevault.client import download_job_output, upload_archive
+from icevault.core.treehash import MIB
 from icevault.testing import IcevaultServer
-
-MIB = 1024 * 1024
 
 
 @dataclass

@@ -22,6 +22,8 @@ from concurrent.futures import Executor, Future, wait
 from pathlib import Path
 
 ALIGN = 4096  # covers 512-byte and 4 KiB logical blocks
+# One I/O block: what a reader or writer of archive bytes moves at a time, on disk and on
+# the wire (large enough that per-call costs vanish, small enough to bound memory per stream).
 BLOCK = 1024 * 1024
 O_DIRECT: int = getattr(os, "O_DIRECT", 0)
 

@@ -17,7 +17,7 @@ from typing import Any
 import click
 
 from icevault import stores
-from icevault.cli.adminclient import AdminClient
+from icevault.cli.adminclient import AdminClient, RemoteError
 from icevault.cli.common import exit_code_for, size_option
 from icevault.cli.options import Settings
 from icevault.core.errors import GlacierError
@@ -75,7 +75,8 @@ class Admin:
             return self.operations.run(action, params)
         except GlacierError as exc:
             click.echo(f"error: {escape(exc.message)}", err=True)
-            sys.exit(exit_code_for(getattr(exc, "remote_code", exc.code)))
+            code = exc.remote_code if isinstance(exc, RemoteError) else exc.code
+            sys.exit(exit_code_for(code))
 
     def close(self) -> None:
         if "meta" in self.__dict__:

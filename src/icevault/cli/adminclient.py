@@ -15,11 +15,11 @@ ADMIN_PATH = "/_icevault/admin/"
 
 
 class RemoteError(GlacierError):
-    """A refusal from the server, with its Glacier code and status."""
+    """A refusal from the server, with its Glacier code (which sets the exit code)."""
 
-    def __init__(self, code: str, status: int, message: str) -> None:
+    def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
-        self.remote_code, self.remote_status = code, status
+        self.remote_code = code
 
 
 class AdminClient:
@@ -35,7 +35,7 @@ class AdminClient:
 
         credentials = boto3.session.Session(profile_name=self.profile).get_credentials()
         if credentials is None:
-            raise RemoteError("MissingAuthenticationTokenException", 400,
+            raise RemoteError("MissingAuthenticationTokenException",
                               "no AWS credentials found for the admin API (set AWS_PROFILE, "
                               "AWS_ACCESS_KEY_ID or --profile)")
         return credentials.get_frozen_credentials()
@@ -68,6 +68,6 @@ class AdminClient:
             message = str(error.get("message"))
             if code == "AccessDeniedException" or code.startswith("Missing"):
                 message = f"{code}: {message}"
-            raise RemoteError(code, exc.code, message) from None
+            raise RemoteError(code, message) from None
         result: dict[str, Any] | None = json.loads(raw) if raw else None
         return result

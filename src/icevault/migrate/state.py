@@ -40,7 +40,6 @@ CREATE TABLE IF NOT EXISTS archives (
     creation_date TEXT NOT NULL,
     stage TEXT NOT NULL,
     job_id TEXT,
-    job_requested_at REAL,
     upload_id TEXT,
     parts_done INTEGER NOT NULL DEFAULT 0,
     target_id TEXT,
@@ -74,7 +73,6 @@ class ArchiveState:
     creation_date: str
     stage: Stage
     job_id: str | None
-    job_requested_at: float | None
     upload_id: str | None
     parts_done: int
     target_id: str | None
@@ -177,15 +175,15 @@ class MigrationState:
     def _rows(self, sql: str, args: tuple[object, ...] = ()) -> list[ArchiveState]:
         # ``sql`` is always one of this module's own clauses; values are bound.
         query = ("SELECT seq, source_id, size, tree_hash, description, creation_date, stage, "  # noqa: S608
-                 "job_id, job_requested_at, upload_id, parts_done, target_id, error, "
+                 "job_id, upload_id, parts_done, target_id, error, "
                  "verification_failed FROM archives " + sql)
         with self._lock:
             rows = self._db.execute(query, args).fetchall()
         return [ArchiveState(seq=row[0], source_id=row[1], size=row[2], tree_hash=row[3],
                              description=row[4], creation_date=row[5], stage=Stage(row[6]),
-                             job_id=row[7], job_requested_at=row[8], upload_id=row[9],
-                             parts_done=row[10], target_id=row[11], error=row[12],
-                             verification_failed=bool(row[13]))
+                             job_id=row[7], upload_id=row[8], parts_done=row[9],
+                             target_id=row[10], error=row[11],
+                             verification_failed=bool(row[12]))
                 for row in rows]
 
     def in_stage(self, *stages: Stage, limit: int = -1) -> list[ArchiveState]:
@@ -211,8 +209,7 @@ class MigrationState:
                              (*values.values(), time.time(), source_id))
 
     def job_requested(self, source_id: str, job_id: str) -> None:
-        self._set(source_id, stage=Stage.JOB.value, job_id=job_id,
-                  job_requested_at=time.time())
+        self._set(source_id, stage=Stage.JOB.value, job_id=job_id)
 
     def upload_started(self, source_id: str, upload_id: str) -> None:
         self._set(source_id, stage=Stage.TRANSFERRING.value, upload_id=upload_id, parts_done=0)
@@ -223,7 +220,7 @@ class MigrationState:
     def job_lost(self, source_id: str) -> None:
         """The job's output is gone (expired): the archive needs a new job; the upload and
         its landed parts are kept."""
-        self._set(source_id, stage=Stage.JOB.value, job_id=None, job_requested_at=None)
+        self._set(source_id, stage=Stage.JOB.value, job_id=None)
 
     def verified(self, source_id: str, target_id: str) -> None:
         self._set(source_id, stage=Stage.VERIFIED.value, target_id=target_id, error=None)

@@ -32,7 +32,7 @@ from icevault.client.fetch import BufferPool, Fetcher, MemorySink
 from icevault.client.imports import ID_HEADER, importing
 from icevault.client.progress import Subscriber
 from icevault.client.upload import upload_part
-from icevault.core.treehash import combine_hex
+from icevault.core.treehash import MIB, combine_hex
 from icevault.migrate.state import ArchiveState, MigrationState
 
 
@@ -93,7 +93,7 @@ def check_import_support(ends: Endpoints) -> None:
         with importing(PROBE_ID, "2012-06-01T00:00:00.000Z"):
             response = ends.target.initiate_multipart_upload(
                 accountId=ends.target_account, vaultName=ends.target_vault,
-                partSize=str(1024 * 1024))
+                partSize=str(MIB))
     except BotoClientError as error:
         if error_code(error) == "AccessDeniedException":
             raise  # says which permission is missing

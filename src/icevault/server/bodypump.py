@@ -37,12 +37,12 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
+from icevault.diskio import BLOCK
 from icevault.server.transfer import StepClock, TransferLimits
 
 PUMP_MIN = 8 * 1024 * 1024  # smaller bodies keep their keep-alive connection
 # Bodies reach their sink in blocks this large, on either path: one tree-hash leaf, big
 # enough that a hand-off costs nothing, small enough to keep memory flat.
-BLOCK = 1024 * 1024
 
 _TAKEN = "icevault.body_socket_taken"
 

@@ -13,7 +13,8 @@ from aiohttp import web
 
 from icevault.core.faults import Fault
 from icevault.core.models import VaultRef
-from icevault.server.bodypump import BLOCK, BlockSink, BodyPumps
+from icevault.diskio import BLOCK
+from icevault.server.bodypump import BlockSink, BodyPumps
 from icevault.server.routes import Route
 from icevault.server.transfer import StepClock, TransferLimits
 from icevault.service.glacier import Glacier

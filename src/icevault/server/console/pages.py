@@ -25,6 +25,7 @@ from icevault.core.errors import AccessDeniedError, GlacierError, InvalidParamet
 from icevault.core.identity import KeyStatus, Principal
 from icevault.core.models import JobAction, JobStatus, Tier
 from icevault.core.parsing import MAX_LONG, parse_decimal
+from icevault.diskio import BLOCK
 from icevault.server import requestlog
 from icevault.server.bodies import FORM_CAP, SIGN_IN_CAP, read_body
 from icevault.server.console import PREFIX
@@ -396,7 +397,7 @@ async def job_output(page: Page) -> web.StreamResponse:
     })
     try:
         await response.prepare(page.request)
-        while chunk := await page.run(output.reader.read, 1024 * 1024):
+        while chunk := await page.run(output.reader.read, BLOCK):
             await response.write(chunk)
         await response.write_eof()
     except CorruptBytesError:

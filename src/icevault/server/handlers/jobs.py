@@ -9,6 +9,7 @@ from aiohttp import web
 
 from icevault.core.faults import Fault, FaultKind
 from icevault.core.ranges import ByteRange
+from icevault.diskio import BLOCK
 from icevault.server import parse
 from icevault.server.call import Call
 from icevault.server.transfer import STEP
@@ -21,7 +22,6 @@ from icevault.server.wire import (
 from icevault.service.jobs import JobOutput
 
 # Reads for the non-sendfile path (e.g. an object store) go through a thread in blocks.
-READ_BLOCK = 1024 * 1024
 
 log = logging.getLogger("icevault.server")
 
@@ -114,7 +114,7 @@ async def _send_body(call: Call, response: web.StreamResponse, output: JobOutput
                 offset += step
             return
         while True:
-            data = await call.run(output.reader.read, READ_BLOCK)
+            data = await call.run(output.reader.read, BLOCK)
             if not data:
                 break
             async with asyncio.timeout(deadline):
@@ -135,7 +135,7 @@ async def _send_faulty_body(call: Call, response: web.StreamResponse, output: Jo
     cut_at = fault.after_bytes if fault.kind is FaultKind.DROP_CONNECTION else None
     sent = 0
     while True:
-        data = await call.run(output.reader.read, READ_BLOCK)
+        data = await call.run(output.reader.read, BLOCK)
         if not data:
             break
         if corrupt_at is not None and sent <= corrupt_at < sent + len(data):

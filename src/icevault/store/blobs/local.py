@@ -24,13 +24,12 @@ from pathlib import Path
 from typing import BinaryIO
 
 from icevault.core.ids import new_blob_key
-from icevault.diskio import SequentialWriter, open_for_write
+from icevault.diskio import BLOCK, SequentialWriter, open_for_write
 from icevault.store.blobs.base import BlobNotFoundError, StagedPart
 from icevault.store.paths import ensure_private_dir, make_private_dir
 
 # Direct writes of 1 MiB, each written by a disk thread while the next fills: per upload in
 # flight 2 MiB of buffers. Larger blocks measured no faster here and cost server memory.
-WRITE_BLOCK = 1024 * 1024
 
 
 def _older(entry: os.DirEntry[str], cutoff: float) -> bool:
@@ -55,7 +54,7 @@ class _LocalWriter:
         fd, direct = open_for_write(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0,
                                     store.direct_io)
         self._fd: int | None = fd
-        self._out = SequentialWriter(fd, 0, direct, WRITE_BLOCK, write_behind=store.disk_threads)
+        self._out = SequentialWriter(fd, 0, direct, BLOCK, write_behind=store.disk_threads)
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         assert self._fd is not None, "writer is closed"
@@ -92,7 +91,7 @@ class _PartWriter:
         except FileNotFoundError:
             raise BlobNotFoundError(f"no staging area {staging_key}") from None
         self._fd: int | None = fd
-        self._out = SequentialWriter(fd, offset, direct, WRITE_BLOCK, write_behind=disk_threads)
+        self._out = SequentialWriter(fd, offset, direct, BLOCK, write_behind=disk_threads)
         self._key = staging_key
 
     def write(self, data: bytes | bytearray | memoryview) -> None:

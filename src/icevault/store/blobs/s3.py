@@ -32,6 +32,7 @@ import botocore.config
 from botocore.exceptions import ClientError
 
 from icevault.core.ids import new_blob_key
+from icevault.diskio import BLOCK
 from icevault.store.blobs.base import BlobNotFoundError, StagedPart
 
 S3_MIN_PART = 5 * 1024 * 1024
@@ -314,7 +315,7 @@ class S3BlobStore:
                         Bucket=self.bucket, Key=name, Range=f"bytes=0-{length - 1}"
                     )["Body"]
                     try:
-                        while chunk := body.read(1024 * 1024):
+                        while chunk := body.read(BLOCK):
                             writer.write(chunk)
                     finally:
                         body.close()
