@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -48,6 +49,9 @@ from icevault.store.metadata.base import (
 _WRITE = "icevault_write"
 # What SQLite and PostgreSQL say when their storage is full or read-only.
 _STORAGE_FULL_OR_READ_ONLY = ("disk is full", "readonly", "read-only", "no space left")
+# SQLite's words for a database file it cannot open right now: the process is out of file
+# descriptors (or memory). An outage like a database server's, not a fault in the request.
+_SQLITE_CANNOT_OPEN = ("unable to open database file",)
 
 
 def sqlite_url(path: Path) -> str:
@@ -68,6 +72,12 @@ def _private_sqlite_file(url: str) -> None:
 def _unavailable(exc: BaseException) -> StorageUnavailableError:
     return StorageUnavailableError(
         f"The metadata database does not answer; try again ({type(exc).__name__})")
+
+
+def _says(exc: BaseException, words: tuple[str, ...]) -> bool:
+    """Whether the database's own message (SQLAlchemy wraps the driver's) has ``words``."""
+    text = str(getattr(exc, "orig", exc)).lower()
+    return any(word in text for word in words)
 
 
 class _Row(dict[str, Any]):
@@ -220,6 +230,14 @@ class SqlEngine:
         tried once more; a database that does not answer is a 503 to the client."""
         try:
             return self._fast_rows_once(name, values)
+        except (OperationalError, sqlite3.OperationalError) as exc:
+            # SQLite may open the file lazily: the driver's own error, at the first read.
+            if self._is_sqlite and _says(exc, _SQLITE_CANNOT_OPEN):
+                self._drop_raw()
+                raise _unavailable(exc) from exc
+            if not self._connection_errors:
+                raise
+            self._drop_raw()
         except self._connection_errors:
             self._drop_raw()
         try:
@@ -270,12 +288,13 @@ class SqlEngine:
                 with conn.begin():
                     yield conn
         except OperationalError as exc:
-            text = str(exc.orig).lower()
-            if any(word in text for word in _STORAGE_FULL_OR_READ_ONLY):
+            if _says(exc, _STORAGE_FULL_OR_READ_ONLY):
                 raise StorageUnavailableError(
                     f"The metadata store cannot take writes: {exc.orig}"
                 ) from exc
-            if not self._is_sqlite:  # a database server down, restarting or unreachable
+            # A database server down, restarting or unreachable; a SQLite file that cannot
+            # be opened for want of descriptors.
+            if not self._is_sqlite or _says(exc, _SQLITE_CANNOT_OPEN):
                 raise _unavailable(exc) from exc
             raise
         except DBAPIError as exc:
