@@ -338,3 +338,11 @@ def test_logs_never_hold_signatures(edge: ServerProcess) -> None:
     log = edge.log()
     assert signature not in log
     assert "X-Amz-Credential=AK" not in log
+
+
+def test_an_unknown_expectation_is_refused_in_glacier_json(edge: ServerProcess) -> None:
+    """aiohttp would answer it in plain text before any middleware (see aiohttp_seams)."""
+    for path in ("/-/vaults", "/-/no-such-route"):
+        response = raw_request(edge, "GET", path, headers={"Expect": "200-ok"})
+        body = assert_glacier_error(response, 400, "InvalidParameterValueException")
+        assert "Unsupported Expect header" in body["message"]

@@ -31,6 +31,7 @@ from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
 from icevault.core.errors import GlacierError, InvalidParameterValueError, ServiceUnavailableError
+from icevault.server.aiohttp_seams import wrap_request_handler
 from icevault.server.errors import error_response
 
 log = logging.getLogger("icevault.server")
@@ -150,8 +151,7 @@ class GlacierRequestHandler(RequestHandler):
         self._listener = listener
         # aiohttp answers an Expect header it does not know in plain text before any
         # middleware runs; refused here instead, in Glacier's JSON, whatever the path.
-        assert self._request_handler is not None
-        self._request_handler = _refusing_unknown_expectations(self._request_handler)
+        wrap_request_handler(self, _refusing_unknown_expectations)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._listener.made(self)
