@@ -28,10 +28,10 @@ from icevault.client.chunks import check_chunk_size
 from icevault.client.imports import enable_imports
 from icevault.client.upload import prepare_client
 from icevault.core.text import escape
-from icevault.migrate.discovery import load_source_inventory, skip_present
-from icevault.migrate.runner import MigrateOptions, MigrationProgress, Migrator
+from icevault.migrate.runner import MigrateOptions, MigrationProgress
 from icevault.migrate.state import ArchiveState, MigrationState, Stage, default_state_path
-from icevault.migrate.transfer import Endpoints, check_import_support
+from icevault.migrate.transfer import Endpoints
+from icevault.migrate.workflow import discover, transfer
 
 TIERS = ["Bulk", "Standard", "Expedited"]
 
@@ -173,42 +173,25 @@ def migrate(ctx: click.Context, vault: str | None, target_vault: str | None,
         for retries in (True, False)
     )
     target = prepare_client(enable_imports(glacier_client(settings, workers)))
-    target_vault = target_vault or vault
+    ends = Endpoints(source, target, vault, target_vault or vault, source_output)
     state = MigrationState(":memory:" if dry_run else _state_path(vault, state_file))
     # SIGTERM (a service manager, a terminal closing) stops like Ctrl-C: the state is kept.
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        total = load_source_inventory(source, vault, "-", state, inventory_file=inventory_file,
-                                      # A dry run may start the inventory job and wait
-                                      # for it (that changes no data); with --no-wait it
-                                      # starts nothing and exits 4 when none is ready.
-                                      wait=not no_wait, start_job=not (dry_run and no_wait),
-                                      poll_cap_s=poll_cap, report=JobWaitReport)
-        skipped, _ = skip_present(target, target_vault, "-", state, poll_cap_s=poll_cap)
+        # A dry run may start the inventory job and wait for it (that changes no data);
+        # with --no-wait it starts nothing and exits 4 when none is ready.
+        found = discover(ends, state, inventory_file=inventory_file, wait=not no_wait,
+                         start_job=not (dry_run and no_wait), poll_cap_s=poll_cap,
+                         report=JobWaitReport)
         if dry_run:
-            _dry_run(state, skipped, tier)
+            _dry_run(state, found.skipped, tier)
             return
-        state.retry_failed()
-        target.create_vault(vaultName=target_vault)
-        counts = state.counts()
-        done = sum(counts.get(s, (0, 0))[0] for s in (Stage.VERIFIED, Stage.SKIPPED))
-        remaining = sum(n for s, (n, _) in counts.items() if s not in (Stage.VERIFIED,
-                                                                       Stage.SKIPPED))
-        bar = _Bar(total, sum(b for s, (_, b) in counts.items()
-                              if s not in (Stage.VERIFIED, Stage.SKIPPED)), done)
-        try:
-            if remaining:
-                check_import_support(Endpoints(source, target, vault, target_vault))
-                options = MigrateOptions(tier=tier, max_jobs=max_jobs, workers=workers,
-                                         chunk_size=chunk_size, poll_cap_s=poll_cap)
-                Migrator(Endpoints(source, target, vault, target_vault, source_output), state,
-                         options, bar).run()
-        finally:
-            bar.close()
+        options = MigrateOptions(tier=tier, max_jobs=max_jobs, workers=workers,
+                                 chunk_size=chunk_size, poll_cap_s=poll_cap)
+        failed = transfer(ends, state, options, lambda left: _Bar(
+            found.total, left.remaining_bytes, left.done))
         if report_file is not None:
             write_report(state, report_file)
-        counts = state.counts()
-        failed = state.in_stage(Stage.FAILED)
         for archive in failed[:20]:
             click.echo(f"failed: {escape(archive.source_id)}: {escape(archive.error or '')}",
                        err=True)

@@ -123,15 +123,8 @@ def download_job_output(
     kept, so a rerun resumes. A keyword given here overrides the same setting of ``config``;
     one not given keeps it.
     """
-    cfg = config or DownloadConfig()
-    cfg = replace(
-        cfg,
-        chunk_size=check_chunk_size(cfg.chunk_size if chunk_size is None else chunk_size),
-        workers=max(1, cfg.workers if workers is None else workers),
-        resume=cfg.resume if resume is None else resume,
-        bandwidth_limit=(cfg.bandwidth_limit if isinstance(bandwidth_limit, _Unset)
-                         else bandwidth_limit),
-    )
+    cfg = _effective_config(config or DownloadConfig(), chunk_size, workers, resume,
+                            bandwidth_limit)
     subs = list(subscribers)
     glacier = client or make_glacier_client(max_pool_connections=max(10, cfg.workers))
     target = Path(dest)
@@ -140,11 +133,9 @@ def download_job_output(
     previous = Journal.load(journal_path) if cfg.resume else None
     job = _describe(glacier, vault, job_id, account_id, previous.archive_id if previous else None)
     _check_room(job.output_size, target)
-    if job.checksummed:
-        chunks = plan_chunks(job.output_size, cfg.chunk_size, archive_start=job.archive_start,
-                             archive_size=job.archive_size)
-    else:
-        chunks = plan_chunks(job.output_size, cfg.chunk_size)
+    chunks = (plan_chunks(job.output_size, cfg.chunk_size, archive_start=job.archive_start,
+                          archive_size=job.archive_size)
+              if job.checksummed else plan_chunks(job.output_size, cfg.chunk_size))
     state = JournalState(
         job_id=job_id, vault=vault, account_id=account_id, archive_id=job.archive_id,
         output_size=job.output_size, chunk_size=cfg.chunk_size, archive_start=job.archive_start,
@@ -175,32 +166,13 @@ def download_job_output(
                                    limiter=limiter, stop=stop)
             hashes.update(_fetch_all(pending, make_fetcher, part_path, cfg, stop, checkpoints))
         checkpoints.close()
-        ordered = [hashes[c.index] for c in chunks]
-        whole = combine_hex(ordered) if job.checksummed and ordered else None
-        if os.fstat(fd).st_size != job.output_size:
-            raise ChecksumMismatchError(
-                f"the downloaded file has {os.fstat(fd).st_size} bytes; the job's output has "
-                f"{job.output_size}"
-            )
-        if job.expected_tree_hash is not None and whole != job.expected_tree_hash:
-            # Every chunk matched its own checksum yet the whole does not: refetch everything.
-            journal.remove()
-            part_path.unlink(missing_ok=True)
-            raise ChecksumMismatchError(
-                f"the chunks' combined tree hash {whole} does not match the job's "
-                f"{job.expected_tree_hash}"
-            )
+        whole = _verify_whole(fd, job, [hashes[c.index] for c in chunks], journal, part_path)
         os.fsync(fd)
     finally:
         if checkpoints is not None:
             checkpoints.syncer.shutdown(wait=True)  # its syncs use fd
         os.close(fd)
-    os.replace(part_path, target)
-    dir_fd = os.open(target.parent if str(target.parent) else ".", os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    _publish(part_path, target)
     journal_path.unlink(missing_ok=True)
     result = DownloadResult(
         path=target, size=job.output_size,
@@ -210,6 +182,50 @@ def download_job_output(
     for subscriber in subs:
         subscriber.on_done(result=result)
     return result
+
+
+def _effective_config(cfg: DownloadConfig, chunk_size: int | None, workers: int | None,
+                      resume: bool | None,
+                      bandwidth_limit: float | _Unset | None) -> DownloadConfig:
+    """``cfg`` with the keywords given to download_job_output in place of its settings."""
+    return replace(
+        cfg,
+        chunk_size=check_chunk_size(cfg.chunk_size if chunk_size is None else chunk_size),
+        workers=max(1, cfg.workers if workers is None else workers),
+        resume=cfg.resume if resume is None else resume,
+        bandwidth_limit=(cfg.bandwidth_limit if isinstance(bandwidth_limit, _Unset)
+                         else bandwidth_limit),
+    )
+
+
+def _verify_whole(fd: int, job: JobFacts, ordered: list[str], journal: Journal,
+                  part_path: Path) -> str | None:
+    """The whole output's tree hash from its chunks', checked against the job's; a whole
+    that does not match (though every chunk did) leaves nothing to resume from."""
+    whole = combine_hex(ordered) if job.checksummed and ordered else None
+    if os.fstat(fd).st_size != job.output_size:
+        raise ChecksumMismatchError(
+            f"the downloaded file has {os.fstat(fd).st_size} bytes; the job's output has "
+            f"{job.output_size}"
+        )
+    if job.expected_tree_hash is not None and whole != job.expected_tree_hash:
+        journal.remove()
+        part_path.unlink(missing_ok=True)
+        raise ChecksumMismatchError(
+            f"the chunks' combined tree hash {whole} does not match the job's "
+            f"{job.expected_tree_hash}"
+        )
+    return whole
+
+
+def _publish(part_path: Path, target: Path) -> None:
+    """The verified, synced partial file becomes ``target``, durably (the rename too)."""
+    os.replace(part_path, target)
+    dir_fd = os.open(target.parent if str(target.parent) else ".", os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
 
 
 def _still_verified(previous: JournalState | None, state: JournalState, chunks: list[Chunk], fd: int,

@@ -79,6 +79,9 @@ class MigrationProgress(Subscriber):
 
     def on_archive_done(self, archive: ArchiveState, stage: Stage) -> None: ...
 
+    def close(self) -> None:
+        """The migration is over (done, failed or interrupted)."""
+
 
 class Migrator:
     def __init__(self, ends: Endpoints, state: MigrationState, options: MigrateOptions,
