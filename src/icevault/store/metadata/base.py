@@ -9,6 +9,12 @@ Contracts every adapter keeps:
 * Blob keys that stop being referenced (a deleted archive no finished job still reads, an
   expired job's inventory, a finished upload's staging area) are put on the garbage list in
   the same transaction, so a blob is reclaimed exactly when nothing refers to it.
+
+The store is split into ports, one per aggregate (identity, accounts, vaults, archives,
+uploads, jobs, policies, maintenance, console); each module of the SQL adapter declares the
+one port it implements, so the type checker holds the two to the same methods. Services
+take the whole :class:`MetadataStore` through their context: every use case may need
+several aggregates in one request, and one store object keeps that a single dependency.
 """
 
 from __future__ import annotations
@@ -129,16 +135,6 @@ class IdentityPort(Protocol):
 
     def count_access_keys(self) -> int: ...
 
-    def get_account_setting(self, account_id: str, key: str) -> str | None: ...
-
-    def set_account_setting(self, account_id: str, key: str, value: str) -> None: ...
-
-    def purchase_capacity(
-        self, account_id: str, unit: CapacityUnit, now: int, max_units: int
-    ) -> bool: ...
-
-    def list_capacity(self, account_id: str) -> list[CapacityUnit]: ...
-
     def create_user(self, account_id: str, name: str, now: int) -> bool: ...
 
     def user_exists(self, account_id: str, name: str) -> bool: ...
@@ -158,6 +154,20 @@ class IdentityPort(Protocol):
     def delete_user_policy(self, account_id: str, user: str, name: str) -> bool: ...
 
     def user_policies(self, account_id: str, user: str) -> list[tuple[str, str]]: ...
+
+
+class AccountPort(Protocol):
+    """Per-account settings and provisioned capacity."""
+
+    def get_account_setting(self, account_id: str, key: str) -> str | None: ...
+
+    def set_account_setting(self, account_id: str, key: str, value: str) -> None: ...
+
+    def purchase_capacity(
+        self, account_id: str, unit: CapacityUnit, now: int, max_units: int
+    ) -> bool: ...
+
+    def list_capacity(self, account_id: str) -> list[CapacityUnit]: ...
 
 
 class VaultPort(Protocol):
@@ -473,8 +483,8 @@ class ConsolePort(Protocol):
 
 
 class MetadataStore(
-    IdentityPort, VaultPort, ArchivePort, UploadPort, JobPort, PolicyPort, MaintenancePort,
-    ConsolePort, Protocol,
+    IdentityPort, AccountPort, VaultPort, ArchivePort, UploadPort, JobPort, PolicyPort,
+    MaintenancePort, ConsolePort, Protocol,
 ):
     """The whole metadata store, as the services use it."""
 

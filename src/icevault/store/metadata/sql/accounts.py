@@ -13,10 +13,11 @@ from icevault.core.models import (
     CapacityUnit,
 )
 from icevault.store.metadata import schema as t
+from icevault.store.metadata.base import AccountPort
 from icevault.store.metadata.sql.engine import SqlEngine
 
 
-class AccountRows(SqlEngine):
+class AccountRows(SqlEngine, AccountPort):
     # -- account settings and capacity ----------------------------------------------------
     def get_account_setting(self, account_id: str, key: str) -> str | None:
         with self._tx() as conn:

@@ -6,7 +6,6 @@ import re
 from collections.abc import Sequence
 
 from sqlalchemy import (
-    delete,
     func,
     insert,
     select,
@@ -21,6 +20,7 @@ from icevault.core.treehash import DIGEST_SIZE
 from icevault.store.metadata import schema as t
 from icevault.store.metadata.base import (
     ArchiveFilter,
+    ArchivePort,
     DeleteArchiveOutcome,
 )
 from icevault.store.metadata.sql.engine import _ARCHIVE_COLUMNS, SqlEngine
@@ -28,7 +28,7 @@ from icevault.store.metadata.sql.engine import _ARCHIVE_COLUMNS, SqlEngine
 DAY_MS = 24 * 3600 * 1000
 
 
-class ArchiveRows(SqlEngine):
+class ArchiveRows(SqlEngine, ArchivePort):
     # -- archives -------------------------------------------------------------------------
     def insert_archive(self, archive: Archive, leaves: bytes) -> bool:
         with self._id_race(archive.id), self._tx(write=True) as conn:
@@ -185,14 +185,3 @@ class ArchiveRows(SqlEngine):
         query = select(*_ARCHIVE_COLUMNS).where(t.archives.c.corrupt_at.is_not(None))
         with self._tx() as conn:
             return [self._row_to_archive(row) for row in conn.execute(query.order_by(t.archives.c.seq))]
-
-    def get_setting(self, key: str) -> str | None:
-        with self._tx() as conn:
-            value = conn.execute(select(t.settings.c.value).where(t.settings.c.key == key)).scalar()
-            return None if value is None else str(value)
-
-    def set_setting(self, key: str, value: str | None) -> None:
-        with self._tx(write=True) as conn:
-            conn.execute(delete(t.settings).where(t.settings.c.key == key))
-            if value is not None:
-                conn.execute(insert(t.settings).values(key=key, value=value))

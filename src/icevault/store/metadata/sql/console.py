@@ -8,10 +8,11 @@ from sqlalchemy import case, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from icevault.store.metadata import schema as t
+from icevault.store.metadata.base import ConsolePort
 from icevault.store.metadata.sql.engine import SqlEngine
 
 
-class ConsoleRows(SqlEngine):
+class ConsoleRows(SqlEngine, ConsolePort):
     def end_sessions(self, subject: str, ended_at: int, keep_until: int) -> None:
         table = t.console_session_ends
         insert = (sqlite.insert if self._is_sqlite else postgresql.insert)(table)

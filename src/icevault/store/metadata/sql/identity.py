@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from icevault.core.identity import AccessKey, KeyStatus
 from icevault.core.ids import new_account_id
 from icevault.store.metadata import schema as t
+from icevault.store.metadata.base import IdentityPort
 from icevault.store.metadata.sql.engine import SqlEngine
 
 _BOOTSTRAP_KEY = "bootstrap_key"  # the first account's root key, made at first start
@@ -33,7 +34,7 @@ def _insert_key(conn: Connection, key: AccessKey) -> None:
         status=key.status, created_at=key.created_at))
 
 
-class IdentityRows(SqlEngine):
+class IdentityRows(SqlEngine, IdentityPort):
     # -- accounts -------------------------------------------------------------------------
     def default_account(self) -> str:
         if self._default_account is not None:

@@ -29,12 +29,13 @@ from icevault.store.metadata import schema as t
 from icevault.store.metadata.base import (
     GarbageKind,
     JobCompletion,
+    JobPort,
     NotificationClaim,
 )
 from icevault.store.metadata.sql.engine import SqlEngine
 
 
-class JobRows(SqlEngine):
+class JobRows(SqlEngine, JobPort):
     # -- jobs -----------------------------------------------------------------------------
     @staticmethod
     def _row_to_job(row: Any) -> Job:
@@ -263,3 +264,14 @@ class JobRows(SqlEngine):
             for archive_id in {r.archive_id for r in rows if r.archive_id is not None}:
                 self._release_archive_blob(conn, archive_id)
             return len(rows)
+
+    def retrieval_bytes_since(self, account_id: str, since: int) -> int:
+        with self._tx() as conn:
+            total = conn.execute(
+                select(func.sum(t.jobs.c.retrieval_end - t.jobs.c.retrieval_start + 1)).where(
+                    t.jobs.c.account_id == account_id,
+                    t.jobs.c.action == JobAction.ARCHIVE_RETRIEVAL,
+                    t.jobs.c.created_at >= since,
+                )
+            ).scalar()
+        return int(total or 0)

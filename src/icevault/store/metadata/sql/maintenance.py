@@ -9,6 +9,7 @@ from sqlalchemy import (
     Table,
     delete,
     func,
+    insert,
     select,
 )
 
@@ -20,12 +21,13 @@ from icevault.store.metadata import schema as t
 from icevault.store.metadata.base import (
     GarbageItem,
     GarbageKind,
+    MaintenancePort,
     StoreStats,
 )
 from icevault.store.metadata.sql.engine import SqlEngine
 
 
-class MaintenanceRows(SqlEngine):
+class MaintenanceRows(SqlEngine, MaintenancePort):
     # -- health and metrics ---------------------------------------------------------------
     def ping(self) -> None:
         with self._tx() as conn:
@@ -102,3 +104,14 @@ class MaintenanceRows(SqlEngine):
                     )
                 )
             }
+
+    def get_setting(self, key: str) -> str | None:
+        with self._tx() as conn:
+            value = conn.execute(select(t.settings.c.value).where(t.settings.c.key == key)).scalar()
+            return None if value is None else str(value)
+
+    def set_setting(self, key: str, value: str | None) -> None:
+        with self._tx(write=True) as conn:
+            conn.execute(delete(t.settings).where(t.settings.c.key == key))
+            if value is not None:
+                conn.execute(insert(t.settings).values(key=key, value=value))

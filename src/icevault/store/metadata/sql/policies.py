@@ -9,7 +9,6 @@ from typing import Any
 from sqlalchemy import (
     Connection,
     delete,
-    func,
     insert,
     or_,
     select,
@@ -17,18 +16,17 @@ from sqlalchemy import (
 )
 
 from icevault.core.models import (
-    JobAction,
     LockState,
     NotificationConfig,
     VaultLock,
     VaultRef,
 )
 from icevault.store.metadata import schema as t
-from icevault.store.metadata.base import NO_VAULT
+from icevault.store.metadata.base import NO_VAULT, PolicyPort
 from icevault.store.metadata.sql.engine import SqlEngine, _lapsed
 
 
-class PolicyRows(SqlEngine):
+class PolicyRows(SqlEngine, PolicyPort):
     # -- topics (SNS topic names mapped to registered webhooks) ---------------------------
     def put_topic(self, account_id: str, name: str, url: str, now: int) -> None:
         with self._tx(write=True) as conn:
@@ -246,14 +244,3 @@ class PolicyRows(SqlEngine):
                 )
             )
             return {(row.topic, row.target) for row in rows}
-
-    def retrieval_bytes_since(self, account_id: str, since: int) -> int:
-        with self._tx() as conn:
-            total = conn.execute(
-                select(func.sum(t.jobs.c.retrieval_end - t.jobs.c.retrieval_start + 1)).where(
-                    t.jobs.c.account_id == account_id,
-                    t.jobs.c.action == JobAction.ARCHIVE_RETRIEVAL,
-                    t.jobs.c.created_at >= since,
-                )
-            ).scalar()
-        return int(total or 0)

@@ -26,6 +26,7 @@ from icevault.store.metadata import schema as t
 from icevault.store.metadata.base import (
     ArchiveIdTakenError,
     GarbageKind,
+    UploadPort,
 )
 from icevault.store.metadata.sql.engine import _ARCHIVE_COLUMNS, SqlEngine
 
@@ -44,7 +45,7 @@ _TOUCH_UPLOAD = (
 )
 
 
-class UploadRows(SqlEngine):
+class UploadRows(SqlEngine, UploadPort):
     # -- multipart uploads ----------------------------------------------------------------
     @staticmethod
     def _row_to_upload(row: Any) -> Upload:

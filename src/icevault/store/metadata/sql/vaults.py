@@ -25,11 +25,12 @@ from icevault.store.metadata import schema as t
 from icevault.store.metadata.base import (
     DeleteVaultOutcome,
     GarbageKind,
+    VaultPort,
 )
 from icevault.store.metadata.sql.engine import SqlEngine
 
 
-class VaultRows(SqlEngine):
+class VaultRows(SqlEngine, VaultPort):
     # -- vaults ---------------------------------------------------------------------------
     @staticmethod
     def _row_to_vault(row: Any) -> Vault:
