@@ -264,7 +264,7 @@ def test_no_request_adds_a_metric_series(tmp_path: Path) -> None:
                 finally:
                     conn.close()
         after, samples = scrape(server)
-        from icevault.server.metrics import OPERATIONS
+        from icevault.server.ops.metrics import OPERATIONS
 
         labels = {dict(key[1]).get("operation") for key in samples} - {None}
         assert labels <= OPERATIONS | {"unknown"}, labels - OPERATIONS

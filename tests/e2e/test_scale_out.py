@@ -10,7 +10,7 @@ import random
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -215,9 +215,16 @@ def test_a_policy_or_key_change_applies_on_every_server_within_the_bound(
         vaultName="guarded", policy={"Policy": deny}), "AccessDeniedException")
     assert took <= 1.5, took
     root.delete_vault_access_policy(vaultName="guarded")
-    time.sleep(1.2)
-    for worker in workers:
-        worker.describe_vault(vaultName="guarded")
+
+    def allowed(worker: Any) -> bool:
+        try:
+            worker.describe_vault(vaultName="guarded")
+            return True
+        except ClientError:
+            return False
+
+    _until(lambda: all(allowed(worker) for worker in workers), "the policy's removal seen",
+           timeout=5)
     took = refused_everywhere_within(
         lambda: cluster.admin("disable-access-key", key["AccessKeyId"]),
         "UnrecognizedClientException")
@@ -288,6 +295,13 @@ class Traffic:
                 time.sleep(0.1)
 
 
+def _until(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"no {what} within {timeout} s"
+        time.sleep(0.05)
+
+
 def _check_every_archive(cluster: Cluster, vault: str, acknowledged: dict[str, bytes]) -> None:
     client = cluster.client(attempts=3)
     jobs = {archive_id: client.initiate_job(vaultName=vault, jobParameters={
@@ -308,10 +322,13 @@ def test_a_killed_server_loses_nothing_acknowledged_and_no_job_twice(
     _notify(cluster, client, "survive")
     victim = cluster.members[1]
     with Traffic(cluster, "survive") as traffic:
-        time.sleep(4)
+        _until(lambda: len(traffic.acknowledged) >= 8 and len(traffic.jobs) >= 2,
+               "traffic under way")
         cluster.kill(victim)
         killed_after = len(traffic.acknowledged)
-        time.sleep(6)  # the others carry on; the victim's jobs are taken over
+        # The others carry on (the victim's jobs are taken over once their lease ends;
+        # the checks below wait for those).
+        _until(lambda: len(traffic.acknowledged) >= killed_after + 8, "work after the kill")
     assert killed_after > 0 and len(traffic.acknowledged) > killed_after, traffic.errors
     cluster.restart(victim)
     cluster.wait_in_rotation([victim])
@@ -354,7 +371,7 @@ def test_a_database_restart_gives_503s_only_while_it_is_down(
     client.create_vault(vaultName="outage")
     probe = cluster.client()  # one attempt: it says what a client sees, unretried
     with Traffic(cluster, "outage", workers=3) as traffic:
-        time.sleep(3)
+        _until(lambda: len(traffic.acknowledged) >= 5, "traffic under way")
         before = len(traffic.acknowledged)
         database.pause()
         # While it is down a request is answered 503 (the traffic's clients retry as SDKs
@@ -368,10 +385,13 @@ def test_a_database_restart_gives_503s_only_while_it_is_down(
             except ClientError as error:
                 seen_down = (error.response["Error"]["Code"],
                              error.response["ResponseMetadata"]["HTTPStatusCode"])
-        time.sleep(1)
+        time.sleep(1)  # an outage of a second at least, for the traffic to meet it
         database.resume()
         up = time.monotonic()
-        time.sleep(8)
+        resumed_at = len(traffic.acknowledged)
+        # Work resumes, and errors are watched for 5 s after the restart.
+        _until(lambda: len(traffic.acknowledged) >= resumed_at + 5
+               and time.monotonic() >= up + 5, "work after the restart")
     assert before > 0
     assert seen_down == ("ServiceUnavailableException", 503), seen_down
     # Every error clients saw is Glacier's 503 (from a server, or from the balancer with no

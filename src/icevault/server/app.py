@@ -26,22 +26,13 @@ from icevault.core.models import (
     validate_vault_name,
 )
 from icevault.core.netpolicy import AddressPolicy
-from icevault.server import (
-    adminapi,
-    background,
-    console,
-    health,
-    metrics,
-    parse,
-    requestlog,
-    routes,
-    testcontrols,
-)
+from icevault.server import console, parse, requestlog, routes
 from icevault.server.authn import authenticate
 from icevault.server.bodypump import BodyPumps, close_after_response
 from icevault.server.call import Call
 from icevault.server.errors import error_middleware
 from icevault.server.handlers import account, archives, jobs, policies, uploads, vaults
+from icevault.server.ops import adminapi, background, health, metrics, testcontrols
 from icevault.server.routes import Op
 from icevault.server.runtime import RUNTIME, Runtime, TestControls
 from icevault.server.transfer import TransferLimits

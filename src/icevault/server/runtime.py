@@ -19,7 +19,7 @@ from icevault.service.glacier import Glacier
 from icevault.service.notifications import Notifier
 
 if TYPE_CHECKING:
-    from icevault.server.metrics import ServerMetrics
+    from icevault.server.ops.metrics import ServerMetrics
 
 
 @dataclass(slots=True)

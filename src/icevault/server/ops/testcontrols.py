@@ -30,8 +30,8 @@ from icevault.core.errors import GlacierError, InvalidParameterValueError
 from icevault.core.faults import Fault
 from icevault.core.models import VaultRef, iso8601, validate_vault_name
 from icevault.core.parsing import load_json
-from icevault.server import background
 from icevault.server.bodies import JSON_CAP, read_body
+from icevault.server.ops import background
 from icevault.server.runtime import RUNTIME, Runtime, TestControls
 from icevault.service.seeding import SeedRequest, seed_vault
 
