@@ -243,23 +243,8 @@ def _upload_fd(
         subscriber.on_queued(total_bytes=size, already=0)
     if size <= part_size and upload_id is None and size <= MAX_SINGLE_UPLOAD:
         tree, linear = _hash_region(fd, 0, size)
-        params: dict[str, Any] = {"accountId": account_id, "vaultName": vault,
-                                  "body": _Section(fd, 0, size), "checksum": tree}
-        if description is not None:
-            params["archiveDescription"] = description
-        _pending_sha256.value = linear
-        try:
-            response = glacier.upload_archive(**params)
-        finally:
-            _pending_sha256.value = None
-        _check_checksum(response, tree, "the archive")
-        for subscriber in subs:
-            subscriber.on_progress(bytes_transferred=size)
-        result = UploadResult(response["archiveId"], tree, size, None, 1,
-                              location=response.get("location"))
-        for subscriber in subs:
-            subscriber.on_done(result=result)
-        return result
+        return _single_upload(glacier, vault, _Section(fd, 0, size), size, (tree, linear),
+                              account_id, description, subs)
 
     existing: dict[int, str] = {}
     if upload_id is None:
@@ -449,10 +434,20 @@ def _upload_bytes(
     glacier: Any, vault: str, data: bytes, account_id: str, description: str | None,
     subs: list[Subscriber],
 ) -> UploadResult:
-    tree, linear = _hashes(data)
     for subscriber in subs:
         subscriber.on_queued(total_bytes=len(data), already=0)
-    params: dict[str, Any] = {"accountId": account_id, "vaultName": vault, "body": data,
+    return _single_upload(glacier, vault, data, len(data), _hashes(data), account_id,
+                          description, subs)
+
+
+def _single_upload(
+    glacier: Any, vault: str, body: Any, size: int, hashes: tuple[str, str], account_id: str,
+    description: str | None, subs: list[Subscriber],
+) -> UploadResult:
+    """One UploadArchive of ``body`` (``size`` bytes, its tree hash and linear SHA-256
+    computed already), its checksum checked against the server's."""
+    tree, linear = hashes
+    params: dict[str, Any] = {"accountId": account_id, "vaultName": vault, "body": body,
                               "checksum": tree}
     if description is not None:
         params["archiveDescription"] = description
@@ -463,8 +458,8 @@ def _upload_bytes(
         _pending_sha256.value = None
     _check_checksum(response, tree, "the archive")
     for subscriber in subs:
-        subscriber.on_progress(bytes_transferred=len(data))
-    result = UploadResult(response["archiveId"], tree, len(data), None, 1,
+        subscriber.on_progress(bytes_transferred=size)
+    result = UploadResult(response["archiveId"], tree, size, None, 1,
                           location=response.get("location"))
     for subscriber in subs:
         subscriber.on_done(result=result)

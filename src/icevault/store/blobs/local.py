@@ -47,14 +47,14 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-class _LocalWriter:
-    def __init__(self, store: LocalBlobStore) -> None:
-        self._store = store
-        self._tmp = store.root / "tmp" / f"{secrets.token_hex(12)}.part"
-        fd, direct = open_for_write(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0,
-                                    store.direct_io)
+class _FileWriter:
+    """Bytes written block by block at an offset of an open file (see
+    diskio.SequentialWriter), then made durable; what the blob is once written is each
+    subclass's ``_publish``."""
+
+    def __init__(self, fd: int, offset: int, direct: bool, disk_threads: Executor) -> None:
         self._fd: int | None = fd
-        self._out = SequentialWriter(fd, 0, direct, BLOCK, write_behind=store.disk_threads)
+        self._out = SequentialWriter(fd, offset, direct, BLOCK, write_behind=disk_threads)
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         assert self._fd is not None, "writer is closed"
@@ -64,11 +64,38 @@ class _LocalWriter:
         assert self._fd is not None, "writer is closed"
         try:
             self._out.finish()
-            os.fsync(self._fd)
+            self._sync(self._fd)
         finally:
-            self._out.close()
+            self._close()
+        return self._publish()
+
+    def abort(self) -> None:
+        self._close()
+
+    def _close(self) -> None:
+        self._out.close()
+        if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+    def _sync(self, fd: int) -> None:
+        os.fsync(fd)
+
+    def _publish(self) -> str:
+        raise NotImplementedError
+
+
+class _LocalWriter(_FileWriter):
+    """A new blob: written to a temporary file, renamed to its key's path once durable."""
+
+    def __init__(self, store: LocalBlobStore) -> None:
+        self._store = store
+        self._tmp = store.root / "tmp" / f"{secrets.token_hex(12)}.part"
+        fd, direct = open_for_write(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0,
+                                    store.direct_io)
+        super().__init__(fd, 0, direct, store.disk_threads)
+
+    def _publish(self) -> str:
         key = new_blob_key()
         target = self._store.blob_path(key)
         os.rename(self._tmp, target)
@@ -76,46 +103,30 @@ class _LocalWriter:
         return key
 
     def abort(self) -> None:
-        self._out.close()
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        super().abort()
         self._tmp.unlink(missing_ok=True)
 
 
-class _PartWriter:
+class _PartWriter(_FileWriter):
+    """A part written in place into its upload's staging file."""
+
     def __init__(self, path: Path, offset: int, staging_key: str, direct_io: bool,
                  disk_threads: Executor) -> None:
         try:
             fd, direct = open_for_write(path, os.O_WRONLY, offset, direct_io)
         except FileNotFoundError:
             raise BlobNotFoundError(f"no staging area {staging_key}") from None
-        self._fd: int | None = fd
-        self._out = SequentialWriter(fd, offset, direct, BLOCK, write_behind=disk_threads)
+        super().__init__(fd, offset, direct, disk_threads)
         self._key = staging_key
 
-    def write(self, data: bytes | bytearray | memoryview) -> None:
-        assert self._fd is not None, "writer is closed"
-        self._out.write(data)
+    def _sync(self, fd: int) -> None:
+        # The part's bytes and the file size they need; promotion fsyncs the rest.
+        os.fdatasync(fd)
 
-    def commit(self) -> str:
-        assert self._fd is not None, "writer is closed"
-        try:
-            self._out.finish()
-            os.fdatasync(self._fd)
-        finally:
-            self._out.close()
-            os.close(self._fd)
-            self._fd = None
+    def _publish(self) -> str:
+        # Bytes of an aborted part stay in the sparse file; they are either overwritten by
+        # a retried part or never referenced, since only acknowledged parts count.
         return self._key
-
-    def abort(self) -> None:
-        # Bytes already written stay in the sparse file; they are either overwritten by a
-        # retried part or never referenced, since only acknowledged parts count.
-        self._out.close()
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
 
 
 class _LocalReader:
