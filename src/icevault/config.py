@@ -97,6 +97,8 @@ class Flag:
     maximum: int | None = None
     # Shown in --help in place of the default when the default is worked out at start.
     default_text: str | None = None
+    # Given any number of times (a tuple); in the environment, separated by spaces.
+    multiple: bool = False
 
 
 def setting(default: Any = None, help: str = "", *, factory: Any = None,  # noqa: A002
@@ -135,6 +137,11 @@ class ServerSettings:
     metadata_url: str | None = setting(
         None, "SQLAlchemy URL of the metadata database (postgresql+psycopg://...).",
         default_text="SQLite in the data directory")
+    copy_urls: tuple[str, ...] = setting(
+        (), "Another store that keeps a full copy of every archive, made in the background "
+        "and verified: file:///PATH or s3://BUCKET[/PREFIX][?endpoint=URL&region=NAME] "
+        "(repeat for more). A copy that fails verification is made again; hot bytes that "
+        "fail are repaired from a good copy.", multiple=True)
     blob_url: str | None = setting(
         None, "Keep archive bytes in an S3-compatible object store: "
         "s3://BUCKET[/PREFIX][?endpoint=URL&region=NAME]; credentials come from the usual "
@@ -220,8 +227,12 @@ def option_fields() -> list[tuple[Field[Any], Flag]]:
 
 
 def option_name(settings_field: Field[Any]) -> str:
-    """``job_expiry_s`` → ``job-expiry``: the unit is the value's business, not the name's."""
-    return settings_field.name.removesuffix("_s").replace("_", "-")
+    """``job_expiry_s`` → ``job-expiry``, ``copy_urls`` → ``copy-url``: the unit is the
+    value's business, and a repeated option is named for one of its values."""
+    name = settings_field.name.removesuffix("_s")
+    if settings_field.metadata["flag"].multiple:
+        name = name.removesuffix("s")
+    return name.replace("_", "-")
 
 
 def envvar_name(settings_field: Field[Any]) -> str:
@@ -241,7 +252,7 @@ def default_text(settings_field: Field[Any], flag: Flag) -> str | None:
     if flag.default_text is not None:
         return flag.default_text
     default = getattr(ServerSettings(), settings_field.name)
-    if default is None or flag.kind == "bool":
+    if default is None or flag.kind == "bool" or flag.multiple:
         return None
     if flag.kind == "duration":
         return format_duration(default)

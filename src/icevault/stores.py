@@ -3,7 +3,9 @@ and a blob URL name, opened for the server, the admin commands and the benchmark
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import parse_qs, urlparse
 
 from icevault.store.blobs.base import BlobStore
 from icevault.store.blobs.local import LocalBlobStore
@@ -29,3 +31,58 @@ def open_blobs(data_dir: Path, blob_url: str | None) -> BlobStore:
 
         return S3BlobStore(S3Location.parse(blob_url))
     return LocalBlobStore(data_dir)
+
+
+# What a --copy-url may say besides its location, per scheme.
+_COPY_OPTIONS = {"file": frozenset(), "s3": frozenset({"endpoint", "region"})}
+
+
+@dataclass(frozen=True, slots=True)
+class CopyTarget:
+    """A ``--copy-url``: its name (the URL without its options: what copy rows record, so
+    reordering the flags changes nothing) and the URL itself."""
+
+    name: str
+    url: str
+
+
+def parse_copy_url(url: str) -> CopyTarget:
+    """Check a ``--copy-url``; ValueError says what is wrong, in one line."""
+    parsed = urlparse(url)
+    if parsed.scheme not in _COPY_OPTIONS:
+        raise ValueError(f"--copy-url {url!r}: expected file:///PATH or "
+                         "s3://BUCKET[/PREFIX][?endpoint=URL&region=NAME]")
+    options = parse_qs(parsed.query, keep_blank_values=True)
+    unknown = sorted(set(options) - _COPY_OPTIONS[parsed.scheme])
+    if unknown:
+        raise ValueError(f"--copy-url {url!r}: unknown option {unknown[0]!r} (a {parsed.scheme} "
+                         f"store takes: {', '.join(sorted(_COPY_OPTIONS[parsed.scheme])) or 'none'})")
+    if parsed.scheme == "file":
+        if parsed.netloc or not parsed.path.startswith("/"):
+            raise ValueError(f"--copy-url {url!r}: a file URL names an absolute path, "
+                             "file:///PATH")
+        name = f"file://{Path(parsed.path).resolve()}"
+    else:
+        if not parsed.netloc:
+            raise ValueError(f"--copy-url {url!r}: no bucket")
+        name = f"s3://{parsed.netloc}/{parsed.path.strip('/')}".rstrip("/")
+    if len(name) > 255:
+        raise ValueError(f"--copy-url {url!r}: longer than 255 characters")
+    return CopyTarget(name, url)
+
+
+def open_copies(urls: tuple[str, ...] | list[str]) -> dict[str, BlobStore]:
+    """The copy stores of ``--copy-url``, by name (a file store's directory is made, private
+    to this user)."""
+    stores: dict[str, BlobStore] = {}
+    for url in urls:
+        target = parse_copy_url(url)
+        if target.name in stores:
+            raise ValueError(f"--copy-url {url!r}: the same store twice")
+        if target.name.startswith("file://"):
+            stores[target.name] = LocalBlobStore(Path(target.name.removeprefix("file://")))
+        else:
+            from icevault.store.blobs.s3 import S3BlobStore, S3Location
+
+            stores[target.name] = S3BlobStore(S3Location.parse(url), ensure_bucket=False)
+    return stores

@@ -95,13 +95,19 @@ def test_sign_in_floods_do_not_grow_memory(console_server: ServerProcess) -> Non
                 sock.close()
         return answered
 
-    flood()  # warm-up: the allocator's high-water mark settles over two rounds
-    flood()
-    before = console_server.rss()
-    answered = flood() + flood()
-    grown = console_server.rss() - before
-    assert grown < 16 * 1024 * 1024, f"server grew by {grown / 2**20:.0f} MiB"
-    assert answered >= 590, answered
+    # The allocator's high-water mark settles over the first rounds (later on a loaded
+    # machine, where more requests are in flight at once); a leak grows every round (the
+    # one fixed held 190 MiB a round), so the last two rounds are what is measured.
+    answered = 0
+    sizes = []
+    for _ in range(6):
+        answered += flood()
+        sizes.append(console_server.rss())
+    grown = sizes[-1] - sizes[-3]
+    assert grown < 16 * 1024 * 1024, (
+        f"server grew by {grown / 2**20:.0f} MiB in two rounds; RSS by round "
+        f"{[round(size / 2**20) for size in sizes]} MiB")
+    assert answered >= 6 * 295, answered
 
 
 def test_a_form_that_trickles_in_times_out(console_server: ServerProcess) -> None:

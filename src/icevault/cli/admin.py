@@ -34,11 +34,12 @@ class Admin:
 
     def __init__(self, data_dir: Path, metadata_url: str | None, blob_url: str | None,
                  region: str, endpoint_url: str | None = None,
-                 profile: str | None = None) -> None:
+                 profile: str | None = None, copy_urls: tuple[str, ...] = ()) -> None:
         self.data_dir = data_dir
         self.region = region
         self.metadata_url = metadata_url
         self.blob_url = blob_url
+        self.copy_urls = copy_urls
         self.remote = None if endpoint_url is None else AdminClient(endpoint_url, profile, region)
 
     @cached_property
@@ -52,8 +53,12 @@ class Admin:
 
     @cached_property
     def ctx(self) -> Context:
+        try:
+            copies = stores.open_copies(self.copy_urls)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc)) from None
         return Context(meta=self.meta, blobs=stores.open_blobs(self.data_dir, self.blob_url),
-                       region=self.region)
+                       region=self.region, copies=copies)
 
     @cached_property
     def operations(self) -> AdminOperations:
@@ -94,6 +99,9 @@ def _emit(value: Result) -> None:
 @click.option("--metadata-url", default=None, help="Metadata database URL, if not SQLite.")
 @click.option("--blob-url", default=None,
               help="The server's --blob-url, if archive bytes are in an object store.")
+@click.option("--copy-url", "copy_urls", multiple=True,
+              help="The server's --copy-url stores (repeat for more): a scrub repairs bad "
+                   "bytes from them.")
 @click.option("--region", default="us-east-1", show_default=True,
               help="The server's --region (it appears in topic ARNs and signatures).")
 @click.option("--endpoint-url", default=None,
@@ -102,15 +110,15 @@ def _emit(value: Result) -> None:
 @click.option("--profile", default=None, help="AWS profile whose key signs admin API calls.")
 @click.pass_context
 def admin(ctx: click.Context, data_dir: Path, metadata_url: str | None,
-          blob_url: str | None, region: str, endpoint_url: str | None,
-          profile: str | None) -> None:
+          blob_url: str | None, copy_urls: tuple[str, ...], region: str,
+          endpoint_url: str | None, profile: str | None) -> None:
     """Manage accounts, users, access keys, identity policies and topics; check stored
     archives. On a data directory, or on a server with --endpoint-url."""
     parent = ctx.find_object(Settings)  # icevault --endpoint-url ... admin works too
     if parent is not None:
         endpoint_url = endpoint_url or parent.endpoint_url
         profile = profile or parent.profile
-    ctx.obj = Admin(data_dir, metadata_url, blob_url, region, endpoint_url, profile)
+    ctx.obj = Admin(data_dir, metadata_url, blob_url, region, endpoint_url, profile, copy_urls)
     ctx.call_on_close(ctx.obj.close)
 
 
@@ -329,3 +337,32 @@ def scrub(obj: Admin, account_id: str | None, vault: str | None, rate: int | Non
     _emit(result)
     if result and result["Corrupt"]:
         sys.exit(3)
+
+
+@admin.command("copies")
+@account_option
+@click.option("--vault", required=True, help="The vault whose archives are listed.")
+@click.option("--archive-id", default=None, help="Only this archive.")
+@click.pass_obj
+def copies(obj: Admin, account_id: str | None, vault: str, archive_id: str | None) -> None:
+    """Where each archive of a vault is kept (the server's own store, "Hot", and each
+    --copy-url store) and in what state: copying, verified, failed (with the error and
+    when it is tried again) or deleting."""
+    account = obj.account(account_id)
+    marker: str | None = None
+    archives: list[Any] = []
+    while True:
+        page = obj.call("ListCopies", account_id=account, vault=vault, archive_id=archive_id,
+                        marker=marker) or {}
+        archives.extend(page.get("Archives", []))
+        marker = page.get("Marker")
+        if marker is None:
+            break
+    _emit({"Archives": archives})
+
+
+@admin.command("replication")
+@click.pass_obj
+def replication(obj: Admin) -> None:
+    """What each copy store is still owed: archives, bytes, and since when."""
+    _emit(obj.call("Replication"))

@@ -64,6 +64,19 @@ def _parsed(parse: Callable[[str], Any], minimum: int | None = None) -> Any:
     return callback
 
 
+def _copy_urls(_ctx: click.Context, _param: click.Parameter,
+               value: tuple[str, ...]) -> tuple[str, ...]:
+    from icevault.stores import parse_copy_url
+
+    try:
+        names = [parse_copy_url(url).name for url in value]
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    if len(set(names)) != len(names):
+        raise click.BadParameter("the same store is named twice")
+    return tuple(value)
+
+
 def _with_default_delays(text: str) -> dict[Tier, float]:
     return {**ServerSettings().tier_delays_s, **parse_tier_delays(text)}
 
@@ -95,6 +108,8 @@ def _click_option(settings_field: Field[Any], flag: Flag) -> Callable[[Any], Any
         kwargs.update(default=default, type=click.Path(
             file_okay=flag.kind != "dir", dir_okay=flag.kind == "dir",
             exists=flag.kind == "existing-file", path_type=Path))
+    elif flag.multiple:
+        kwargs.update(multiple=True, default=default, callback=_copy_urls)
     else:
         kwargs.update(default=default)
     return click.option(f"--{option_name(settings_field)}", settings_field.name, **kwargs)

@@ -96,7 +96,8 @@ def build_glacier(settings: ServerSettings, clock: Clock | None = None) -> Glaci
     meta = stores.open_metadata(data_dir, settings.metadata_url)
     blobs = stores.open_blobs(data_dir, settings.blob_url)
     timing = Timing.of(settings)
-    ctx = Context(meta=meta, blobs=blobs, region=settings.region, timing=timing)
+    ctx = Context(meta=meta, blobs=blobs, region=settings.region, timing=timing,
+                  copies=stores.open_copies(settings.copy_urls))
     if clock is not None:
         ctx.clock = clock
     return Glacier(ctx)
@@ -290,6 +291,9 @@ def create_app(settings: ServerSettings, glacier: Glacier | None = None,
                                 name="icevault-notifications"),
             asyncio.create_task(background.housekeeping(runtime), name="icevault-housekeeping"),
             asyncio.create_task(background.scrub_periodically(runtime), name="icevault-scrub"),
+            *[asyncio.create_task(background.copy_worker(runtime, store),
+                                  name=f"icevault-copies-{n}")
+              for n, store in enumerate(runtime.glacier.copies.stores)],
         ]
         yield
         for task in tasks:

@@ -23,9 +23,12 @@ from icevault.core.identity import AccessKey, KeyStatus, Principal
 from icevault.core.models import Archive, VaultRef, iso8601
 from icevault.service.access import AccessRequest, AccessService
 from icevault.service.context import Context
+from icevault.service.copies import CopyService, state_text
 from icevault.service.identity import IdentityService
+from icevault.service.integrity import IntegrityService
 from icevault.service.scrub import Scrubber
 from icevault.service.topics import TopicService, topic_arn
+from icevault.store.metadata.base import ArchiveCopy, CopyState
 
 Result = dict[str, Any] | None
 
@@ -40,6 +43,7 @@ ACTIONS = {
     "DeleteUserPolicy": "delete_user_policy", "ListUserPolicies": "list_user_policies",
     "CreateTopic": "create_topic", "ListTopics": "list_topics", "DeleteTopic": "delete_topic",
     "ListNotifications": "list_notifications", "ListCorrupt": "list_corrupt", "Scrub": "scrub",
+    "ListCopies": "list_copies", "Replication": "replication",
 }
 PARAMETERS: dict[str, tuple[str, ...]] = {
     "CreateAccount": ("account_id",), "CreateUser": ("account_id", "user"),
@@ -52,14 +56,17 @@ PARAMETERS: dict[str, tuple[str, ...]] = {
     "ListTopics": ("account_id",), "DeleteTopic": ("account_id", "name"),
     "ListNotifications": ("account_id", "vault"), "ListCorrupt": ("account_id",),
     "Scrub": ("account_id", "vault", "bytes_per_second"),
+    "ListCopies": ("account_id", "vault", "archive_id", "marker"), "Replication": (),
 }
 
 # Parameters an action may go without (the caller's account is filled in before ``run``).
 OPTIONAL = frozenset({
     ("CreateAccount", "account_id"), ("CreateAccessKey", "user"),
     ("ListCorrupt", "account_id"), ("Scrub", "account_id"), ("Scrub", "vault"),
-    ("Scrub", "bytes_per_second"),
+    ("Scrub", "bytes_per_second"), ("ListCopies", "archive_id"), ("ListCopies", "marker"),
 })
+# Archives a ListCopies answer holds at most (its Marker asks for the next ones).
+COPIES_PAGE = 1000
 
 
 def key_json(key: AccessKey, *, secret: bool) -> dict[str, Any]:
@@ -78,6 +85,7 @@ class AdminOperations:
     def __init__(self, ctx: Context, identity: IdentityService | None = None) -> None:
         self.ctx = ctx
         self.identity = identity or IdentityService(ctx)
+        self.copies = CopyService(ctx, IntegrityService(ctx))
 
     def run(self, action: str, params: dict[str, Any]) -> Result:
         """Run an action by its API name with its parameters (the admin API's entry)."""
@@ -202,11 +210,59 @@ class AdminOperations:
             "ResumedAfterPosition": result.resumed_after,
             "Corrupt": [{"AccountId": a.vault.account_id, "VaultName": a.vault.name,
                          "ArchiveId": a.id, "Reason": reason} for a, reason in result.corrupt],
+            "Repaired": [{"AccountId": a.vault.account_id, "VaultName": a.vault.name,
+                          "ArchiveId": a.id, "Reason": reason}
+                         for a, reason in result.repaired],
         }
+
+    # -- copies ---------------------------------------------------------------------------
+
+    def list_copies(self, account_id: str, vault: str, archive_id: str | None,
+                    marker: str | None) -> Result:
+        """Where each archive of a vault (or one archive) is kept, and in what state."""
+        ref = VaultRef(account_id, vault)
+        if archive_id is not None:
+            archive, copies = self.copies.copies_of(ref, archive_id)
+            return {"Archives": [_archive_copies_json(archive, copies)], "Marker": None}
+        if self.ctx.meta.get_vault(ref) is None:
+            raise ResourceNotFoundError(f"Vault not found for ARN: {vault}")
+        after = 0
+        if marker is not None:
+            if not marker.isdigit():
+                raise InvalidParameterValueError(f"Invalid marker: {marker[:64]}")
+            after = int(marker)
+        page = self.copies.vault_copies(ref, after, COPIES_PAGE + 1)
+        more = len(page) > COPIES_PAGE
+        page = page[:COPIES_PAGE]
+        return {"Archives": [_archive_copies_json(archive, copies) for _, archive, copies in page],
+                "Marker": str(page[-1][0]) if more else None}
+
+    def replication(self) -> Result:
+        """What every copy store is still owed."""
+        now = self.ctx.clock.now_ms()
+        return {"Stores": [
+            {"Store": owed.store, "OwedArchives": owed.archives, "OwedBytes": owed.bytes,
+             "OldestOwedSince": None if owed.oldest_created_at is None
+             else iso8601(owed.oldest_created_at),
+             "OldestOwedAgeSeconds": None if owed.oldest_created_at is None
+             else max(0, (now - owed.oldest_created_at) // 1000)}
+            for owed in self.copies.backlog()]}
+
+
+def _archive_copies_json(archive: Archive, copies: list[ArchiveCopy]) -> dict[str, Any]:
+    return {
+        "ArchiveId": archive.id, "Size": archive.size,
+        "Hot": "corrupt" if archive.corrupt_at is not None else "stored",
+        "Copies": [{"Store": copy.store, "State": state_text(copy), "Attempts": copy.attempts,
+                    "Error": copy.error, "Since": iso8601(copy.updated_at),
+                    "RetryAt": None if copy.retry_at is None or copy.state is not CopyState.FAILED
+                    else iso8601(copy.retry_at)}
+                   for copy in copies],
+    }
 
 
 # Actions on the whole store, or that choose where the server sends requests: the operator's.
-OPERATOR_ONLY = frozenset({"CreateAccount", "CreateTopic", "DeleteTopic"})
+OPERATOR_ONLY = frozenset({"CreateAccount", "CreateTopic", "DeleteTopic", "Replication"})
 _KEY_BY_ID = frozenset({"DisableAccessKey", "EnableAccessKey", "DeleteAccessKey"})
 
 
@@ -268,7 +324,7 @@ class AdminService:
         if action in _KEY_BY_ID:
             key_id = params.get("key_id")
             return self.operations.key_account(key_id) if isinstance(key_id, str) else None
-        if action == "CreateAccount":
+        if action in ("CreateAccount", "Replication"):
             return None
         named = params.get("account_id")
         if action == "ListCorrupt":

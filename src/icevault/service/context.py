@@ -66,5 +66,7 @@ class Context:
     clock: Clock = field(default_factory=SystemClock)
     limits: Limits = field(default_factory=Limits)
     timing: Timing = field(default_factory=lambda: Timing.of(ServerSettings()))
+    # Further stores keeping a full copy of every archive (--copy-url), by name.
+    copies: dict[str, BlobStore] = field(default_factory=dict)
     # Test controls only: why a job due now must fail instead of completing, if it must.
     injected_job_failure: Callable[[Job], str | None] = lambda _job: None

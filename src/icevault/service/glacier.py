@@ -8,6 +8,7 @@ from icevault.service.admin import AdminService
 from icevault.service.archives import ArchiveService
 from icevault.service.console import ConsoleService
 from icevault.service.context import Context
+from icevault.service.copies import CopyService
 from icevault.service.identity import IdentityService
 from icevault.service.jobs import JobService
 from icevault.service.maintenance import Maintenance
@@ -22,6 +23,7 @@ class Glacier:
         self.archives = ArchiveService(ctx)
         self.uploads = UploadService(ctx)
         self.jobs = JobService(ctx)
+        self.copies = CopyService(ctx, self.jobs.integrity)
         self.maintenance = Maintenance(ctx)
         self.identity = IdentityService(ctx)
         self.access = AccessService(ctx)

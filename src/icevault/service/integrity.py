@@ -2,9 +2,10 @@
 
 A retrieval job reads what it will serve before it reports Succeeded, a scrub re-reads
 whole archives in the background, and the console's downloads check each MiB as they send
-it (:class:`VerifyingReader`). An archive whose bytes fail is marked corrupt: from then
-on no job completes for it and GetJobOutput refuses to serve it. Nothing is repaired here:
-one disk holds one copy, and the operator is told which archive to restore.
+it (:class:`VerifyingReader`). An archive whose bytes fail is repaired from the first of
+its copies (``--copy-url``) that still matches its tree hash; with none, it is marked
+corrupt: from then on no job completes for it and GetJobOutput refuses to serve it, and
+the operator is told which archive to restore.
 """
 
 from __future__ import annotations
@@ -12,12 +13,15 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from typing import BinaryIO
 
 from icevault.core import treehash
 from icevault.core.models import Archive, iso8601
 from icevault.service.context import Context
+from icevault.service.copying import SourceMismatchError, copy_verified
 from icevault.store.blobs.base import BlobNotFoundError, BlobReader
+from icevault.store.metadata.base import CopyState
 
 log = logging.getLogger("icevault.integrity")
 
@@ -80,6 +84,47 @@ class IntegrityService:
             return f"its stored bytes cannot be read: {exc}"
         finally:
             reader.close()
+        return None
+
+    def repair_or_quarantine(self, archive: Archive, reason: str) -> Archive | None:
+        """``archive``'s stored bytes failed verification for ``reason``: replace them from
+        a good copy (the archive as it is then), or, with no good copy left, mark it corrupt
+        (None)."""
+        repaired = self.repair(archive, reason)
+        if repaired is None:
+            self.quarantine(archive, reason)
+        return repaired
+
+    def repair(self, archive: Archive, reason: str) -> Archive | None:
+        """New hot bytes for ``archive`` from the first of its verified copies that still
+        matches its tree hash; a copy that does not is marked failed (made again later)."""
+        if archive.blob_key is None or not self.ctx.copies:
+            return None
+        for copy in self.ctx.meta.archive_copies(archive.id):
+            store = self.ctx.copies.get(copy.store)
+            if copy.state is not CopyState.VERIFIED or copy.blob_key is None or store is None:
+                continue
+            try:
+                key = copy_verified(archive, store, copy.blob_key, self.ctx.blobs)
+            except SourceMismatchError as exc:
+                self.ctx.meta.mark_copy_failed(archive.id, copy.store,
+                                               self.ctx.clock.now_ms(), f"scrubbed: {exc}")
+                continue
+            except Exception as exc:  # noqa: BLE001 - any store's client error: try the next
+                log.warning("cannot repair archive %s from %s: %s: %s", archive.id,
+                            copy.store, type(exc).__name__, exc)
+                continue
+            now = self.ctx.clock.now_ms()
+            if not self.ctx.meta.replace_archive_blob(archive.id, archive.blob_key, key, now):
+                self.ctx.blobs.delete(key)  # deleted or repaired by another meanwhile
+                return None
+            log.warning(
+                "REPAIRED ARCHIVE %s in vault %s of account %s from the copy in %s: its "
+                "stored bytes had failed verification (%s)", archive.id, archive.vault.name,
+                archive.vault.account_id, copy.store, reason,
+                extra={"event": "archive_repaired", "archive_id": archive.id,
+                       "store": copy.store})
+            return replace(archive, blob_key=key, corrupt_at=None, corrupt_reason=None)
         return None
 
     def quarantine(self, archive: Archive, reason: str) -> bool:
@@ -151,7 +196,9 @@ class VerifyingReader:
         if len(data) != want or hashlib.sha256(data).digest() != expected:
             reason = (f"the 1 MiB block at byte {leaf * treehash.MIB} does not match its "
                       "tree-hash leaf (found while serving it)")
-            self._integrity.quarantine(self._archive, reason)
+            # This transfer stops either way (what it sent is not a whole good copy); a
+            # repair makes the next one good.
+            self._integrity.repair_or_quarantine(self._archive, reason)
             raise CorruptBytesError(reason)
         self._offset += want
         return data

@@ -390,15 +390,28 @@ class JobService:
         archive = self.ctx.meta.get_archive(job.vault, job.archive_id)
         if archive is None or archive.blob_key is None:
             return None  # finish_job fails it as deleted
-        if archive.corrupt_at is None:
-            reason = self.integrity.check(archive, job.retrieval_start or 0, job.retrieval_end)
-            if reason is None:
-                if (job.retrieval_start, job.retrieval_end) == (0, archive.size - 1):
-                    self.ctx.meta.mark_archive_verified(archive.id, self.ctx.clock.now_ms())
-                return None
-            self.integrity.quarantine(archive, reason)
-            archive = replace(archive, corrupt_at=self.ctx.clock.now_ms(), corrupt_reason=reason)
-        return corruption_message(archive)
+        if archive.corrupt_at is not None:
+            # Marked by an earlier check: a copy made good since may still serve.
+            repaired = self.integrity.repair(archive, archive.corrupt_reason or "marked")
+            if repaired is None:
+                return corruption_message(archive)
+            archive = repaired
+        reason = self.integrity.check(archive, job.retrieval_start or 0, job.retrieval_end)
+        if reason is not None:
+            repaired = self.integrity.repair_or_quarantine(archive, reason)
+            if repaired is None:
+                return corruption_message(replace(archive, corrupt_at=self.ctx.clock.now_ms(),
+                                                  corrupt_reason=reason))
+            archive = repaired
+            reason = self.integrity.check(archive, job.retrieval_start or 0,
+                                          job.retrieval_end)
+            if reason is not None:
+                self.integrity.quarantine(archive, reason)
+                return corruption_message(replace(archive, corrupt_at=self.ctx.clock.now_ms(),
+                                                  corrupt_reason=reason))
+        if (job.retrieval_start, job.retrieval_end) == (0, archive.size - 1):
+            self.ctx.meta.mark_archive_verified(archive.id, self.ctx.clock.now_ms())
+        return None
 
     def next_due_time(self) -> int | None:
         return self.ctx.meta.next_due_time()

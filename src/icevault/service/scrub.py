@@ -20,6 +20,8 @@ class ScrubReport:
     checked: int = 0
     bytes_read: int = 0
     corrupt: list[tuple[Archive, str]] = field(default_factory=list)
+    # Bad bytes replaced from a good copy (--copy-url), with what was wrong.
+    repaired: list[tuple[Archive, str]] = field(default_factory=list)
     finished: bool = False
 
 
@@ -69,8 +71,9 @@ class Scrubber:
                     report.bytes_read += archive.size
                     if reason is None:
                         meta.mark_archive_verified(archive.id, self.ctx.clock.now_ms())
-                    else:
-                        self.integrity.quarantine(archive, reason)
+                    elif self.integrity.repair_or_quarantine(archive, reason) is not None:
+                        report.repaired.append((archive, reason))
+                        reason = None
                 if reason is not None:
                     report.corrupt.append((archive, reason))
                 report.checked += 1

@@ -96,6 +96,26 @@ async def job_worker(runtime: Runtime) -> None:
             await asyncio.sleep(1.0)
 
 
+async def copy_worker(runtime: Runtime, store: str) -> None:
+    """Makes the copies ``store`` is owed, a few at a time, from every archive stored: new
+    uploads within a second, older ones (a store added later) in order. A store that is
+    down is retried by each copy's back-off, never faster."""
+    loop = asyncio.get_running_loop()
+    copies = runtime.glacier.copies
+    while True:
+        try:
+            report = await loop.run_in_executor(runtime.executor, copies.copy_owed, store)
+            if report.made or report.failed:
+                continue  # more may be owed: no pause while there is work
+        except asyncio.CancelledError:
+            raise
+        except StorageUnavailableError as exc:
+            _unavailable(f"copies to {store}", exc)
+        except Exception:
+            log.exception("copy worker for %s failed; retrying in 1 s", store)
+        await asyncio.sleep(1.0)
+
+
 async def housekeeping(runtime: Runtime) -> None:
     loop = asyncio.get_running_loop()
     maintenance = runtime.glacier.maintenance
@@ -112,6 +132,8 @@ async def housekeeping(runtime: Runtime) -> None:
             jobs, uploads = await loop.run_in_executor(runtime.executor, maintenance.expire)
             collected = await loop.run_in_executor(runtime.executor,
                                                    maintenance.collect_garbage)
+            collected += await loop.run_in_executor(runtime.executor,
+                                                    runtime.glacier.copies.drop_deleted)
             if jobs or uploads or collected:
                 log.info("housekeeping", extra={
                     "event": "housekeeping", "jobs_expired": jobs, "uploads_expired": uploads,

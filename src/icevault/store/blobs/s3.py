@@ -170,7 +170,8 @@ class S3BlobStore:
 
     opens_are_local = False  # every open is a GET
 
-    def __init__(self, location: S3Location, client: Any = None) -> None:
+    def __init__(self, location: S3Location, client: Any = None, *,
+                 ensure_bucket: bool = True) -> None:
         self.bucket = location.bucket
         self.prefix = location.prefix
         self.client = client or boto3.client(
@@ -189,10 +190,20 @@ class S3BlobStore:
                 retries={"total_max_attempts": 1},
             ),
         )
+        # A copy store (ensure_bucket=False) is checked at its first write instead: one that
+        # is down must not keep the server from starting.
+        self._bucket_ready = False
+        if ensure_bucket:
+            self._ensure_bucket()
+
+    def _ensure_bucket(self) -> None:
+        if self._bucket_ready:
+            return
         try:
             self.client.head_bucket(Bucket=self.bucket)
         except ClientError:
             self.client.create_bucket(Bucket=self.bucket)
+        self._bucket_ready = True
 
     def ping(self) -> None:
         self._probe.head_bucket(Bucket=self.bucket)
@@ -215,6 +226,7 @@ class S3BlobStore:
 
     # -- blobs ----------------------------------------------------------------------------
     def create(self) -> _S3Writer:
+        self._ensure_bucket()
         key = new_blob_key()
         return _S3Writer(self, self._blob(key), key)
 

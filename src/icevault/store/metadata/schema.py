@@ -166,6 +166,25 @@ jobs = Table(
     Index("jobs_by_notify", "notify_at"),
 )
 
+# One row per archive and copy store (--copy-url): an archive with no row for a store owes
+# it a copy. States: "copying" (claimed by a server until claimed_until), "verified" (the
+# copy's bytes were read back and matched the tree hash), "failed" (retried from retry_at),
+# "dropping" (the archive is gone; the copy's object is deleted by garbage collection).
+archive_copies = Table(
+    "archive_copies",
+    metadata,
+    Column("archive_id", String(200), primary_key=True),
+    Column("store", String(255), primary_key=True),
+    Column("state", String(16), nullable=False),
+    Column("blob_key", String(64)),
+    Column("claimed_until", BigInteger),
+    Column("retry_at", BigInteger),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("error", Text),
+    Column("updated_at", BigInteger, nullable=False),
+    Index("archive_copies_by_state", "store", "state"),
+)
+
 garbage = Table(
     "garbage",
     metadata,

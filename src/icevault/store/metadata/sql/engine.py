@@ -43,6 +43,7 @@ from icevault.store.metadata import migrations
 from icevault.store.metadata import schema as t
 from icevault.store.metadata.base import (
     ArchiveIdTakenError,
+    CopyState,
     GarbageKind,
 )
 
@@ -418,4 +419,9 @@ class SqlEngine:
         self._garbage(conn, GarbageKind.BLOB, row.blob_key)
         conn.execute(
             update(t.archives).where(t.archives.c.id == archive_id).values(blob_key=None)
+        )
+        # Every copy goes with it (garbage collection deletes their objects, then the rows).
+        conn.execute(
+            update(t.archive_copies).where(t.archive_copies.c.archive_id == archive_id)
+            .values(state=CopyState.DROPPING, claimed_until=None)
         )

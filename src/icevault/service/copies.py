@@ -1,0 +1,128 @@
+"""Copies of every archive in the further stores of ``--copy-url``: made from the hot copy
+by background workers, each verified before it counts, and listed for the operator.
+
+Which archives owe a store a copy is the metadata's to say (an archive with no verified row
+for the store): there is no queue to lose. A worker claims a few with a lease, as due jobs
+are claimed, so several servers on one database make each copy once; a server that dies
+mid-copy leaves a claim another takes over when its lease ends.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from icevault.core.errors import ResourceNotFoundError
+from icevault.core.models import Archive, VaultRef
+from icevault.service.context import Context
+from icevault.service.copying import SourceMismatchError, copy_verified
+from icevault.service.integrity import IntegrityService
+from icevault.store.blobs.base import BlobNotFoundError
+from icevault.store.metadata.base import ArchiveCopy, CopyBacklog, CopyState
+
+log = logging.getLogger("icevault.copies")
+
+# A failed copy is tried again after 30 s, doubling per failure up to an hour: a store that
+# is down is not hammered, and one that comes back is used within the hour.
+FIRST_RETRY_MS = 30_000
+LONGEST_RETRY_MS = 3_600_000
+BATCH = 4
+
+
+def retry_delay_ms(failures: int) -> int:
+    return int(min(LONGEST_RETRY_MS, FIRST_RETRY_MS * 2 ** min(failures, 20)))
+
+
+@dataclass(frozen=True, slots=True)
+class CopyReport:
+    made: int
+    failed: int
+
+
+class CopyService:
+    def __init__(self, ctx: Context, integrity: IntegrityService) -> None:
+        self.ctx = ctx
+        self.integrity = integrity
+
+    @property
+    def stores(self) -> list[str]:
+        return sorted(self.ctx.copies)
+
+    def copy_owed(self, store: str, limit: int = BATCH) -> CopyReport:
+        """Claim up to ``limit`` archives owing ``store`` a copy and make each."""
+        meta, now = self.ctx.meta, self.ctx.clock.now_ms()
+        made = failed = 0
+        for archive, failures in meta.claim_owed_copies(store, now, self.ctx.timing.job_lease_ms,
+                                                         limit):
+            error = self._copy_one(store, archive)
+            if error is None:
+                made += 1
+            else:
+                failed += 1
+                log.warning("copy of archive %s to %s failed: %s", archive.id, store, error,
+                            extra={"event": "copy_failed", "archive_id": archive.id,
+                                   "store": store})
+                meta.finish_copy(archive.id, store, self.ctx.clock.now_ms(), None, error,
+                                 self.ctx.clock.now_ms() + retry_delay_ms(failures))
+        return CopyReport(made, failed)
+
+    def _copy_one(self, store: str, archive: Archive) -> str | None:
+        """Make and record one copy; why not, if not."""
+        assert archive.blob_key is not None
+        target = self.ctx.copies[store]
+        try:
+            key = copy_verified(archive, self.ctx.blobs, archive.blob_key, target)
+        except SourceMismatchError as exc:
+            reason = f"its stored bytes failed verification while being copied ({exc})"
+            self.integrity.repair_or_quarantine(archive, reason)
+            return reason
+        except BlobNotFoundError:
+            return "the archive's stored bytes are missing"
+        except Exception as exc:  # noqa: BLE001 - a copy store's client may raise anything
+            # (botocore's errors are not OSErrors): the attempt failed, and is retried with
+            # back-off; the error is what the operator reads in `icevault admin copies`.
+            return f"{type(exc).__name__}: {str(exc)[:300]}"
+        if not self.ctx.meta.finish_copy(archive.id, store, self.ctx.clock.now_ms(), key,
+                                         None, None):
+            target.delete(key)  # the archive was deleted while it was being copied
+        return None
+
+    def copies_of(self, ref: VaultRef, archive_id: str) -> tuple[Archive, list[ArchiveCopy]]:
+        archive = self.ctx.meta.get_archive(ref, archive_id)
+        if archive is None or archive.deleted_at is not None:
+            raise ResourceNotFoundError(f"Archive not found: {archive_id}")
+        return archive, self.ctx.meta.archive_copies(archive_id)
+
+    def vault_copies(self, ref: VaultRef, after_seq: int,
+                     limit: int) -> list[tuple[int, Archive, list[ArchiveCopy]]]:
+        return self.ctx.meta.vault_copies(ref, after_seq, limit)
+
+    def backlog(self) -> list[CopyBacklog]:
+        """What each store is owed: the configured ones, and any a copy row names (the
+        admin commands on a data directory know no --copy-url)."""
+        now = self.ctx.clock.now_ms()
+        names = sorted(set(self.ctx.copies) | set(self.ctx.meta.copy_stores()))
+        return [self.ctx.meta.copy_backlog(store, now) for store in names]
+
+    def drop_deleted(self) -> int:
+        """Delete the copies of archives that are gone (their rows say "dropping")."""
+        dropped = 0
+        while copies := self.ctx.meta.copies_to_drop(100):
+            done: list[tuple[str, str]] = []
+            for copy in copies:
+                store = self.ctx.copies.get(copy.store)
+                if store is None:
+                    continue  # a store no longer configured: kept for when it is again
+                if copy.blob_key is not None:
+                    store.delete(copy.blob_key)
+                done.append((copy.archive_id, copy.store))
+            if not done:
+                break
+            self.ctx.meta.drop_copies(done)
+            dropped += len(done)
+        return dropped
+
+
+def state_text(copy: ArchiveCopy) -> str:
+    return {CopyState.COPYING: "copying", CopyState.VERIFIED: "verified",
+            CopyState.FAILED: "failed", CopyState.DROPPING: "deleting"}[copy.state]

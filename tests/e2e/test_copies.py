@@ -1,0 +1,182 @@
+"""Copies of every archive in further stores (--copy-url): made in the background and
+verified, listed for the operator, used to repair bad hot bytes before they are served,
+and the archive marked corrupt only when no good copy is left."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from icevault.core.treehash import MIB, tree_hash
+from tests.e2e.test_integrity import admin, blob_key, flip_local, retrieve
+from tests.support import ServerProcess, pattern
+
+
+def copy_keys(data_dir: Path, archive_id: str) -> dict[str, str]:
+    with sqlite3.connect(data_dir / "metadata.sqlite3") as db:
+        rows = db.execute("SELECT store, blob_key FROM archive_copies WHERE archive_id = ?"
+                          " AND state = 'verified'", (archive_id,)).fetchall()
+    return dict(rows)
+
+
+def copies(server: ServerProcess, vault: str) -> list[dict[str, Any]]:
+    listed: list[dict[str, Any]] = json.loads(
+        admin(server, "copies", "--vault", vault).stdout)["Archives"]
+    return listed
+
+
+def wait_verified(server: ServerProcess, vault: str, count: int, stores: int = 1,
+                  timeout: float = 30.0) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + timeout
+    while True:
+        listed = copies(server, vault)
+        states = [c["State"] for a in listed for c in a["Copies"]]
+        if len(listed) == count and states == ["verified"] * (count * stores):
+            return listed
+        assert time.monotonic() < deadline, listed
+        time.sleep(0.1)
+
+
+def stored_bytes(root: Path, key: str) -> bytes:
+    return (root / "blobs" / key[:2] / key).read_bytes()
+
+
+@pytest.fixture()
+def copied(tmp_path: Path) -> Any:
+    """A server keeping a copy of everything in a second directory."""
+    second = tmp_path / "second-disk"
+    proc = ServerProcess(tmp_path / "data", auth="sigv4",
+                         extra_args=["--copy-url", f"file://{second}"]).start()
+    proc.second = second  # type: ignore[attr-defined]
+    yield proc
+    proc.stop()
+
+
+def test_every_archive_gets_a_verified_copy(copied: ServerProcess) -> None:
+    client = copied.client()
+    client.create_vault(vaultName="kept")
+    datas = {client.upload_archive(vaultName="kept", body=data)["archiveId"]: data
+             for data in (b"x", pattern(3 * MIB + 17, seed=1), pattern(MIB, seed=2))}
+    listed = wait_verified(copied, "kept", 3)
+    store = f"file://{copied.second.resolve()}"  # type: ignore[attr-defined]
+    assert {a["ArchiveId"] for a in listed} == set(datas)
+    for archive in listed:
+        assert archive["Hot"] == "stored"
+        assert [(c["Store"], c["Attempts"], c["Error"]) for c in archive["Copies"]] == [
+            (store, 1, None)]
+    for archive_id, data in datas.items():
+        key = copy_keys(copied.data_dir, archive_id)[store]
+        assert stored_bytes(copied.second, key) == data  # type: ignore[attr-defined]
+    owed = json.loads(admin(copied, "replication").stdout)["Stores"]
+    assert owed == [{"Store": store, "OwedArchives": 0, "OwedBytes": 0,
+                     "OldestOwedSince": None, "OldestOwedAgeSeconds": None}]
+
+
+def test_bad_hot_bytes_are_repaired_from_the_copy_and_served_exact(
+        copied: ServerProcess) -> None:
+    client = copied.client()
+    client.create_vault(vaultName="rot")
+    data = pattern(5 * MIB + 333, seed=3)
+    archive_id = client.upload_archive(vaultName="rot", body=data)["archiveId"]
+    wait_verified(copied, "rot", 1)
+    old_key = blob_key(copied.data_dir, archive_id)
+    flip_local(copied.data_dir, archive_id, 2 * MIB + 5)
+    job = retrieve(client, "rot", archive_id)
+    assert (job["StatusCode"], job["Completed"]) == ("Succeeded", True), job
+    output = client.get_job_output(vaultName="rot", jobId=job["JobId"])
+    assert output["checksum"] == tree_hash(data)
+    assert output["body"].read() == data
+    new_key = blob_key(copied.data_dir, archive_id)
+    assert new_key != old_key
+    assert stored_bytes(copied.data_dir, new_key) == data
+    assert json.loads(admin(copied, "list-corrupt").stdout) == {"Corrupt": []}
+    assert "REPAIRED ARCHIVE" in copied.log()
+    # A scrub now finds every byte good.
+    scrub = json.loads(admin(copied, "scrub").stdout)
+    assert (scrub["Corrupt"], scrub["Repaired"]) == ([], [])
+
+
+def test_a_scrub_repairs_and_only_no_good_copy_marks_corrupt(copied: ServerProcess) -> None:
+    client = copied.client()
+    client.create_vault(vaultName="both")
+    saved = pattern(2 * MIB + 1, seed=5)
+    lost = pattern(3 * MIB, seed=6)
+    saved_id = client.upload_archive(vaultName="both", body=saved)["archiveId"]
+    lost_id = client.upload_archive(vaultName="both", body=lost)["archiveId"]
+    wait_verified(copied, "both", 2)
+    flip_local(copied.data_dir, saved_id, 10)
+    flip_local(copied.data_dir, lost_id, 10)
+    second: Path = copied.second  # type: ignore[attr-defined]
+    [lost_copy] = copy_keys(copied.data_dir, lost_id).values()
+    with open(second / "blobs" / lost_copy[:2] / lost_copy, "r+b") as file:
+        file.seek(MIB + 3)
+        file.write(b"\x00\xff\x00")
+    store = f"file://{second}"
+    scrub = admin(copied, "--copy-url", store, "scrub", check_code=3)
+    report = json.loads(scrub.stdout)
+    assert [r["ArchiveId"] for r in report["Repaired"]] == [saved_id]
+    assert [c["ArchiveId"] for c in report["Corrupt"]] == [lost_id]
+    assert stored_bytes(copied.data_dir, blob_key(copied.data_dir, saved_id)) == saved
+    # The bad copy is no longer counted: the store owes the archive a copy again, and the
+    # archive is never served.
+    [lost_listed] = [a for a in copies(copied, "both") if a["ArchiveId"] == lost_id]
+    assert lost_listed["Hot"] == "corrupt"
+    assert [c["State"] for c in lost_listed["Copies"]] == ["failed"]
+    job = retrieve(client, "both", lost_id)
+    assert job["StatusCode"] == "Failed"
+    assert "failed verification" in job["StatusMessage"]
+
+
+def test_an_unreachable_copy_store_never_fails_an_upload(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "copies")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "copies")
+    store = "s3://nowhere/copies?endpoint=http://127.0.0.1:9&region=us-east-1"
+    server = ServerProcess(tmp_path / "data", auth="sigv4",
+                           extra_args=["--copy-url", store]).start()
+    try:
+        client = server.client()
+        client.create_vault(vaultName="v")
+        data = pattern(MIB + 1, seed=9)
+        archive_id = client.upload_archive(vaultName="v", body=data)["archiveId"]
+        assert client.describe_vault(vaultName="v")["VaultName"] == "v"
+        deadline = time.monotonic() + 30
+        while True:
+            [listed] = copies(server, "v")
+            states = [c["State"] for c in listed["Copies"]]
+            if states == ["failed"]:
+                break
+            assert time.monotonic() < deadline, listed
+            time.sleep(0.2)
+        assert listed["Copies"][0]["RetryAt"] is not None
+        owed = json.loads(admin(server, "replication").stdout)["Stores"]
+        assert [(s["Store"], s["OwedArchives"], s["OwedBytes"]) for s in owed] == [
+            ("s3://nowhere/copies", 1, len(data))]
+        job = retrieve(client, "v", archive_id)
+        assert client.get_job_output(vaultName="v", jobId=job["JobId"])["body"].read() == data
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("url, says", [
+    ("file://relative/path", "a file URL names an absolute path"),
+    ("ftp://host/x", "expected file:///PATH or s3://"),
+    ("s3://bucket/p?storage-klass=GLACIER", "unknown option 'storage-klass'"),
+])
+def test_a_bad_copy_url_stops_the_server_in_one_line(tmp_path: Path, url: str,
+                                                     says: str) -> None:
+    started = subprocess.run(
+        [sys.executable, "-m", "icevault", "serve", "--port", "0", "--data-dir",
+         str(tmp_path / "data"), "--copy-url", url],
+        capture_output=True, text=True, timeout=60)
+    assert started.returncode == 2
+    lines = started.stderr.strip().splitlines()
+    assert len(lines) == 1 and says in lines[0], started.stderr
+    assert not (tmp_path / "data").exists()
