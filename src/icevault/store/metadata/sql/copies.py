@@ -70,19 +70,21 @@ class CopyRows(SqlEngine, CopyPort):
                    now: int, lease_ms: int) -> bool:
         values = {"state": CopyState.COPYING, "claimed_until": now + lease_ms,
                   "updated_at": now}
+        # RETURNING says whether this statement took the row (an insert that met another
+        # server's row does nothing), the same way on both databases.
         if state is None:
             insert = (sqlite.insert if self._is_sqlite else postgresql.insert)(_COPY)
             result = conn.execute(insert.values(
                 archive_id=archive_id, store=store, attempts=0, **values,
-            ).on_conflict_do_nothing())
+            ).on_conflict_do_nothing().returning(_COPY.c.archive_id))
         else:
             result = conn.execute(
                 update(_COPY).where(
                     _COPY.c.archive_id == archive_id, _COPY.c.store == store,
                     or_(and_(_COPY.c.state == CopyState.COPYING, _COPY.c.claimed_until <= now),
                         and_(_COPY.c.state == CopyState.FAILED, _COPY.c.retry_at <= now)))
-                .values(**values))
-        return bool(result.rowcount == 1)
+                .values(**values).returning(_COPY.c.archive_id))
+        return result.first() is not None
 
     def finish_copy(self, archive_id: str, store: str, now: int, blob_key: str | None,
                     error: str | None, retry_at: int | None) -> bool:

@@ -1,0 +1,104 @@
+"""The metadata contract for archive copies (--copy-url), on every metadata backend: what a
+store is owed, claims with leases, verified and failed copies with their retries, repairs,
+and copies dropped with their archive."""
+
+from __future__ import annotations
+
+from icevault.store.metadata.base import CopyState, GarbageKind, MetadataStore
+from tests.contract.test_metadata_store import ACCOUNT, V, archive, garbage_keys
+
+STORE = "file:///mnt/second"
+OTHER_STORE = "s3://offsite/copies"
+LEASE = 60_000
+
+
+def _setup(meta: MetadataStore) -> None:
+    meta.create_account(ACCOUNT, 1)
+    assert meta.create_vault(V, 1, 1000)
+
+
+def test_every_stored_archive_is_owed_and_claimed_once(meta: MetadataStore) -> None:
+    _setup(meta)
+    items = [archive(f"k{i}", size=10 + i, at=1000 + i) for i in range(3)]
+    for item in items:
+        assert meta.insert_archive(item, b"\0" * 32)
+    owed = meta.copy_backlog(STORE, 5000)
+    assert (owed.archives, owed.bytes, owed.oldest_created_at) == (3, 33, 1000)
+    first = meta.claim_owed_copies(STORE, 5000, LEASE, 2)
+    assert [(a.id, failures) for a, failures in first] == [(items[0].id, 0), (items[1].id, 0)]
+    rest = meta.claim_owed_copies(STORE, 5000, LEASE, 10)  # another server, at once
+    assert [a.id for a, _ in rest] == [items[2].id]
+    assert meta.claim_owed_copies(STORE, 5000, LEASE, 10) == []
+    # Each store is owed its own copy.
+    assert len(meta.claim_owed_copies(OTHER_STORE, 5000, LEASE, 10)) == 3
+    # A claim whose server died is taken over once its lease ends.
+    assert [a.id for a, _ in meta.claim_owed_copies(STORE, 5000 + LEASE, LEASE, 1)] == [
+        items[0].id]
+
+
+def test_verified_and_failed_copies(meta: MetadataStore) -> None:
+    _setup(meta)
+    good, bad = archive("k1"), archive("k2")
+    for item in (good, bad):
+        assert meta.insert_archive(item, b"\0" * 32)
+    assert len(meta.claim_owed_copies(STORE, 5000, LEASE, 10)) == 2
+    assert meta.finish_copy(good.id, STORE, 6000, "c0ffee", None, None)
+    assert meta.finish_copy(bad.id, STORE, 6000, None, "store down", 9000)
+    [copy] = meta.archive_copies(good.id)
+    assert (copy.store, copy.state, copy.blob_key, copy.attempts) == (
+        STORE, CopyState.VERIFIED, "c0ffee", 1)
+    [failed] = meta.archive_copies(bad.id)
+    assert (failed.state, failed.error, failed.retry_at) == (CopyState.FAILED, "store down",
+                                                             9000)
+    assert meta.copy_backlog(STORE, 6000).archives == 1
+    assert meta.claim_owed_copies(STORE, 8999, LEASE, 10) == []  # not before its retry
+    assert [(a.id, n) for a, n in meta.claim_owed_copies(STORE, 9000, LEASE, 10)] == [
+        (bad.id, 1)]
+    assert meta.copy_keys_in_use(STORE, ["c0ffee", "dead"]) == {"c0ffee"}
+    assert meta.copy_stores() == [STORE]
+    # A verified copy found bad is made again; its object stays named until replaced.
+    meta.mark_copy_failed(good.id, STORE, 7000, "scrubbed")
+    assert meta.archive_copies(good.id)[0].state is CopyState.FAILED
+    assert meta.copy_keys_in_use(STORE, ["c0ffee"]) == {"c0ffee"}
+    [(seq, listed, copies)] = [row for row in meta.vault_copies(V, 0, 10)
+                               if row[1].id == good.id]
+    assert seq > 0 and listed.id == good.id and [c.store for c in copies] == [STORE]
+
+
+def test_a_repair_replaces_the_hot_bytes_once(meta: MetadataStore) -> None:
+    _setup(meta)
+    item = archive("hot1")
+    assert meta.insert_archive(item, b"\0" * 32)
+    assert meta.mark_archive_corrupt(item.id, 5000, "block 0 differs")
+    garbage_keys(meta)
+    assert meta.replace_archive_blob(item.id, "hot1", "hot2", 6000)
+    repaired = meta.get_archive(V, item.id)
+    assert repaired is not None
+    assert (repaired.blob_key, repaired.corrupt_at, repaired.corrupt_reason) == (
+        "hot2", None, None)
+    assert garbage_keys(meta) == [(GarbageKind.BLOB, "hot1")]
+    # A second repair from the same bad key (another server, at the same time) changes
+    # nothing.
+    assert not meta.replace_archive_blob(item.id, "hot1", "hot3", 6001)
+    assert meta.get_archive(V, item.id).blob_key == "hot2"  # type: ignore[union-attr]
+
+
+def test_a_deleted_archives_copies_are_dropped(meta: MetadataStore) -> None:
+    _setup(meta)
+    item = archive("k9")
+    assert meta.insert_archive(item, b"\0" * 32)
+    meta.claim_owed_copies(STORE, 5000, LEASE, 10)
+    assert meta.finish_copy(item.id, STORE, 6000, "beef", None, None)
+    meta.delete_archive(V, item.id, 7000)
+    [dropping] = meta.copies_to_drop(10)
+    assert (dropping.archive_id, dropping.state, dropping.blob_key) == (
+        item.id, CopyState.DROPPING, "beef")
+    assert meta.copy_backlog(STORE, 8000).archives == 0  # a deleted archive owes nothing
+    meta.drop_copies([(item.id, STORE)])
+    assert meta.copies_to_drop(10) == [] and meta.archive_copies(item.id) == []
+    # A copy finished after its archive was deleted is the copier's to delete.
+    other = archive("k10")
+    assert meta.insert_archive(other, b"\0" * 32)
+    meta.claim_owed_copies(STORE, 9000, LEASE, 10)
+    meta.delete_archive(V, other.id, 9500)
+    assert not meta.finish_copy(other.id, STORE, 9600, "late", None, None)
