@@ -198,7 +198,7 @@ ROUTES = [
     *(("POST", f"_icevault/admin/{action}") for action in (
         "ListUsers", "CreateUser", "CreateAccessKey", "ListAccessKeys", "DisableAccessKey",
         "PutUserPolicy", "CreateTopic", "ListTopics", "ListNotifications", "ListCorrupt",
-        "Scrub", "CreateAccount", "Nope")),
+        "Scrub", "CreateAccount", "ListCopies", "Replication", "Nope")),
     ("GET", "metrics"), ("GET", "health/live"), ("GET", "health/ready"),
     ("GET", "console/"), ("GET", "console/sign-in"), ("POST", "console/sign-in"),
     ("POST", "console/sign-out"), ("GET", "console/status"), ("GET", "console/account"),
@@ -351,7 +351,11 @@ def run(requests: int, seed_value: int, work: Path) -> dict[str, Any]:
     failure = None
     peers: list[Peer] = []
     try:
-        for name, auth, extra in (("sigv4", "sigv4", []), ("off", "off", []),
+        # The first keeps copies of everything (--copy-url): the copy workers run under
+        # the fuzzing too, and their admin actions have data to list.
+        for name, auth, extra in (("sigv4", "sigv4",
+                                   ["--copy-url", f"file://{work}/data-sigv4-copies"]),
+                                  ("off", "off", []),
                                   ("controls", "sigv4", ["--test-controls"])):
             log = work / f"server-{name}.log"
             peers.append(launch_icevault(work / f"data-{name}", auth, extra=extra, log=log))
@@ -377,7 +381,7 @@ def run(requests: int, seed_value: int, work: Path) -> dict[str, Any]:
         if any(line.startswith(TRACEBACK) for line in text.splitlines()):
             problems.append(f"traceback in {target.log}")
     outside_after = sorted(p.name for p in work.iterdir())
-    if set(outside_after) != set(outside_before) | {
+    if set(outside_after) != set(outside_before) | {"data-sigv4-copies"} | {
             f"{kind}-{target.name}{suffix}" for target in targets
             for kind, suffix in (("data", ""), ("server", ".log"))}:
         problems.append(f"files appeared beside the data directories: {outside_after}")

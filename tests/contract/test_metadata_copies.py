@@ -43,6 +43,7 @@ def test_verified_and_failed_copies(meta: MetadataStore) -> None:
         assert meta.insert_archive(item, b"\0" * 32)
     assert len(meta.claim_owed_copies(STORE, 5000, LEASE, 10)) == 2
     assert meta.finish_copy(good.id, STORE, 6000, "c0ffee", None, None)
+    assert not meta.finish_copy(good.id, STORE, 6001, "late", None, None)  # not claimed
     assert meta.finish_copy(bad.id, STORE, 6000, None, "store down", 9000)
     [copy] = meta.archive_copies(good.id)
     assert (copy.store, copy.state, copy.blob_key, copy.attempts) == (

@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,14 @@ def wait_verified(server: ServerProcess, vault: str, count: int, stores: int = 1
         time.sleep(0.1)
 
 
+def metric(server: ServerProcess, name: str, store: str) -> float:
+    with urllib.request.urlopen(server.metrics_request(), timeout=10) as response:
+        lines = response.read().decode().splitlines()
+    [value] = [line.rpartition(" ")[2] for line in lines
+               if line.startswith(f'{name}{{store="{store}"}} ')]
+    return float(value)
+
+
 def stored_bytes(root: Path, key: str) -> bytes:
     return (root / "blobs" / key[:2] / key).read_bytes()
 
@@ -77,6 +86,7 @@ def test_every_archive_gets_a_verified_copy(copied: ServerProcess) -> None:
     owed = json.loads(admin(copied, "replication").stdout)["Stores"]
     assert owed == [{"Store": store, "OwedArchives": 0, "OwedBytes": 0,
                      "OldestOwedSince": None, "OldestOwedAgeSeconds": None}]
+    assert metric(copied, "icevault_copies_owed_archives", store) == 0
 
 
 def test_bad_hot_bytes_are_repaired_from_the_copy_and_served_exact(
@@ -159,6 +169,11 @@ def test_an_unreachable_copy_store_never_fails_an_upload(
         owed = json.loads(admin(server, "replication").stdout)["Stores"]
         assert [(s["Store"], s["OwedArchives"], s["OwedBytes"]) for s in owed] == [
             ("s3://nowhere/copies", 1, len(data))]
+        assert metric(server, "icevault_copies_owed_archives", "s3://nowhere/copies") == 1
+        assert metric(server, "icevault_copies_owed_bytes", "s3://nowhere/copies") == len(data)
+        # The server stays ready: its own stores answer; the copies wait.
+        with urllib.request.urlopen(f"{server.url}/health/ready", timeout=10) as ready:
+            assert ready.status == 200
         job = retrieve(client, "v", archive_id)
         assert client.get_job_output(vaultName="v", jobId=job["JobId"])["body"].read() == data
     finally:

@@ -50,8 +50,11 @@ def hooks() -> Iterator[Notifications]:
 def cluster(database: PostgresServer, seaweed: SeaweedServer,
             tmp_path_factory: pytest.TempPathFactory,
             hooks: Notifications) -> Iterator[Cluster]:
+    # Every archive is copied to a second bucket prefix too (--copy-url), by whichever
+    # server claims it.
     running = Cluster(tmp_path_factory.mktemp("cluster"), database.new_database(),
-                      seaweed.new_store_url(), settings=SETTINGS).start()
+                      seaweed.new_store_url(),
+                      settings={**SETTINGS, "ICEVAULT_COPY_URL": seaweed.new_store_url()}).start()
     try:
         running.admin("create-topic", "done", "--url", hooks.url)
         yield running
@@ -313,6 +316,49 @@ def _check_every_archive(cluster: Cluster, vault: str, acknowledged: dict[str, b
         data = acknowledged[archive_id]
         assert output["checksum"] == tree_hash(data)
         assert output["body"].read() == data
+
+
+def test_three_servers_make_every_copy_once(cluster: Cluster, database: PostgresServer,
+                                            seaweed: SeaweedServer) -> None:
+    """Thirty archives uploaded through the balancer, copied by whichever server claims each:
+    every one gets one verified copy, made in one attempt, and the copy store holds exactly
+    the objects the copy rows name (a second copy by a second server would leave a stray)."""
+    from urllib.parse import urlparse
+
+    import psycopg
+
+    client = cluster.client(attempts=3)
+    client.create_vault(vaultName="copied")
+    with ThreadPoolExecutor(6) as pool:
+        uploaded = set(pool.map(lambda n: client.upload_archive(
+            vaultName="copied", body=pattern(64 * 1024 + n, seed=n))["archiveId"], range(30)))
+    copy_url = urlparse(cluster.settings["ICEVAULT_COPY_URL"])
+    store = f"s3://{copy_url.netloc}/{copy_url.path.strip('/')}"
+    deadline = time.monotonic() + 60
+    while True:
+        listed = cluster.admin("copies", "--vault", "copied")["Archives"]
+        states = [c["State"] for archive in listed for c in archive["Copies"]]
+        if states == ["verified"] * 30:
+            break
+        assert time.monotonic() < deadline, listed
+        time.sleep(0.2)
+    assert {archive["ArchiveId"] for archive in listed} == uploaded
+    while cluster.admin("replication")["Stores"][0]["OwedArchives"]:  # the other vaults'
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert all(c["Store"] == store and c["Attempts"] == 1
+               for archive in listed for c in archive["Copies"])
+    with psycopg.connect(cluster.metadata_url.replace("postgresql+psycopg://", "postgresql://"),
+                         autocommit=True) as conn:
+        named = {row[0] for row in conn.execute(
+            "SELECT blob_key FROM archive_copies WHERE store = %s", (store,))}
+    prefix = f"{copy_url.path.strip('/')}/blobs/"
+    objects = [item["Key"].removeprefix(prefix)
+               for page in seaweed.client().get_paginator("list_objects_v2").paginate(
+                   Bucket=copy_url.netloc, Prefix=prefix)
+               for item in page.get("Contents", [])]
+    assert len(objects) == len(set(objects))
+    assert set(objects) == named
 
 
 def test_a_killed_server_loses_nothing_acknowledged_and_no_job_twice(

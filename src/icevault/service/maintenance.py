@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from icevault.service.context import Context
 from icevault.service.scrub import LAST_FULL_SCRUB_KEY
 from icevault.service.sessions import SessionService
-from icevault.store.metadata.base import GarbageKind, StoreStats
+from icevault.store.metadata.base import CopyBacklog, GarbageKind, StoreStats
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +76,11 @@ class Maintenance:
         )
         SessionService(self.ctx).forget_old()
         return jobs, uploads
+
+    def copy_backlog(self) -> list[CopyBacklog]:
+        """What each configured copy store (--copy-url) is still owed."""
+        now = self.ctx.clock.now_ms()
+        return [self.ctx.meta.copy_backlog(store, now) for store in sorted(self.ctx.copies)]
 
     def collect_garbage(self) -> int:
         """Delete the bytes the metadata no longer refers to. Safe to interrupt and rerun:

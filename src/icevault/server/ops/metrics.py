@@ -92,6 +92,24 @@ class _StoreCollector(Collector):
         yield GaugeMetricFamily(
             "icevault_job_queue_lag_seconds",
             "How long the longest-waiting due job has waited to be completed.", value=lag)
+        # Copy stores are the operator's --copy-url names: a fixed set, never a client's.
+        owed_archives = GaugeMetricFamily(
+            "icevault_copies_owed_archives", "Archives a copy store has no verified copy of.",
+            labels=["store"])
+        owed_bytes = GaugeMetricFamily("icevault_copies_owed_bytes",
+                                       "Bytes of the archives a copy store is owed.",
+                                       labels=["store"])
+        owed_age = GaugeMetricFamily(
+            "icevault_copies_owed_oldest_seconds",
+            "Age of the oldest archive a copy store is owed (0: none owed).", labels=["store"])
+        for owed in self.maintenance.copy_backlog():
+            owed_archives.add_metric([owed.store], owed.archives)
+            owed_bytes.add_metric([owed.store], owed.bytes)
+            owed_age.add_metric([owed.store], 0 if owed.oldest_created_at is None
+                                else max(0.0, (now - owed.oldest_created_at) / 1000))
+        yield owed_archives
+        yield owed_bytes
+        yield owed_age
         last = self.maintenance.last_full_scrub_ms()
         yield GaugeMetricFamily(
             "icevault_scrub_last_finished_timestamp_seconds",

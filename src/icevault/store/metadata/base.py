@@ -501,8 +501,9 @@ class CopyPort(Protocol):
     def finish_copy(self, archive_id: str, store: str, now: int, blob_key: str | None,
                     error: str | None, retry_at: int | None) -> bool:
         """Record a claimed copy as verified (``blob_key``) or failed (``error``, retried
-        from ``retry_at``). False when the archive was deleted meanwhile: the new object is
-        then the caller's to delete."""
+        from ``retry_at``). False when the archive was deleted meanwhile, or the copy is no
+        longer being made (finished by a server that took the claim over): the new object
+        is then the caller's to delete."""
         ...
 
     def archive_copies(self, archive_id: str) -> list[ArchiveCopy]: ...

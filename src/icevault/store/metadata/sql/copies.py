@@ -94,11 +94,15 @@ class CopyRows(SqlEngine, CopyPort):
             if live is None:
                 return False
             state = CopyState.VERIFIED if blob_key is not None else CopyState.FAILED
-            conn.execute(
-                update(_COPY).where(_COPY.c.archive_id == archive_id, _COPY.c.store == store)
+            # Only a claim still held is finished: a server slower than its lease finds the
+            # copy taken over (by another, whose object counts) and deletes its own.
+            taken = conn.execute(
+                update(_COPY).where(_COPY.c.archive_id == archive_id, _COPY.c.store == store,
+                                    _COPY.c.state == CopyState.COPYING)
                 .values(state=state, blob_key=blob_key, claimed_until=None, retry_at=retry_at,
-                        error=error, attempts=_COPY.c.attempts + 1, updated_at=now))
-            return True
+                        error=error, attempts=_COPY.c.attempts + 1, updated_at=now)
+                .returning(_COPY.c.archive_id)).first()
+            return taken is not None
 
     def archive_copies(self, archive_id: str) -> list[ArchiveCopy]:
         with self._tx() as conn:
