@@ -142,6 +142,10 @@ class ServerSettings:
         "and verified: file:///PATH or s3://BUCKET[/PREFIX][?endpoint=URL&region=NAME] "
         "(repeat for more). A copy that fails verification is made again; hot bytes that "
         "fail are repaired from a good copy.", multiple=True)
+    copies_before_ack: int = setting(
+        0, "Acknowledge an upload only once this many --copy-url stores hold a verified copy "
+        "of it too (0: once the server's own copy is durable; the copies follow).",
+        kind="int", minimum=0)
     blob_url: str | None = setting(
         None, "Keep archive bytes in an S3-compatible object store: "
         "s3://BUCKET[/PREFIX][?endpoint=URL&region=NAME]; credentials come from the usual "

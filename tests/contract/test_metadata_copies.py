@@ -103,3 +103,15 @@ def test_a_deleted_archives_copies_are_dropped(meta: MetadataStore) -> None:
     meta.claim_owed_copies(STORE, 9000, LEASE, 10)
     meta.delete_archive(V, other.id, 9500)
     assert not meta.finish_copy(other.id, STORE, 9600, "late", None, None)
+
+
+def test_a_copy_made_before_the_acknowledgement_is_recorded_verified(
+        meta: MetadataStore) -> None:
+    _setup(meta)
+    item = archive("k11")
+    assert meta.insert_archive(item, b"\0" * 32)
+    meta.record_verified_copy(item.id, STORE, "feed", 5000)
+    [copy] = meta.archive_copies(item.id)
+    assert (copy.state, copy.blob_key, copy.attempts) == (CopyState.VERIFIED, "feed", 1)
+    assert meta.claim_owed_copies(STORE, 5000, LEASE, 10) == []
+    assert meta.copy_backlog(STORE, 5000).archives == 0

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
 from icevault.core.treehash import MIB, tree_hash
 from tests.e2e.test_integrity import admin, blob_key, flip_local, retrieve
@@ -195,3 +196,64 @@ def test_a_bad_copy_url_stops_the_server_in_one_line(tmp_path: Path, url: str,
     lines = started.stderr.strip().splitlines()
     assert len(lines) == 1 and says in lines[0], started.stderr
     assert not (tmp_path / "data").exists()
+
+
+def test_copies_before_ack_means_the_copy_exists_at_the_answer(tmp_path: Path) -> None:
+    second = tmp_path / "second-disk"
+    server = ServerProcess(tmp_path / "data", auth="sigv4", extra_args=[
+        "--copy-url", f"file://{second}", "--copies-before-ack", "1"]).start()
+    try:
+        client = server.client()
+        client.create_vault(vaultName="sure")
+        data = pattern(2 * MIB + 9, seed=11)
+        archive_id = client.upload_archive(vaultName="sure", body=data)["archiveId"]
+        # No waiting: the copy was made and verified before the answer.
+        [key] = copy_keys(server.data_dir, archive_id).values()
+        assert stored_bytes(second, key) == data
+        upload = client.initiate_multipart_upload(vaultName="sure", partSize=str(MIB))
+        for n in range(2):
+            client.upload_multipart_part(
+                vaultName="sure", uploadId=upload["uploadId"],
+                range=f"bytes {n * MIB}-{(n + 1) * MIB - 1}/*", body=data[n * MIB:(n + 1) * MIB])
+        done = client.complete_multipart_upload(
+            vaultName="sure", uploadId=upload["uploadId"], archiveSize=str(2 * MIB),
+            checksum=tree_hash(data[:2 * MIB]))
+        [key] = copy_keys(server.data_dir, done["archiveId"]).values()
+        assert stored_bytes(second, key) == data[:2 * MIB]
+        [listed] = [a for a in copies(server, "sure") if a["ArchiveId"] == archive_id]
+        assert [(c["State"], c["Attempts"]) for c in listed["Copies"]] == [("verified", 1)]
+    finally:
+        server.stop()
+
+
+def test_copies_before_ack_refuses_an_upload_no_store_can_copy(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "copies")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "copies")
+    store = "s3://nowhere/copies?endpoint=http://127.0.0.1:9&region=us-east-1"
+    server = ServerProcess(tmp_path / "data", auth="sigv4", extra_args=[
+        "--copy-url", store, "--copies-before-ack", "1"]).start()
+    try:
+        client = server.client()  # one attempt: what a client sees, unretried
+        client.create_vault(vaultName="v")
+        with pytest.raises(ClientError) as refused:
+            client.upload_archive(vaultName="v", body=b"not yet")
+        error = refused.value.response
+        assert (error["Error"]["Code"], error["ResponseMetadata"]["HTTPStatusCode"]) == (
+            "ServiceUnavailableException", 503)
+        assert error["ResponseMetadata"]["HTTPHeaders"]["retry-after"] == "5"
+        assert client.describe_vault(vaultName="v")["NumberOfArchives"] == 0
+        assert list((server.data_dir / "blobs").rglob("*")) == [
+            p for p in (server.data_dir / "blobs").rglob("*") if p.is_dir()]
+    finally:
+        server.stop()
+
+
+def test_more_copies_before_ack_than_stores_stops_the_server(tmp_path: Path) -> None:
+    started = subprocess.run(
+        [sys.executable, "-m", "icevault", "serve", "--port", "0", "--data-dir",
+         str(tmp_path / "data"), "--copy-url", f"file://{tmp_path}/c", "--copies-before-ack",
+         "2"], capture_output=True, text=True, timeout=60)
+    assert started.returncode == 2
+    assert started.stderr.strip() == (
+        "icevault serve: --copies-before-ack 2 needs as many --copy-url stores; 1 given")

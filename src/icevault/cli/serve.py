@@ -156,6 +156,9 @@ def serve(faults_file: Path | None, **values: Any) -> None:
             ("http://", "https://")):
         raise StartupError("--notification-url must be an http(s) URL, not "
                            f"{settings.notification_url!r}")
+    if settings.copies_before_ack > len(settings.copy_urls):
+        raise StartupError(f"--copies-before-ack {settings.copies_before_ack} needs as many "
+                           f"--copy-url stores; {len(settings.copy_urls)} given")
     ssl_context = _ssl_context(settings)
     lifecycle = logging.getLogger(logformat.LIFECYCLE)
     if settings.auth == "off":

@@ -97,7 +97,8 @@ def build_glacier(settings: ServerSettings, clock: Clock | None = None) -> Glaci
     blobs = stores.open_blobs(data_dir, settings.blob_url)
     timing = Timing.of(settings)
     ctx = Context(meta=meta, blobs=blobs, region=settings.region, timing=timing,
-                  copies=stores.open_copies(settings.copy_urls))
+                  copies=stores.open_copies(settings.copy_urls),
+                  copies_before_ack=settings.copies_before_ack)
     if clock is not None:
         ctx.clock = clock
     return Glacier(ctx)

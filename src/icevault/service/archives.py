@@ -25,6 +25,7 @@ from icevault.core.models import (
     validate_vault_name,
 )
 from icevault.service.context import Context
+from icevault.service.copies import CopiesBeforeAck
 from icevault.service.vaults import require_vault, vault_not_found
 from icevault.store.blobs.base import BlobWriter
 from icevault.store.metadata.base import ArchiveIdTakenError, DeleteArchiveOutcome
@@ -131,16 +132,25 @@ class ArchiveUpload:
             blob_key=blob_key,
             stored_at=None if imported is None else self._ctx.clock.now_ms(),
         )
+        before_ack = CopiesBeforeAck(self._ctx)
+        try:
+            copies = before_ack.make(archive)
+        except BaseException:
+            self._ctx.blobs.delete(blob_key)
+            raise
         try:
             inserted = self._ctx.meta.insert_archive(archive, treehash.pack_leaves(leaves))
         except ArchiveIdTakenError as taken:
             self._ctx.blobs.delete(blob_key)
+            before_ack.discard(copies)
             if taken.same_as(archive):
                 return taken.existing  # the same import again: nothing new to store
             raise import_conflict(taken.existing, archive) from None
         if not inserted:
             self._ctx.blobs.delete(blob_key)
+            before_ack.discard(copies)
             raise vault_not_found(self._ctx, archive.vault)
+        before_ack.record(archive, copies)
         return archive
 
     def abort(self) -> None:

@@ -68,5 +68,7 @@ class Context:
     timing: Timing = field(default_factory=lambda: Timing.of(ServerSettings()))
     # Further stores keeping a full copy of every archive (--copy-url), by name.
     copies: dict[str, BlobStore] = field(default_factory=dict)
+    # How many of them must hold a verified copy before an upload is acknowledged.
+    copies_before_ack: int = 0
     # Test controls only: why a job due now must fail instead of completing, if it must.
     injected_job_failure: Callable[[Job], str | None] = lambda _job: None

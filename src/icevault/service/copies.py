@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from icevault.core.errors import ResourceNotFoundError
+from icevault.core.errors import ResourceNotFoundError, ServiceUnavailableError
 from icevault.core.models import Archive, VaultRef
 from icevault.service.context import Context
 from icevault.service.copying import SourceMismatchError, copy_verified
@@ -121,6 +121,61 @@ class CopyService:
             self.ctx.meta.drop_copies(done)
             dropped += len(done)
         return dropped
+
+
+class CopiesBeforeAck:
+    """``--copies-before-ack N``: an upload's bytes are copied to N stores, each verified,
+    after they are durable in the hot store and before the archive is recorded, so that
+    the acknowledgement means N+1 good copies. Stores are tried in name order until N
+    succeed; short of N, whatever was made is deleted and the upload fails with a 503 the
+    client retries (no archive was recorded)."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    def make(self, archive: Archive) -> list[tuple[str, str]]:
+        """Copies of a committed but unrecorded archive: (store, key) for each."""
+        wanted = self.ctx.copies_before_ack
+        if wanted == 0:
+            return []
+        assert archive.blob_key is not None
+        made: list[tuple[str, str]] = []
+        failures: list[str] = []
+        for name in sorted(self.ctx.copies):
+            if len(made) == wanted:
+                break
+            try:
+                made.append((name, copy_verified(archive, self.ctx.blobs, archive.blob_key,
+                                                 self.ctx.copies[name])))
+            except Exception as exc:  # noqa: BLE001 - any store client's error counts
+                failures.append(f"{name}: {type(exc).__name__}")
+        if len(made) < wanted:
+            self.discard(made)
+            raise CopiesUnavailableError(
+                f"The archive could not be copied to {wanted} stores before acknowledging it "
+                f"({'; '.join(failures)}); try again")
+        return made
+
+    def discard(self, made: list[tuple[str, str]]) -> None:
+        for name, key in made:
+            try:
+                self.ctx.copies[name].delete(key)
+            except Exception as exc:  # noqa: BLE001 - left for the store's orphan sweep
+                log.warning("could not delete an unacknowledged copy in %s: %s", name, exc)
+
+    def record(self, archive: Archive, made: list[tuple[str, str]]) -> None:
+        now = self.ctx.clock.now_ms()
+        for name, key in made:
+            self.ctx.meta.record_verified_copy(archive.id, name, key, now)
+
+
+class CopiesUnavailableError(ServiceUnavailableError):
+    """Fewer copy stores than --copies-before-ack took the upload's copy: 503, retried."""
+
+    status = 503
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, headers={"Retry-After": "5"})
 
 
 def state_text(copy: ArchiveCopy) -> str:

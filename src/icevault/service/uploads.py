@@ -32,6 +32,7 @@ from icevault.core.models import (
 )
 from icevault.service.archives import StreamHasher, import_conflict
 from icevault.service.context import Context
+from icevault.service.copies import CopiesBeforeAck
 from icevault.service.vaults import require_vault, vault_not_found
 from icevault.store.blobs.base import BlobWriter, StagedPart
 from icevault.store.metadata.base import ArchiveIdTakenError
@@ -316,14 +317,24 @@ class UploadService:
                 blob_key=blob_key,
                 stored_at=None if imported is None else self.ctx.clock.now_ms(),
             )
+            before_ack = CopiesBeforeAck(self.ctx)
+            try:
+                copies = before_ack.make(archive)
+            except BaseException:
+                self.ctx.blobs.delete(blob_key)
+                raise
             try:
                 stored = self.ctx.meta.complete_upload(upload, archive,
                                                        treehash.pack_leaves(leaves))
             except ArchiveIdTakenError as taken:
                 self.ctx.blobs.delete(blob_key)
+                before_ack.discard(copies)
                 raise import_conflict(taken.existing, archive) from None
             if stored is None or stored.blob_key != archive.blob_key:
                 self.ctx.blobs.delete(blob_key)
+                before_ack.discard(copies)  # another completion of the upload recorded it
+            elif copies:
+                before_ack.record(stored, copies)
             if stored is None:
                 raise upload_not_found(upload_id)
         self._forget_lock(upload_id)

@@ -506,6 +506,12 @@ class CopyPort(Protocol):
         is then the caller's to delete."""
         ...
 
+    def record_verified_copy(self, archive_id: str, store: str, blob_key: str,
+                             now: int) -> None:
+        """A copy made and verified before the archive was acknowledged
+        (--copies-before-ack)."""
+        ...
+
     def archive_copies(self, archive_id: str) -> list[ArchiveCopy]: ...
 
     def vault_copies(self, ref: VaultRef, after_seq: int,

@@ -104,6 +104,16 @@ class CopyRows(SqlEngine, CopyPort):
                 .returning(_COPY.c.archive_id)).first()
             return taken is not None
 
+    def record_verified_copy(self, archive_id: str, store: str, blob_key: str,
+                             now: int) -> None:
+        insert = (sqlite.insert if self._is_sqlite else postgresql.insert)(_COPY)
+        values = {"state": CopyState.VERIFIED, "blob_key": blob_key, "claimed_until": None,
+                  "retry_at": None, "error": None, "updated_at": now}
+        with self._tx(write=True) as conn:
+            conn.execute(insert.values(archive_id=archive_id, store=store, attempts=1, **values)
+                         .on_conflict_do_update(index_elements=["archive_id", "store"],
+                                                set_=values))
+
     def archive_copies(self, archive_id: str) -> list[ArchiveCopy]:
         with self._tx() as conn:
             rows = conn.execute(select(_COPY).where(_COPY.c.archive_id == archive_id)
