@@ -12,6 +12,10 @@ with SIGKILL at a seeded moment, and restarts it on the same data directory. At 
 * every acknowledged job is still known and completes;
 * after a clean restart no orphan is left (blob files are exactly what the metadata
   references; no staging area, no temporary file);
+* the server keeps copies (``--copy-url`` on a second directory): every live archive gets
+  one verified copy whose bytes hash to its tree hash, the copies of deleted archives go,
+  and the copy store holds exactly the objects the copy rows name (a copy made twice, or
+  written and never recorded, would be left over);
 * the SQLite database passes ``PRAGMA integrity_check``.
 
 The suite runs a few rounds; ``--rounds 1000`` is the long form.
@@ -210,6 +214,64 @@ def check(peer: Peer, ledger: Ledger, data_dir: Path, read_back: int) -> tuple[l
     return problems, stats
 
 
+def wait_for_copies(data_dir: Path, timeout: float = 120) -> list[str]:
+    """Until every live archive has a verified copy (the server's copy worker is running)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with sqlite3.connect(data_dir / "metadata.sqlite3") as db:
+            owed = db.execute(
+                "SELECT count(*) FROM archives a WHERE a.deleted_at IS NULL AND a.blob_key "
+                "IS NOT NULL AND NOT EXISTS (SELECT 1 FROM archive_copies c WHERE "
+                "c.archive_id = a.id AND c.state = 'verified')").fetchone()[0]
+        db.close()
+        if owed == 0:
+            return []
+        if time.monotonic() > deadline:
+            return [f"{owed} archives still have no verified copy after {timeout:.0f} s"]
+        time.sleep(0.2)
+
+
+def check_copies(data_dir: Path, copies_dir: Path) -> list[str]:
+    """Every live archive's one copy holds its bytes; the copy store holds nothing else once
+    the copies of deleted archives are dropped (as the server's housekeeping does)."""
+    from icevault import stores
+    from icevault.service.context import Context
+    from icevault.service.copies import CopyService
+    from icevault.service.copying import tree_hash_of
+    from icevault.service.integrity import IntegrityService
+
+    problems: list[str] = []
+    meta = stores.open_metadata(data_dir, None)
+    try:
+        store = stores.open_copies([f"file://{copies_dir}"])
+        [(name, copies)] = store.items()
+        ctx = Context(meta=meta, blobs=stores.open_blobs(data_dir, None), copies=store)
+        CopyService(ctx, IntegrityService(ctx)).drop_deleted()
+        with sqlite3.connect(data_dir / "metadata.sqlite3") as db:
+            rows = db.execute(
+                "SELECT a.id, a.size, a.tree_hash, c.blob_key, c.state FROM archives a JOIN "
+                "archive_copies c ON c.archive_id = a.id WHERE c.store = ?", (name,)
+            ).fetchall()
+            live = {row[0] for row in db.execute(
+                "SELECT id FROM archives WHERE deleted_at IS NULL AND blob_key IS NOT NULL")}
+        db.close()
+        verified = {row[0]: row for row in rows if row[4] == "verified"}
+        for archive_id in sorted(live - set(verified)):
+            problems.append(f"archive {archive_id} has no verified copy")
+        for archive_id, size, want, key, _ in verified.values():
+            if tree_hash_of(copies, key, size) != want:
+                problems.append(f"the copy of {archive_id} does not hold its bytes")
+        named = {row[3] for row in rows if row[3] is not None}
+        on_disk = set(copies.iter_keys())
+        if on_disk - named:
+            problems.append(f"{len(on_disk - named)} copy objects no row names")
+        if named - on_disk:
+            problems.append(f"{len(named - on_disk)} copy rows name no object")
+    finally:
+        meta.close()
+    return problems
+
+
 def check_storage(data_dir: Path) -> list[str]:
     """After a clean restart: no orphan, no staging area, no temporary file, a sound database."""
     from icevault import stores
@@ -246,9 +308,11 @@ def check_storage(data_dir: Path) -> list[str]:
 
 def run(rounds: int, seed: int, workers: int, work: Path, read_back: int) -> dict[str, Any]:
     data_dir = work / "data"
+    copies_dir = work / "copies"
     log = work / "server.log"
     rng = random.Random(seed)
-    peer = launch_icevault(data_dir, "sigv4", log=log)
+    extra = ["--copy-url", f"file://{copies_dir}"]
+    peer = launch_icevault(data_dir, "sigv4", log=log, extra=extra)
     ledger = Ledger()
     started = time.monotonic()
     try:
@@ -265,13 +329,16 @@ def run(rounds: int, seed: int, workers: int, work: Path, read_back: int) -> dic
             workload.stop.set()
             for thread in threads:
                 thread.join(timeout=30)
-            peer = launch_icevault(data_dir, "sigv4", log=log)
+            peer = launch_icevault(data_dir, "sigv4", log=log, extra=extra)
             workload.peer = peer
         problems, stats = check(peer, ledger, data_dir, read_back)
+        problems += wait_for_copies(data_dir)
         peer.stop()
-        peer = launch_icevault(data_dir, "sigv4", log=log)  # start-up collects and sweeps
+        # Start-up collects and sweeps, the copy store too.
+        peer = launch_icevault(data_dir, "sigv4", log=log, extra=extra)
         peer.stop()
         problems += check_storage(data_dir)
+        problems += check_copies(data_dir, copies_dir)
     finally:
         peer.stop()
     if "Traceback" in log.read_text(errors="replace"):

@@ -115,3 +115,13 @@ def test_a_copy_made_before_the_acknowledgement_is_recorded_verified(
     assert (copy.state, copy.blob_key, copy.attempts) == (CopyState.VERIFIED, "feed", 1)
     assert meta.claim_owed_copies(STORE, 5000, LEASE, 10) == []
     assert meta.copy_backlog(STORE, 5000).archives == 0
+
+
+def test_released_claims_are_claimable_at_once(meta: MetadataStore) -> None:
+    _setup(meta)
+    item = archive("k12")
+    assert meta.insert_archive(item, b"\0" * 32)
+    assert len(meta.claim_owed_copies(STORE, 5000, LEASE, 10)) == 1
+    assert meta.claim_owed_copies(STORE, 5001, LEASE, 10) == []
+    meta.release_copy_claims()  # the only server started again
+    assert [a.id for a, _ in meta.claim_owed_copies(STORE, 5002, LEASE, 10)] == [item.id]

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench.crash import check_storage
+from bench.crash import check_copies, check_storage
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -48,6 +48,16 @@ def test_crash_checks_can_fail(tmp_path: Path) -> None:
     assert any("orphaned" in p for p in problems)
     assert any("staging" in p for p in problems)
     assert any("temporary" in p for p in problems)
+    # The copy checks: a stray object in the copy store, and a copy whose bytes went bad.
+    copies = tmp_path / "copies"
+    assert check_copies(data, copies) == []
+    (copies / "blobs" / "ef" / ("ef" + "0" * 30)).write_bytes(b"stray")
+    copy = next(path for path in (copies / "blobs").rglob("*")
+                if path.is_file() and path.stat().st_size > 3 and path.name[:2] != "ef")
+    copy.write_bytes(b"\0\0\0" + copy.read_bytes()[3:])
+    problems = check_copies(data, copies)
+    assert any("copy objects no row names" in p for p in problems)
+    assert any("does not hold its bytes" in p for p in problems)
 
 
 def test_soak_slice(tmp_path: Path) -> None:

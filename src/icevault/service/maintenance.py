@@ -57,7 +57,11 @@ class Maintenance:
         server's upload in flight, younger than the grace."""
         if self.ctx.meta.serves_one_server:
             self.ctx.meta.release_jobs(None)
-        self.sweep_orphans(0.0 if self.ctx.blobs.opens_are_local else orphan_grace_s)
+            self.ctx.meta.release_copy_claims()
+        # Copy stores: only the store's only server (SQLite) knows no other is mid-copy.
+        self.sweep_orphans(0.0 if self.ctx.blobs.opens_are_local else orphan_grace_s,
+                           copy_grace_s=0.0 if self.ctx.meta.serves_one_server
+                           else orphan_grace_s)
         self.expire()
         self.collect_garbage()
 
@@ -98,18 +102,21 @@ class Maintenance:
             self.ctx.meta.drop_garbage([item.seq for item in items])
             total += len(items)
 
-    def sweep_orphans(self, grace_s: float = 0.0) -> SweepReport:
+    def sweep_orphans(self, grace_s: float = 0.0,
+                      copy_grace_s: float | None = None) -> SweepReport:
         """Remove bytes no metadata refers to that were last written at least ``grace_s``
         seconds ago: what a crash left between writing bytes and recording them.
 
         A grace of 0 is only for a store no other server shares, at start-up, when no
         upload is in flight. With a store shared by several servers, another one's upload
         in flight (bytes written, metadata not yet recorded) is younger than any sensible
-        grace, so it is left alone."""
+        grace, so it is left alone. ``copy_grace_s`` is the copy stores' (``grace_s`` when
+        not given)."""
         temporary = self.ctx.blobs.sweep_temporary(grace_s)
         blobs = self._sweep(list(self.ctx.blobs.iter_keys(grace_s)), staging=False)
         staging = self._sweep(list(self.ctx.blobs.iter_staging_keys(grace_s)), staging=True)
-        copies = sum(self._sweep_copies(name, grace_s) for name in sorted(self.ctx.copies))
+        copy_grace = grace_s if copy_grace_s is None else copy_grace_s
+        copies = sum(self._sweep_copies(name, copy_grace) for name in sorted(self.ctx.copies))
         report = SweepReport(temporary, blobs, staging, copies)
         if temporary or blobs or staging or copies:
             log.warning("removed orphaned data left by an earlier crash",

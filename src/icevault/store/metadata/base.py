@@ -514,6 +514,11 @@ class CopyPort(Protocol):
 
     def archive_copies(self, archive_id: str) -> list[ArchiveCopy]: ...
 
+    def release_copy_claims(self) -> None:
+        """Every copy claim is claimable at once (at the start of the only server: the
+        claims found are its last run's, and no copy is being made)."""
+        ...
+
     def vault_copies(self, ref: VaultRef, after_seq: int,
                      limit: int) -> list[tuple[int, Archive, list[ArchiveCopy]]]:
         """A vault's archives from ``after_seq`` on, each with its copies."""

@@ -114,6 +114,11 @@ class CopyRows(SqlEngine, CopyPort):
                          .on_conflict_do_update(index_elements=["archive_id", "store"],
                                                 set_=values))
 
+    def release_copy_claims(self) -> None:
+        with self._tx(write=True) as conn:
+            conn.execute(update(_COPY).where(_COPY.c.state == CopyState.COPYING)
+                         .values(claimed_until=0))
+
     def archive_copies(self, archive_id: str) -> list[ArchiveCopy]:
         with self._tx() as conn:
             rows = conn.execute(select(_COPY).where(_COPY.c.archive_id == archive_id)
