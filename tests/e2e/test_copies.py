@@ -88,6 +88,8 @@ def test_every_archive_gets_a_verified_copy(copied: ServerProcess) -> None:
     assert owed == [{"Store": store, "OwedArchives": 0, "OwedBytes": 0,
                      "OldestOwedSince": None, "OldestOwedAgeSeconds": None}]
     assert metric(copied, "icevault_copies_owed_archives", store) == 0
+    with urllib.request.urlopen(f"{copied.url}/health/ready", timeout=10) as ready:
+        assert json.loads(ready.read()) == {"status": "ready"}
 
 
 def test_bad_hot_bytes_are_repaired_from_the_copy_and_served_exact(
@@ -172,9 +174,13 @@ def test_an_unreachable_copy_store_never_fails_an_upload(
             ("s3://nowhere/copies", 1, len(data))]
         assert metric(server, "icevault_copies_owed_archives", "s3://nowhere/copies") == 1
         assert metric(server, "icevault_copies_owed_bytes", "s3://nowhere/copies") == len(data)
-        # The server stays ready: its own stores answer; the copies wait.
+        # The server stays ready: its own stores answer; the copies wait, and it says so
+        # (without naming the store: a readiness answer needs no credentials).
         with urllib.request.urlopen(f"{server.url}/health/ready", timeout=10) as ready:
             assert ready.status == 200
+            assert json.loads(ready.read()) == {
+                "status": "ready", "copies": "1 of 1 copy stores do not answer "
+                "(EndpointConnectionError); the copies they are owed wait"}
         job = retrieve(client, "v", archive_id)
         assert client.get_job_output(vaultName="v", jobId=job["JobId"])["body"].read() == data
     finally:

@@ -47,6 +47,13 @@ class Maintenance:
         """Return if the blob store answers now; raise if it does not."""
         self.ctx.blobs.ping()
 
+    def copy_store_names(self) -> list[str]:
+        return sorted(self.ctx.copies)
+
+    def ping_copy_store(self, name: str) -> None:
+        """Return if the copy store answers now; raise if it does not."""
+        self.ctx.copies[name].ping()
+
     # -- the server's life ----------------------------------------------------------------
     def start_up(self, orphan_grace_s: float) -> None:
         """What a server does before it serves: take back what it held when it stopped (when

@@ -46,6 +46,21 @@ async def ready(request: web.Request) -> web.Response:
             log.warning("not ready: the %s does not answer: %s", name, exc)
             return _reply(503, {"status": "unready",
                                 "reason": f"the {name} does not answer ({kind})"})
+    # Copy stores (--copy-url) never make a server unready: uploads and retrievals go on
+    # without them, and the copies wait. The answer says so.
+    silent: list[str] = []
+    for store in maintenance.copy_store_names():
+        try:
+            async with asyncio.timeout(PROBE_TIMEOUT_S):
+                await loop.run_in_executor(runtime.executor, maintenance.ping_copy_store, store)
+        except Exception as exc:  # noqa: BLE001 - any failure means "does not answer"
+            kind = "timeout" if isinstance(exc, TimeoutError) else type(exc).__name__
+            log.warning("a copy store does not answer: %s: %s", store, exc)
+            silent.append(kind)
+    if silent:
+        return _reply(200, {"status": "ready", "copies": (
+            f"{len(silent)} of {len(maintenance.copy_store_names())} copy stores do not "
+            f"answer ({', '.join(sorted(set(silent)))}); the copies they are owed wait")})
     return _reply(200, {"status": "ready"})
 
 
