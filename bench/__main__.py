@@ -151,7 +151,7 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-HARNESSES = ("cluster", "crash", "fuzz", "kit", "migrate", "soak")
+HARNESSES = ("cluster", "copies", "crash", "fuzz", "kit", "migrate", "soak")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -67,3 +67,16 @@ def test_soak_slice(tmp_path: Path) -> None:
     assert report["errors"] == 0
     attack = report["attack"]
     assert isinstance(attack, dict) and attack["opened"] > 190  # the server dropped and they came back
+
+
+def test_copies_benchmark_slice(tmp_path: Path) -> None:
+    """The copy benchmark runs both rows (a copy that failed would stop it), each beside its
+    baseline measured in the same run."""
+    result = subprocess.run([sys.executable, "-m", "bench", "copies", "--archives", "2",
+                             "--size-mib", "4", "--work-dir", str(tmp_path)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = json.loads(result.stdout)["rows"]
+    assert [row["target"] for row in rows] == ["local -> second directory",
+                                               "local -> SeaweedFS"]
+    assert all(row["copied_mb_s"] > 0 and row["baseline_mb_s"] > 0 for row in rows)

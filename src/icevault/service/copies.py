@@ -10,6 +10,7 @@ mid-copy leaves a claim another takes over when its lease ends.
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from icevault.core.errors import ResourceNotFoundError, ServiceUnavailableError
@@ -27,6 +28,7 @@ log = logging.getLogger("icevault.copies")
 FIRST_RETRY_MS = 30_000
 LONGEST_RETRY_MS = 3_600_000
 BATCH = 4
+PARALLEL = 4  # copies made at once per store and server
 
 
 def retry_delay_ms(failures: int) -> int:
@@ -51,10 +53,16 @@ class CopyService:
     def copy_owed(self, store: str, limit: int = BATCH) -> CopyReport:
         """Claim up to ``limit`` archives owing ``store`` a copy and make each."""
         meta, now = self.ctx.meta, self.ctx.clock.now_ms()
+        claimed = meta.claim_owed_copies(store, now, self.ctx.timing.job_lease_ms, limit)
+        if not claimed:
+            return CopyReport(0, 0)
+        # Several at once: each copy waits on reads, a write, a sync and a read-back in
+        # turn, and copies side by side keep both stores busy.
+        with ThreadPoolExecutor(max_workers=min(PARALLEL, len(claimed)),
+                                thread_name_prefix="icevault-copy") as pool:
+            errors = list(pool.map(lambda item: self._copy_one(store, item[0]), claimed))
         made = failed = 0
-        for archive, failures in meta.claim_owed_copies(store, now, self.ctx.timing.job_lease_ms,
-                                                         limit):
-            error = self._copy_one(store, archive)
+        for (archive, failures), error in zip(claimed, errors, strict=True):
             if error is None:
                 made += 1
             else:
