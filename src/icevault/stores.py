@@ -27,14 +27,20 @@ def open_blobs(data_dir: Path, blob_url: str | None) -> BlobStore:
     """The blob store: an S3-compatible bucket (``s3://...``), or files in ``data_dir``."""
     if blob_url:
         # Imported only when used: boto3 adds a quarter of a second to every start.
-        from icevault.store.blobs.s3 import S3BlobStore, S3Location
+        from icevault.store.blobs.s3 import COLD_CLASSES, S3BlobStore, S3Location
 
-        return S3BlobStore(S3Location.parse(blob_url))
+        location = S3Location.parse(blob_url)
+        if location.storage_class in COLD_CLASSES:
+            raise ValueError(f"--blob-url: the server's own store cannot be in "
+                             f"{location.storage_class} (its bytes must be readable at once); "
+                             "use it for a --copy-url")
+        return S3BlobStore(location)
     return LocalBlobStore(data_dir)
 
 
 # What a --copy-url may say besides its location, per scheme.
-_COPY_OPTIONS = {"file": frozenset(), "s3": frozenset({"endpoint", "region"})}
+_COPY_OPTIONS = {"file": frozenset(),
+                 "s3": frozenset({"endpoint", "region", "profile", "storage-class"})}
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +71,12 @@ def parse_copy_url(url: str) -> CopyTarget:
     else:
         if not parsed.netloc:
             raise ValueError(f"--copy-url {url!r}: no bucket")
+        from icevault.store.blobs.s3 import S3Location
+
+        try:
+            S3Location.parse(url)
+        except ValueError as exc:
+            raise ValueError(f"--copy-url {url!r}: {exc}") from None
         name = f"s3://{parsed.netloc}/{parsed.path.strip('/')}".rstrip("/")
     if len(name) > 255:
         raise ValueError(f"--copy-url {url!r}: longer than 255 characters")

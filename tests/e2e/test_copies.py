@@ -191,6 +191,7 @@ def test_an_unreachable_copy_store_never_fails_an_upload(
     ("file://relative/path", "a file URL names an absolute path"),
     ("ftp://host/x", "expected file:///PATH or s3://"),
     ("s3://bucket/p?storage-klass=GLACIER", "unknown option 'storage-klass'"),
+    ("s3://bucket/p?storage-class=COLDEST", "unknown storage class 'COLDEST'"),
 ])
 def test_a_bad_copy_url_stops_the_server_in_one_line(tmp_path: Path, url: str,
                                                      says: str) -> None:
@@ -263,3 +264,55 @@ def test_more_copies_before_ack_than_stores_stops_the_server(tmp_path: Path) -> 
     assert started.returncode == 2
     assert started.stderr.strip() == (
         "icevault serve: --copies-before-ack 2 needs as many --copy-url stores; 1 given")
+
+
+@pytest.fixture()
+def moto_s3() -> Any:
+    from bench.peers import start_moto
+
+    server = start_moto()
+    assert server is not None, "moto_server is installed with the test extra"
+    yield server
+    server.stop()
+
+
+def test_a_copy_in_deep_archive_is_checked_by_the_stores_checksums(
+        tmp_path: Path, moto_s3: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cold class cannot be read back without a restore: the copy is written in it with
+    each part's Content-MD5 and the object's ETag checked, and counts as verified."""
+    import boto3
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "copies")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "copies")
+    endpoint = f"http://127.0.0.1:{moto_s3.port}"
+    store = (f"s3://cold-archive/icevault?endpoint={endpoint}&region=us-east-1"
+             "&storage-class=DEEP_ARCHIVE")
+    server = ServerProcess(tmp_path / "data", auth="sigv4",
+                           extra_args=["--copy-url", store]).start()
+    try:
+        client = server.client()
+        client.create_vault(vaultName="deep")
+        data = pattern(9 * MIB + 5, seed=12)  # two 8 MiB parts in the store
+        archive_id = client.upload_archive(vaultName="deep", body=data)["archiveId"]
+        [listed] = wait_verified(server, "deep", 1)
+        assert listed["Copies"][0]["Store"] == "s3://cold-archive/icevault"
+        [key] = copy_keys(server.data_dir, archive_id).values()
+        s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+        head = s3.head_object(Bucket="cold-archive", Key=f"icevault/blobs/{key}")
+        assert head["StorageClass"] == "DEEP_ARCHIVE"
+        assert head["ContentLength"] == len(data)
+        with pytest.raises(ClientError) as refused:
+            s3.get_object(Bucket="cold-archive", Key=f"icevault/blobs/{key}")
+        assert refused.value.response["Error"]["Code"] == "InvalidObjectState"
+    finally:
+        server.stop()
+
+
+def test_a_cold_class_is_refused_for_the_servers_own_store(tmp_path: Path) -> None:
+    started = subprocess.run(
+        [sys.executable, "-m", "icevault", "serve", "--port", "0", "--data-dir",
+         str(tmp_path / "data"), "--blob-url",
+         "s3://b/p?endpoint=http://127.0.0.1:9&storage-class=GLACIER"],
+        capture_output=True, text=True, timeout=60)
+    assert started.returncode == 2
+    assert "cannot be in GLACIER" in started.stderr and len(started.stderr.splitlines()) == 1

@@ -102,8 +102,9 @@ class IntegrityService:
             return None
         for copy in self.ctx.meta.archive_copies(archive.id):
             store = self.ctx.copies.get(copy.store)
-            if copy.state is not CopyState.VERIFIED or copy.blob_key is None or store is None:
-                continue
+            if (copy.state is not CopyState.VERIFIED or copy.blob_key is None or store is None
+                    or not store.readable_at_once):
+                continue  # a cold copy is read only after a restore, which a job starts
             try:
                 key = copy_verified(archive, store, copy.blob_key, self.ctx.blobs)
             except SourceMismatchError as exc:

@@ -22,6 +22,10 @@ class BlobNotFoundError(FileNotFoundError):
     """The key names no committed blob."""
 
 
+class BlobIntegrityError(OSError):
+    """The store computed another checksum over bytes than the one sent: the write failed."""
+
+
 class StagedPart(NamedTuple):
     """One part of a staging area as the metadata recorded it: where it goes, how long it
     is, and the name its writer's commit returned."""
@@ -67,6 +71,10 @@ class BlobStore(Protocol):
     # Whether opening a range is a local file operation (cheap enough for the event loop)
     # rather than a network request.
     opens_are_local: bool
+    #: False for an S3 archive class (GLACIER, DEEP_ARCHIVE): an object is read only after a
+    #: restore, so a copy there is checked by the checksums the store computed as it took
+    #: the bytes, not by reading it back.
+    readable_at_once: bool
 
     def create(self) -> BlobWriter:
         """Start writing a new blob; its key is known only after commit."""

@@ -164,6 +164,7 @@ class LocalBlobStore:
     """The embedded blob store: files under one directory, fsynced on commit."""
 
     opens_are_local = True
+    readable_at_once = True
 
     def __init__(self, root: Path, direct_io: bool = True) -> None:
         self.root = root

@@ -20,6 +20,8 @@ server's uploads in flight.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import secrets
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -28,12 +30,13 @@ from typing import Any, BinaryIO
 from urllib.parse import parse_qs, urlparse
 
 import boto3
+import boto3.session
 import botocore.config
 from botocore.exceptions import ClientError
 
 from icevault.core.ids import new_blob_key
 from icevault.diskio import BLOCK
-from icevault.store.blobs.base import BlobNotFoundError, StagedPart
+from icevault.store.blobs.base import BlobIntegrityError, BlobNotFoundError, StagedPart
 
 S3_MIN_PART = 5 * 1024 * 1024
 PIECE = 8 * 1024 * 1024  # bytes buffered per writer before a part is sent
@@ -51,6 +54,8 @@ class S3Location:
     prefix: str
     endpoint_url: str | None
     region: str
+    storage_class: str | None = None  # objects are written in it (a copy store's option)
+    profile: str | None = None  # the AWS profile its credentials come from
 
     @classmethod
     def parse(cls, url: str) -> S3Location:
@@ -60,12 +65,24 @@ class S3Location:
             raise ValueError(f"not an s3://bucket[/prefix] URL: {url!r}")
         query = parse_qs(parsed.query)
         prefix = parsed.path.strip("/")
+        storage_class = query.get("storage-class", [None])[0]
+        if storage_class is not None and storage_class not in STORAGE_CLASSES:
+            raise ValueError(f"unknown storage class {storage_class!r} (one of "
+                             f"{', '.join(sorted(STORAGE_CLASSES))})")
         return cls(
             bucket=parsed.netloc,
             prefix=f"{prefix}/" if prefix else "",
             endpoint_url=query.get("endpoint", [None])[0],
             region=query.get("region", ["us-east-1"])[0],
+            storage_class=storage_class,
+            profile=query.get("profile", [None])[0],
         )
+
+
+# S3's storage classes an object may be written in, and those read only after a restore.
+STORAGE_CLASSES = frozenset({"STANDARD", "STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING",
+                             "GLACIER_IR", "GLACIER", "DEEP_ARCHIVE"})
+COLD_CLASSES = frozenset({"GLACIER", "DEEP_ARCHIVE"})
 
 
 class _S3Writer:
@@ -76,10 +93,13 @@ class _S3Writer:
         self._object_key = object_key
         self._result = result
         s3 = store.client
+        extra = {} if store.storage_class is None else {"StorageClass": store.storage_class}
         self._upload_id: str | None = s3.create_multipart_upload(
-            Bucket=store.bucket, Key=object_key
+            Bucket=store.bucket, Key=object_key, **extra
         )["UploadId"]
         self._parts: list[dict[str, Any]] = []
+        # Each part's MD5, as S3 computes its ETags; None once a part is a store-side copy.
+        self._digests: list[bytes] | None = []
         self._pending = bytearray()
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
@@ -92,11 +112,19 @@ class _S3Writer:
     def _send(self, data: bytes | bytearray) -> None:
         # The buffer itself is the body (no copy); the caller starts a new one afterwards.
         number = len(self._parts) + 1
+        # Content-MD5: the store refuses a part that arrived other than sent (BadDigest),
+        # and its ETag is then the MD5 it computed; the object's ETag is checked at the end.
+        digest = hashlib.md5(data, usedforsecurity=False).digest()
         response = self._store.client.upload_part(
             Bucket=self._store.bucket, Key=self._object_key, UploadId=self._upload_id,
-            PartNumber=number, Body=data,
+            PartNumber=number, Body=data, ContentMD5=base64.b64encode(digest).decode(),
         )
+        if response["ETag"].strip('"') != digest.hex():
+            raise BlobIntegrityError(f"the store took part {number} of {self._object_key} "
+                                     f"as {response['ETag']}, not {digest.hex()}")
         self._parts.append({"PartNumber": number, "ETag": response["ETag"]})
+        if self._digests is not None:
+            self._digests.append(digest)
 
     def copy(self, source_key: str, length: int) -> None:
         """Append the first ``length`` bytes of another object as a part, copied by the store."""
@@ -108,6 +136,7 @@ class _S3Writer:
             CopySourceRange=f"bytes=0-{length - 1}",
         )
         self._parts.append({"PartNumber": number, "ETag": response["CopyPartResult"]["ETag"]})
+        self._digests = None  # a store-side copy's ETag need not be an MD5: not checked
 
     def commit(self) -> str:
         assert self._upload_id is not None, "writer is closed"
@@ -115,10 +144,20 @@ class _S3Writer:
             if self._pending or not self._parts:
                 self._send(self._pending)  # the last part may be short (or empty)
                 self._pending = bytearray()
-            self._store.client.complete_multipart_upload(
+            completed = self._store.client.complete_multipart_upload(
                 Bucket=self._store.bucket, Key=self._object_key, UploadId=self._upload_id,
                 MultipartUpload={"Parts": self._parts},
             )
+            digests = self._digests or []
+            whole = hashlib.md5(b"".join(digests), usedforsecurity=False).hexdigest()
+            expected = f"{whole}-{len(digests)}"
+            if self._digests is not None and completed.get("ETag", "").strip('"') != expected:
+                # The object is whole but not what was sent: it must not count.
+                self._store.client.delete_object(Bucket=self._store.bucket,
+                                                 Key=self._object_key)
+                raise BlobIntegrityError(
+                    f"the store assembled {self._object_key} as {completed.get('ETag')}, "
+                    f"not {expected}")
         except BaseException:
             self.abort()
             raise
@@ -174,7 +213,10 @@ class S3BlobStore:
                  ensure_bucket: bool = True) -> None:
         self.bucket = location.bucket
         self.prefix = location.prefix
-        self.client = client or boto3.client(
+        self.storage_class = location.storage_class
+        self.readable_at_once = location.storage_class not in COLD_CLASSES
+        session = boto3.session.Session(profile_name=location.profile)
+        self.client = client or session.client(
             "s3", endpoint_url=location.endpoint_url, region_name=location.region,
             config=botocore.config.Config(
                 s3={"addressing_style": "path"}, max_pool_connections=64,
@@ -183,7 +225,7 @@ class S3BlobStore:
         )
         # The readiness probe's own client: one attempt, short timeouts, so a store that is
         # down is reported in seconds, not after the data path's retries.
-        self._probe = client or boto3.client(
+        self._probe = client or session.client(
             "s3", endpoint_url=location.endpoint_url, region_name=location.region,
             config=botocore.config.Config(
                 s3={"addressing_style": "path"}, connect_timeout=2, read_timeout=2,
