@@ -81,8 +81,8 @@ def format_tier_delays(delays: dict[Tier, float]) -> str:
 
 # How a value is typed on the command line. "dir"/"file" are paths (a file that must exist
 # is "existing-file"); "tiers" is parse_tier_delays's form.
-Kind = Literal["text", "int", "bool", "choice", "duration", "size", "tiers", "dir", "file",
-               "existing-file"]
+Kind = Literal["text", "int", "float", "bool", "choice", "duration", "size", "tiers", "dir",
+               "file", "existing-file"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +146,11 @@ class ServerSettings:
         0, "Acknowledge an upload only once this many --copy-url stores hold a verified copy "
         "of it too (0: once the server's own copy is durable; the copies follow).",
         kind="int", minimum=0)
+    hot_days: float | None = setting(
+        None, "Remove an archive's bytes from this server's own store DAYS after every "
+        "--copy-url store holds a verified copy (0: as soon as they do); a retrieval job "
+        "brings them back from a copy, restoring a cold one first.", kind="float", minimum=0,
+        default_text="keep")
     blob_url: str | None = setting(
         None, "Keep archive bytes in an S3-compatible object store: "
         "s3://BUCKET[/PREFIX][?endpoint=URL&region=NAME]; credentials come from the usual "

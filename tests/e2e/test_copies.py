@@ -316,3 +316,55 @@ def test_a_cold_class_is_refused_for_the_servers_own_store(tmp_path: Path) -> No
         capture_output=True, text=True, timeout=60)
     assert started.returncode == 2
     assert "cannot be in GLACIER" in started.stderr and len(started.stderr.splitlines()) == 1
+
+
+def test_hot_days_0_keeps_only_the_cold_copy_and_a_job_restores_it(
+        tmp_path: Path, moto_s3: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--hot-days 0: the hot bytes go once the DEEP_ARCHIVE copy is verified. A retrieval
+    job then restores the copy (RestoreObject, moto restores at once), brings the bytes back
+    into the server's store, checks them, and serves them exactly, whole and ranged, with
+    the tree-hash headers."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "copies")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "copies")
+    endpoint = f"http://127.0.0.1:{moto_s3.port}"
+    store = (f"s3://cold-tier/icevault?endpoint={endpoint}&region=us-east-1"
+             "&storage-class=DEEP_ARCHIVE")
+    server = ServerProcess(tmp_path / "data", auth="sigv4",
+                           extra_args=["--copy-url", store, "--hot-days", "0"]).start()
+    try:
+        client = server.client()
+        client.create_vault(vaultName="cold")
+        data = pattern(5 * MIB + 77, seed=13)
+        archive_id = client.upload_archive(vaultName="cold", body=data)["archiveId"]
+        hot_key = blob_key(server.data_dir, archive_id)
+        deadline = time.monotonic() + 30
+        while True:
+            [listed] = copies(server, "cold")
+            if listed["Hot"] == "removed":
+                break
+            assert time.monotonic() < deadline, listed
+            time.sleep(0.2)
+        assert [c["State"] for c in listed["Copies"]] == ["verified"]
+        assert not (server.data_dir / "blobs" / hot_key[:2] / hot_key).exists() or (
+            _collected_later(server, hot_key))
+        job = retrieve(client, "cold", archive_id, Tier="Bulk")
+        assert (job["StatusCode"], job["Completed"]) == ("Succeeded", True), job
+        whole = client.get_job_output(vaultName="cold", jobId=job["JobId"])
+        assert whole["checksum"] == tree_hash(data)
+        assert whole["body"].read() == data
+        ranged = client.get_job_output(vaultName="cold", jobId=job["JobId"],
+                                       range=f"bytes={2 * MIB}-{4 * MIB - 1}")
+        assert ranged["checksum"] == tree_hash(data[2 * MIB:4 * MIB])  # tree-hash aligned
+        assert ranged["contentRange"] == f"bytes {2 * MIB}-{4 * MIB - 1}/{len(data)}"
+        assert ranged["body"].read() == data[2 * MIB:4 * MIB]
+        log = server.log()
+        assert "restore requested" in log and "tier=Bulk" in log and "archive brought back" in log
+    finally:
+        server.stop()
+
+
+def _collected_later(server: ServerProcess, key: str) -> bool:
+    """The removed hot bytes are on the garbage list (collected within a minute)."""
+    with sqlite3.connect(server.data_dir / "metadata.sqlite3") as db:
+        row = db.execute("SELECT 1 FROM garbage WHERE key = ?", (key,)).fetchone()
+    return row is not None

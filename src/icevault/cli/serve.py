@@ -102,6 +102,8 @@ def _click_option(settings_field: Field[Any], flag: Flag) -> Callable[[Any], Any
                                "tiers": "TIER=DURATION,..."}[flag.kind])
     elif flag.kind == "int":
         kwargs.update(default=default, type=click.IntRange(flag.minimum, flag.maximum))
+    elif flag.kind == "float":
+        kwargs.update(default=default, type=click.FloatRange(flag.minimum, flag.maximum))
     elif flag.kind == "choice":
         kwargs.update(default=default, type=click.Choice(flag.choices))
     elif flag.kind in ("dir", "file", "existing-file"):
@@ -156,6 +158,8 @@ def serve(faults_file: Path | None, **values: Any) -> None:
             ("http://", "https://")):
         raise StartupError("--notification-url must be an http(s) URL, not "
                            f"{settings.notification_url!r}")
+    if settings.hot_days is not None and not settings.copy_urls:
+        raise StartupError("--hot-days needs at least one --copy-url store to keep the bytes")
     if settings.copies_before_ack > len(settings.copy_urls):
         raise StartupError(f"--copies-before-ack {settings.copies_before_ack} needs as many "
                            f"--copy-url stores; {len(settings.copy_urls)} given")

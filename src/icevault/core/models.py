@@ -148,6 +148,9 @@ class Archive:
     # When this store received it, if later than created_at (an import keeps another
     # store's creation date): a vault lock's age conditions count from the later of the two.
     stored_at: int | None = None
+    # When its hot bytes were removed (--hot-days) because every copy store holds a
+    # verified copy: a retrieval brings them back from a copy first.
+    hot_evicted_at: int | None = None
 
     @property
     def held_since(self) -> int:

@@ -252,7 +252,8 @@ class AdminOperations:
 def _archive_copies_json(archive: Archive, copies: list[ArchiveCopy]) -> dict[str, Any]:
     return {
         "ArchiveId": archive.id, "Size": archive.size,
-        "Hot": "corrupt" if archive.corrupt_at is not None else "stored",
+        "Hot": ("corrupt" if archive.corrupt_at is not None
+                else "removed" if archive.hot_evicted_at is not None else "stored"),
         "Copies": [{"Store": copy.store, "State": state_text(copy), "Attempts": copy.attempts,
                     "Error": copy.error, "Since": iso8601(copy.updated_at),
                     "RetryAt": None if copy.retry_at is None or copy.state is not CopyState.FAILED

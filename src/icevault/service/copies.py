@@ -95,6 +95,22 @@ class CopyService:
             target.delete(key)  # the archive was deleted while it was being copied
         return None
 
+    def evict_hot(self, hot_days: float | None, limit: int = 100) -> int:
+        """Remove the hot bytes of archives every copy store has held verified for
+        ``hot_days`` (None: keep them all); how many went."""
+        if hot_days is None or not self.ctx.copies:
+            return 0
+        now = self.ctx.clock.now_ms()
+        before = now - int(hot_days * 86_400_000)
+        evicted = 0
+        for archive in self.ctx.meta.evictable_archives(self.stores, before, limit):
+            assert archive.blob_key is not None
+            if self.ctx.meta.evict_hot(archive.id, archive.blob_key, now):
+                evicted += 1
+        if evicted:
+            log.info("hot copies removed", extra={"event": "hot_evicted", "archives": evicted})
+        return evicted
+
     def copies_of(self, ref: VaultRef, archive_id: str) -> tuple[Archive, list[ArchiveCopy]]:
         archive = self.ctx.meta.get_archive(ref, archive_id)
         if archive is None or archive.deleted_at is not None:

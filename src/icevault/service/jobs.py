@@ -34,6 +34,7 @@ from icevault.service.account import AccountService
 from icevault.service.context import Context
 from icevault.service.integrity import IntegrityService, VerifyingReader, corruption_message
 from icevault.service.inventory import decode_marker, write_inventory
+from icevault.service.restore import Restorer, Waiting
 from icevault.service.topics import TopicService
 from icevault.service.vaults import require_vault
 from icevault.store.blobs.base import BlobReader
@@ -354,6 +355,10 @@ class JobService:
         if injected is not None:
             return self.ctx.meta.finish_job(job.id, JobCompletion(JobStatus.FAILED, injected, now))
         if job.action is JobAction.ARCHIVE_RETRIEVAL:
+            waiting = self._bring_back_if_evicted(job)
+            if waiting is not None:
+                self.ctx.meta.defer_job(job.id, waiting.next_check_ms, waiting.message)
+                return None
             failure = self._verify_retrieval(job)
             if failure is not None:
                 return self.ctx.meta.finish_job(
@@ -384,10 +389,23 @@ class JobService:
             ),
         )
 
+    def _bring_back_if_evicted(self, job: Job) -> Waiting | None:
+        """An archive whose hot bytes were removed (--hot-days) gets them back from a copy
+        before its job can complete; what the job waits for, if it must wait."""
+        assert job.archive_id is not None
+        archive = self.ctx.meta.get_archive(job.vault, job.archive_id)
+        if archive is None or archive.blob_key is not None or archive.hot_evicted_at is None:
+            return None
+        outcome = Restorer(self.ctx).bring_back(archive, job.tier)
+        return outcome if isinstance(outcome, Waiting) else None  # None: _verify_retrieval
+
     def _verify_retrieval(self, job: Job) -> str | None:
         """Read and check the bytes a retrieval will serve; why it must fail, if it must."""
         assert job.archive_id is not None
         archive = self.ctx.meta.get_archive(job.vault, job.archive_id)
+        if archive is not None and archive.blob_key is None and archive.hot_evicted_at:
+            return ("The archive's bytes are kept only in copy stores, and none of them "
+                    "could give them back")
         if archive is None or archive.blob_key is None:
             return None  # finish_job fails it as deleted
         if archive.corrupt_at is not None:

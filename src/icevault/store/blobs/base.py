@@ -14,8 +14,9 @@ on the event loop. Contracts every adapter keeps:
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterator, Sequence
-from typing import BinaryIO, NamedTuple, Protocol
+from typing import BinaryIO, NamedTuple, Protocol, runtime_checkable
 
 
 class BlobNotFoundError(FileNotFoundError):
@@ -119,4 +120,24 @@ class BlobStore(Protocol):
     def ping(self) -> None:
         """Return if the store answers now; raise (OSError, or the client's error) if not.
         Cheap: a readiness probe calls it every few seconds."""
+        ...
+
+
+class RestoreState(enum.Enum):
+    ARCHIVED = "archived"  # no restored copy, none being made
+    RESTORING = "restoring"
+    RESTORED = "restored"  # readable until the restore's expiry
+
+
+@runtime_checkable
+class Restorable(Protocol):
+    """A store whose objects are read only after a restore (an S3 archive class)."""
+
+    #: The restore tiers the class offers (DEEP_ARCHIVE has no Expedited).
+    restore_tiers: frozenset[str]
+
+    def restore_state(self, key: str) -> RestoreState: ...
+
+    def request_restore(self, key: str, days: int, tier: str) -> RestoreState:
+        """Ask for a restored copy readable for ``days``; the state it is in after."""
         ...

@@ -36,7 +36,12 @@ from botocore.exceptions import ClientError
 
 from icevault.core.ids import new_blob_key
 from icevault.diskio import BLOCK
-from icevault.store.blobs.base import BlobIntegrityError, BlobNotFoundError, StagedPart
+from icevault.store.blobs.base import (
+    BlobIntegrityError,
+    BlobNotFoundError,
+    RestoreState,
+    StagedPart,
+)
 
 S3_MIN_PART = 5 * 1024 * 1024
 PIECE = 8 * 1024 * 1024  # bytes buffered per writer before a part is sent
@@ -292,6 +297,41 @@ class S3BlobStore:
 
     def delete(self, key: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=self._blob(key))  # idempotent
+
+    # -- archive classes (see blobs.base.Restorable) --------------------------------------
+    @property
+    def restore_tiers(self) -> frozenset[str]:
+        if self.storage_class == "DEEP_ARCHIVE":
+            return frozenset({"Standard", "Bulk"})
+        return frozenset({"Expedited", "Standard", "Bulk"})
+
+    def restore_state(self, key: str) -> RestoreState:
+        """From HeadObject's x-amz-restore: ``ongoing-request="true"`` while a restore runs,
+        ``"false"`` (with an expiry date) once the object is readable."""
+        try:
+            head = self.client.head_object(Bucket=self.bucket, Key=self._blob(key))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                raise BlobNotFoundError(f"no blob {key}") from None
+            raise
+        restore = head.get("Restore") or ""
+        if 'ongoing-request="true"' in restore:
+            return RestoreState.RESTORING
+        if 'ongoing-request="false"' in restore:
+            return RestoreState.RESTORED
+        return RestoreState.ARCHIVED
+
+    def request_restore(self, key: str, days: int, tier: str) -> RestoreState:
+        try:
+            self.client.restore_object(
+                Bucket=self.bucket, Key=self._blob(key),
+                RestoreRequest={"Days": days, "GlacierJobParameters": {"Tier": tier}})
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code")
+            if code == "RestoreAlreadyInProgress":  # joined, not repeated
+                return RestoreState.RESTORING
+            raise
+        return self.restore_state(key)
 
     def iter_keys(self, older_than_s: float = 0.0) -> Iterator[str]:
         base = f"{self.prefix}blobs/"

@@ -327,6 +327,11 @@ class JobPort(Protocol):
         """When the next job is due that no server holds (now or past for one due now)."""
         ...
 
+    def defer_job(self, job_id: str, ready_at: int, message: str) -> None:
+        """A claimed job that waits for something (a restore): due again at ``ready_at``,
+        with ``message`` as its status message meanwhile."""
+        ...
+
     def release_jobs(self, job_ids: list[str] | None) -> None:
         """Give up the lease on jobs still in progress, so that they are due again at once
         (this server could not complete them now); None: every job and notification claim
@@ -475,6 +480,7 @@ class ArchiveCopy:
     error: str | None
     updated_at: int
     retry_at: int | None = None
+    restore_requested_at: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -540,6 +546,22 @@ class CopyPort(Protocol):
         the garbage list and the corrupt mark is cleared, in one transaction. False (and
         nothing changed) when the archive no longer has ``old_key``."""
         ...
+
+    def evictable_archives(self, stores: Sequence[str], verified_before: int,
+                           limit: int) -> list[Archive]:
+        """Archives whose hot bytes may go (--hot-days): every one of ``stores`` holds a
+        copy verified before ``verified_before``, and no job reads or will read them."""
+        ...
+
+    def evict_hot(self, archive_id: str, blob_key: str, now: int) -> bool:
+        """Remove the hot bytes (onto the garbage list); False if they changed meanwhile."""
+        ...
+
+    def rehydrate(self, archive_id: str, blob_key: str, now: int) -> bool:
+        """Hot bytes brought back from a copy; False if the archive is gone or has some."""
+        ...
+
+    def note_restore_requested(self, archive_id: str, store: str, now: int) -> None: ...
 
     def copies_to_drop(self, limit: int) -> list[ArchiveCopy]: ...
 

@@ -83,6 +83,7 @@ archives = Table(
     Column("corrupt_reason", Text),
     Column("verified_at", BigInteger),  # last time a scrub or a job read and checked it all
     Column("stored_at", BigInteger),  # an import's arrival (its created_at is the source's)
+    Column("hot_evicted_at", BigInteger),  # its hot bytes removed, its copies kept (--hot-days)
     UniqueConstraint("id", name="archives_id_key"),
     Index("archives_by_vault", "account_id", "vault_name", "seq"),
     Index("archives_by_blob", "blob_key"),
@@ -182,6 +183,7 @@ archive_copies = Table(
     Column("attempts", Integer, nullable=False, default=0),
     Column("error", Text),
     Column("updated_at", BigInteger, nullable=False),
+    Column("restore_requested_at", BigInteger),  # a cold copy's RestoreObject, when asked
     Index("archive_copies_by_state", "store", "state"),
 )
 

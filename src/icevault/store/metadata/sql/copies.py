@@ -14,7 +14,7 @@ from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from icevault.core.models import Archive, VaultRef
+from icevault.core.models import Archive, JobStatus, VaultRef
 from icevault.store.metadata import schema as t
 from icevault.store.metadata.base import (
     ArchiveCopy,
@@ -31,7 +31,8 @@ _COPY = t.archive_copies
 def _row_to_copy(row: Any) -> ArchiveCopy:
     return ArchiveCopy(archive_id=row.archive_id, store=row.store, state=CopyState(row.state),
                        blob_key=row.blob_key, attempts=row.attempts, error=row.error,
-                       updated_at=row.updated_at, retry_at=row.retry_at)
+                       updated_at=row.updated_at, retry_at=row.retry_at,
+                       restore_requested_at=row.restore_requested_at)
 
 
 def _owed(store: str, now: int) -> tuple[Any, Any]:
@@ -186,6 +187,54 @@ class CopyRows(SqlEngine, CopyPort):
                 return False
             self._garbage(conn, GarbageKind.BLOB, old_key)
             return True
+
+    def evictable_archives(self, stores: Sequence[str], verified_before: int,
+                           limit: int) -> list[Archive]:
+        if not stores:
+            return []
+        verified = [
+            select(_COPY.c.archive_id).where(
+                _COPY.c.archive_id == t.archives.c.id, _COPY.c.store == store,
+                _COPY.c.state == CopyState.VERIFIED, _COPY.c.updated_at <= verified_before,
+            ).exists()
+            for store in stores]
+        reading = select(t.jobs.c.seq).where(
+            t.jobs.c.archive_id == t.archives.c.id,
+            t.jobs.c.status.in_([JobStatus.IN_PROGRESS, JobStatus.SUCCEEDED])).exists()
+        query = (select(*_ARCHIVE_COLUMNS).where(
+            t.archives.c.blob_key.is_not(None), t.archives.c.deleted_at.is_(None),
+            t.archives.c.corrupt_at.is_(None), *verified, ~reading)
+            .order_by(t.archives.c.seq).limit(limit))
+        with self._tx() as conn:
+            return [self._row_to_archive(row) for row in conn.execute(query)]
+
+    def evict_hot(self, archive_id: str, blob_key: str, now: int) -> bool:
+        with self._tx(write=True) as conn:
+            taken = conn.execute(
+                update(t.archives).where(t.archives.c.id == archive_id,
+                                         t.archives.c.blob_key == blob_key,
+                                         t.archives.c.deleted_at.is_(None))
+                .values(blob_key=None, hot_evicted_at=now)
+                .returning(t.archives.c.id)).first()
+            if taken is None:
+                return False
+            self._garbage(conn, GarbageKind.BLOB, blob_key)
+            return True
+
+    def rehydrate(self, archive_id: str, blob_key: str, now: int) -> bool:
+        with self._tx(write=True) as conn:
+            return conn.execute(
+                update(t.archives).where(t.archives.c.id == archive_id,
+                                         t.archives.c.blob_key.is_(None),
+                                         t.archives.c.deleted_at.is_(None))
+                .values(blob_key=blob_key, hot_evicted_at=None, verified_at=now)
+                .returning(t.archives.c.id)).first() is not None
+
+    def note_restore_requested(self, archive_id: str, store: str, now: int) -> None:
+        with self._tx(write=True) as conn:
+            conn.execute(update(_COPY).where(_COPY.c.archive_id == archive_id,
+                                             _COPY.c.store == store)
+                         .values(restore_requested_at=now))
 
     def copies_to_drop(self, limit: int) -> list[ArchiveCopy]:
         with self._tx() as conn:

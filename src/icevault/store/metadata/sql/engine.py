@@ -140,6 +140,7 @@ _ARCHIVE_COLUMNS = (
     t.archives.c.corrupt_at,
     t.archives.c.corrupt_reason,
     t.archives.c.stored_at,
+    t.archives.c.hot_evicted_at,
 )
 # Every GetJobOutput request reads its archive (and, for a checksummed range, its leaves).
 _GET_ARCHIVE = select(*_ARCHIVE_COLUMNS).where(
@@ -351,6 +352,7 @@ class SqlEngine:
             corrupt_at=row.corrupt_at,
             corrupt_reason=row.corrupt_reason,
             stored_at=row.stored_at,
+            hot_evicted_at=row.hot_evicted_at,
         )
 
     @contextmanager
@@ -407,7 +409,7 @@ class SqlEngine:
                 t.archives.c.id == archive_id
             )
         ).first()
-        if row is None or row.blob_key is None or row.deleted_at is None:
+        if row is None or row.deleted_at is None:
             return
         reader = conn.execute(
             select(t.jobs.c.seq).where(
@@ -416,10 +418,11 @@ class SqlEngine:
         ).first()
         if reader is not None:
             return
-        self._garbage(conn, GarbageKind.BLOB, row.blob_key)
-        conn.execute(
-            update(t.archives).where(t.archives.c.id == archive_id).values(blob_key=None)
-        )
+        if row.blob_key is not None:  # None: already released, or evicted (--hot-days)
+            self._garbage(conn, GarbageKind.BLOB, row.blob_key)
+            conn.execute(
+                update(t.archives).where(t.archives.c.id == archive_id).values(blob_key=None)
+            )
         # Every copy goes with it (garbage collection deletes their objects, then the rows).
         conn.execute(
             update(t.archive_copies).where(t.archive_copies.c.archive_id == archive_id)

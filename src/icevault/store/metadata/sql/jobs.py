@@ -172,6 +172,12 @@ class JobRows(SqlEngine, JobPort):
                 select(func.min(due_at)).where(t.jobs.c.status == JobStatus.IN_PROGRESS)
             ).scalar()
 
+    def defer_job(self, job_id: str, ready_at: int, message: str) -> None:
+        with self._tx(write=True) as conn:
+            conn.execute(update(t.jobs).where(t.jobs.c.id == job_id,
+                                              t.jobs.c.status == JobStatus.IN_PROGRESS)
+                         .values(ready_at=ready_at, lease_until=None, status_message=message))
+
     def release_jobs(self, job_ids: list[str] | None) -> None:
         with self._tx(write=True) as conn:
             if job_ids is None:

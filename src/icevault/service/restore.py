@@ -1,0 +1,115 @@
+"""Bringing an archive's hot bytes back from a copy, for a retrieval job, when they were
+removed (``--hot-days``): from a copy readable at once if there is one, else from a copy in
+an S3 archive class, through RestoreObject, polling its state with back-off.
+
+The restored bytes are copied into the hot store and checked against the archive's tree
+hash there, so GetJobOutput serves them exactly as any other archive's, tree-hash headers
+and ranges included; the job completes only then.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from icevault.core.models import Archive, Tier, iso8601
+from icevault.service.context import Context
+from icevault.service.copying import copy_verified
+from icevault.store.blobs.base import BlobStore, Restorable, RestoreState
+from icevault.store.metadata.base import ArchiveCopy, CopyState
+
+log = logging.getLogger("icevault.copies")
+
+# A restore's state is asked at most once a minute per object (S3 bills requests).
+POLL_MS = 60_000
+# How long a restored copy stays readable: long enough to copy it back into the hot store.
+RESTORE_DAYS = 1
+_S3_TIERS = {Tier.EXPEDITED: "Expedited", Tier.STANDARD: "Standard", Tier.BULK: "Bulk"}
+
+
+@dataclass(frozen=True, slots=True)
+class Waiting:
+    """Nothing to serve yet: ask again at ``next_check_ms``; ``message`` says why."""
+
+    message: str
+    next_check_ms: int
+
+
+class Restorer:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    def bring_back(self, archive: Archive, tier: Tier | None) -> Archive | Waiting | None:
+        """The archive with hot bytes again, or what it waits for, or None when no copy can
+        give them back."""
+        copies = [c for c in self.ctx.meta.archive_copies(archive.id)
+                  if c.state is CopyState.VERIFIED and c.blob_key is not None
+                  and c.store in self.ctx.copies]
+        readable = [c for c in copies if self.ctx.copies[c.store].readable_at_once]
+        for copy in readable:
+            back = self._copy_back(archive, copy)
+            if back is not None:
+                return back
+        waits: list[str] = []
+        for copy in copies:
+            store = self.ctx.copies[copy.store]
+            if store.readable_at_once or not isinstance(store, Restorable):
+                continue
+            try:
+                waiting_for = self._restore(archive, copy, store, tier)
+            except Exception as exc:  # noqa: BLE001 - any store client's error
+                log.warning("restore of archive %s from %s failed: %s: %s", archive.id,
+                            copy.store, type(exc).__name__, exc)
+                waits.append(f"the copy in {copy.store} could not be asked for "
+                             f"({type(exc).__name__}); asking again")
+                continue
+            if waiting_for is not None:
+                waits.append(waiting_for)
+                continue
+            back = self._copy_back(archive, copy)  # restored: readable now
+            if back is not None:
+                return back
+        if not waits:
+            return None
+        return Waiting("; ".join(waits), self.ctx.clock.now_ms() + POLL_MS)
+
+    def _restore(self, archive: Archive, copy: ArchiveCopy, store: Restorable,
+                 tier: Tier | None) -> str | None:
+        """Start or follow one cold copy's restore; what the job waits for, or None when
+        the copy is readable now."""
+        assert copy.blob_key is not None
+        state = store.restore_state(copy.blob_key)
+        wanted = _S3_TIERS.get(tier or Tier.STANDARD, "Standard")
+        used = wanted if wanted in store.restore_tiers else "Standard"
+        if state is RestoreState.ARCHIVED:
+            state = store.request_restore(copy.blob_key, RESTORE_DAYS, used)
+            self.ctx.meta.note_restore_requested(archive.id, copy.store,
+                                                 self.ctx.clock.now_ms())
+            log.info("restore requested", extra={
+                "event": "restore_requested", "archive_id": archive.id, "store": copy.store,
+                "tier": used})
+        if state is RestoreState.RESTORED:
+            return None
+        since = copy.restore_requested_at or self.ctx.clock.now_ms()
+        note = "" if used == wanted else f" ({wanted} is not offered there: {used})"
+        return (f"Waiting for the archive's copy in {copy.store} to be restored, "
+                f"{used} tier{note}, requested {iso8601(since)}")
+
+    def _copy_back(self, archive: Archive, copy: ArchiveCopy) -> Archive | None:
+        assert copy.blob_key is not None
+        source: BlobStore = self.ctx.copies[copy.store]
+        try:
+            key = copy_verified(archive, source, copy.blob_key, self.ctx.blobs)
+        except Exception as exc:  # noqa: BLE001 - this copy cannot give the bytes: next
+            log.warning("cannot bring archive %s back from %s: %s: %s", archive.id,
+                        copy.store, type(exc).__name__, exc)
+            return None
+        now = self.ctx.clock.now_ms()
+        if not self.ctx.meta.rehydrate(archive.id, key, now):
+            self.ctx.blobs.delete(key)
+            return self.ctx.meta.get_archive(archive.vault, archive.id)
+        log.info("archive brought back", extra={
+            "event": "archive_rehydrated", "archive_id": archive.id, "store": copy.store})
+        return Archive(archive.id, archive.vault, archive.description, archive.size,
+                       archive.tree_hash, archive.created_at, key, stored_at=archive.stored_at)
+
