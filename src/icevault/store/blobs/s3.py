@@ -330,6 +330,9 @@ class S3BlobStore:
             code = exc.response.get("Error", {}).get("Code")
             if code == "RestoreAlreadyInProgress":  # joined, not repeated
                 return RestoreState.RESTORING
+            if code == "GlacierExpeditedRetrievalNotAvailable" and tier == "Expedited":
+                # No Expedited capacity now (AWS's 503): Standard, as AWS advises.
+                return self.request_restore(key, days, "Standard")
             raise
         return self.restore_state(key)
 
