@@ -368,3 +368,31 @@ def _collected_later(server: ServerProcess, key: str) -> bool:
     with sqlite3.connect(server.data_dir / "metadata.sqlite3") as db:
         row = db.execute("SELECT 1 FROM garbage WHERE key = ?", (key,)).fetchone()
     return row is not None
+
+
+def test_a_scrub_finds_a_bad_copy_and_it_is_made_again(copied: ServerProcess) -> None:
+    client = copied.client()
+    client.create_vault(vaultName="recopy")
+    data = pattern(2 * MIB + 3, seed=14)
+    archive_id = client.upload_archive(vaultName="recopy", body=data)["archiveId"]
+    wait_verified(copied, "recopy", 1)
+    second: Path = copied.second  # type: ignore[attr-defined]
+    store = f"file://{second}"
+    [bad_key] = copy_keys(copied.data_dir, archive_id).values()
+    with open(second / "blobs" / bad_key[:2] / bad_key, "r+b") as file:
+        file.seek(MIB)
+        file.write(b"rot")
+    report = json.loads(admin(copied, "--copy-url", store, "scrub").stdout)
+    assert report["Corrupt"] == [] and report["Repaired"] == []
+    assert [(c["ArchiveId"], c["Store"]) for c in report["BadCopies"]] == [
+        (archive_id, f"file://{second.resolve()}")]
+    # The copy worker makes it again from the good hot bytes (its retry is due at once).
+    deadline = time.monotonic() + 30
+    while True:
+        [listed] = copies(copied, "recopy")
+        if [(c["State"], c["Attempts"]) for c in listed["Copies"]] == [("verified", 2)]:
+            break
+        assert time.monotonic() < deadline, listed
+        time.sleep(0.2)
+    [new_key] = copy_keys(copied.data_dir, archive_id).values()
+    assert new_key != bad_key and stored_bytes(second, new_key) == data

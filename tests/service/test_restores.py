@@ -64,7 +64,7 @@ def test_a_job_waits_for_the_restore_then_serves_exact_bytes(
     job = glacier.jobs.initiate(ref, JobRequest(type="archive-retrieval",
                                                 archive_id=archive.id, tier=Tier.EXPEDITED))
     assert glacier.jobs.run_due() == []  # waiting: asked for, not readable yet
-    [(key, days, tier)] = cold.requests
+    [(_key, days, tier)] = cold.requests
     assert (days, tier) == (1, "Standard")  # no Expedited in this class
     waiting = glacier.jobs.describe(ref, job.id)
     assert waiting.status is JobStatus.IN_PROGRESS

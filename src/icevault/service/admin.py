@@ -213,6 +213,9 @@ class AdminOperations:
             "Repaired": [{"AccountId": a.vault.account_id, "VaultName": a.vault.name,
                           "ArchiveId": a.id, "Reason": reason}
                          for a, reason in result.repaired],
+            "BadCopies": [{"AccountId": a.vault.account_id, "VaultName": a.vault.name,
+                           "ArchiveId": a.id, "Store": store}
+                          for a, store in result.bad_copies],
         }
 
     # -- copies ---------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """A scrub: every stored archive re-read and checked against its leaf hashes, paced, and
-resumable where it stopped (its position is kept in the metadata store)."""
+resumable where it stopped (its position is kept in the metadata store). Its copies in the
+stores readable without a restore (--copy-url) are re-read too: a bad one is made again."""
 
 from __future__ import annotations
 
@@ -9,7 +10,10 @@ from dataclasses import dataclass, field
 from icevault.core.models import Archive, VaultRef
 from icevault.pacing import BandwidthLimiter
 from icevault.service.context import Context
+from icevault.service.copying import tree_hash_of
 from icevault.service.integrity import IntegrityService
+from icevault.store.blobs.base import BlobNotFoundError
+from icevault.store.metadata.base import CopyState
 
 BATCH = 100
 
@@ -22,6 +26,8 @@ class ScrubReport:
     corrupt: list[tuple[Archive, str]] = field(default_factory=list)
     # Bad bytes replaced from a good copy (--copy-url), with what was wrong.
     repaired: list[tuple[Archive, str]] = field(default_factory=list)
+    # Copies (by store) whose bytes no longer hash to the archive's: made again from it.
+    bad_copies: list[tuple[Archive, str]] = field(default_factory=list)
     finished: bool = False
 
 
@@ -76,9 +82,33 @@ class Scrubber:
                         reason = None
                 if reason is not None:
                     report.corrupt.append((archive, reason))
+                else:
+                    self._check_copies(archive, report, pace)
                 report.checked += 1
                 if on_archive is not None:
                     on_archive(archive, reason)
                 position = seq
                 meta.set_setting(key, str(position))
         return report
+
+    def _check_copies(self, archive: Archive, report: ScrubReport,
+                      pace: Callable[[int], None] | None) -> None:
+        """Re-read each verified copy a store can give without a restore."""
+        for copy in self.ctx.meta.archive_copies(archive.id):
+            store = self.ctx.copies.get(copy.store)
+            if (store is None or not store.readable_at_once or copy.blob_key is None
+                    or copy.state is not CopyState.VERIFIED):
+                continue
+            if pace is not None:
+                pace(archive.size)
+            report.bytes_read += archive.size
+            try:
+                good = tree_hash_of(store, copy.blob_key, archive.size) == archive.tree_hash
+            except BlobNotFoundError:
+                good = False
+            except Exception:  # noqa: BLE001, S112 - a store that is down: not a bad copy
+                continue
+            if not good:
+                self.ctx.meta.mark_copy_failed(archive.id, copy.store, self.ctx.clock.now_ms(),
+                                               "a scrub found its bytes changed")
+                report.bad_copies.append((archive, copy.store))
