@@ -198,7 +198,7 @@ ROUTES = [
     *(("POST", f"_icevault/admin/{action}") for action in (
         "ListUsers", "CreateUser", "CreateAccessKey", "ListAccessKeys", "DisableAccessKey",
         "PutUserPolicy", "CreateTopic", "ListTopics", "ListNotifications", "ListCorrupt",
-        "Scrub", "CreateAccount", "ListCopies", "Replication", "Nope")),
+        "Scrub", "CreateAccount", "ListCopies", "Replication", "Backfill", "Nope")),
     ("GET", "metrics"), ("GET", "health/live"), ("GET", "health/ready"),
     ("GET", "console/"), ("GET", "console/sign-in"), ("POST", "console/sign-in"),
     ("POST", "console/sign-out"), ("GET", "console/status"), ("GET", "console/account"),

@@ -396,3 +396,31 @@ def test_a_scrub_finds_a_bad_copy_and_it_is_made_again(copied: ServerProcess) ->
         time.sleep(0.2)
     [new_key] = copy_keys(copied.data_dir, archive_id).values()
     assert new_key != bad_key and stored_bytes(second, new_key) == data
+
+
+def test_a_store_added_later_is_backfilled_paced(tmp_path: Path) -> None:
+    server = ServerProcess(tmp_path / "data", auth="sigv4").start()
+    try:
+        client = server.client()
+        client.create_vault(vaultName="old")
+        datas = {client.upload_archive(vaultName="old", body=pattern(MIB + n, seed=n))[
+            "archiveId"]: pattern(MIB + n, seed=n) for n in range(3)}
+        later = tmp_path / "added-later"
+        store = f"file://{later}"
+        refused = admin(server, "--copy-url", store, "backfill", "--store", "file:///elsewhere",
+                        check_code=2)
+        assert "Not a copy store of this server: file:///elsewhere" in refused.stderr
+        started = time.monotonic()
+        report = json.loads(admin(server, "--copy-url", store, "backfill", "--store",
+                                  f"file://{later.resolve()}", "--rate", "1MiB").stdout)
+        took = time.monotonic() - started
+        assert report == {"Store": f"file://{later.resolve()}", "Copied": 3, "Failed": 0}
+        assert took >= 2  # 3 MiB at 1 MiB/s (a quarter-second burst allowed)
+        for archive_id, data in datas.items():
+            [key] = copy_keys(server.data_dir, archive_id).values()
+            assert stored_bytes(later, key) == data
+        again = json.loads(admin(server, "--copy-url", store, "backfill", "--store",
+                                 f"file://{later.resolve()}").stdout)
+        assert (again["Copied"], again["Failed"]) == (0, 0)  # nothing owed any more
+    finally:
+        server.stop()

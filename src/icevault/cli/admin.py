@@ -366,3 +366,17 @@ def copies(obj: Admin, account_id: str | None, vault: str, archive_id: str | Non
 def replication(obj: Admin) -> None:
     """What each copy store is still owed: archives, bytes, and since when."""
     _emit(obj.call("Replication"))
+
+
+@admin.command("backfill")
+@click.option("--store", required=True,
+              help="The copy store, by its name: its --copy-url without the options "
+                   "(icevault admin replication lists them).")
+@size_option("--rate", None, "Read at most this much per second, e.g. 50MiB (default: as "
+             "fast as the stores go).")
+@click.pass_obj
+def backfill(obj: Admin, store: str, rate: int | None) -> None:
+    """Copy every archive a copy store is owed now (one added after the archives were),
+    paced; interrupted, it resumes where it stopped. On a data directory give the store's
+    --copy-url to `icevault admin` too."""
+    _emit(obj.call("Backfill", store=store, bytes_per_second=rate))

@@ -43,7 +43,7 @@ ACTIONS = {
     "DeleteUserPolicy": "delete_user_policy", "ListUserPolicies": "list_user_policies",
     "CreateTopic": "create_topic", "ListTopics": "list_topics", "DeleteTopic": "delete_topic",
     "ListNotifications": "list_notifications", "ListCorrupt": "list_corrupt", "Scrub": "scrub",
-    "ListCopies": "list_copies", "Replication": "replication",
+    "ListCopies": "list_copies", "Replication": "replication", "Backfill": "backfill",
 }
 PARAMETERS: dict[str, tuple[str, ...]] = {
     "CreateAccount": ("account_id",), "CreateUser": ("account_id", "user"),
@@ -57,6 +57,7 @@ PARAMETERS: dict[str, tuple[str, ...]] = {
     "ListNotifications": ("account_id", "vault"), "ListCorrupt": ("account_id",),
     "Scrub": ("account_id", "vault", "bytes_per_second"),
     "ListCopies": ("account_id", "vault", "archive_id", "marker"), "Replication": (),
+    "Backfill": ("store", "bytes_per_second"),
 }
 
 # Parameters an action may go without (the caller's account is filled in before ``run``).
@@ -64,6 +65,7 @@ OPTIONAL = frozenset({
     ("CreateAccount", "account_id"), ("CreateAccessKey", "user"),
     ("ListCorrupt", "account_id"), ("Scrub", "account_id"), ("Scrub", "vault"),
     ("Scrub", "bytes_per_second"), ("ListCopies", "archive_id"), ("ListCopies", "marker"),
+    ("Backfill", "bytes_per_second"),
 })
 # Archives a ListCopies answer holds at most (its Marker asks for the next ones).
 COPIES_PAGE = 1000
@@ -240,6 +242,13 @@ class AdminOperations:
         return {"Archives": [_archive_copies_json(archive, copies) for _, archive, copies in page],
                 "Marker": str(page[-1][0]) if more else None}
 
+    def backfill(self, store: str, bytes_per_second: int | None) -> Result:
+        """Make every copy ``store`` is owed now, paced (a store added later)."""
+        if bytes_per_second is not None and bytes_per_second <= 0:
+            raise InvalidParameterValueError("The rate is at least 1 byte per second")
+        report = self.copies.backfill(store, bytes_per_second)
+        return {"Store": store, "Copied": report.made, "Failed": report.failed}
+
     def replication(self) -> Result:
         """What every copy store is still owed."""
         now = self.ctx.clock.now_ms()
@@ -266,7 +275,8 @@ def _archive_copies_json(archive: Archive, copies: list[ArchiveCopy]) -> dict[st
 
 
 # Actions on the whole store, or that choose where the server sends requests: the operator's.
-OPERATOR_ONLY = frozenset({"CreateAccount", "CreateTopic", "DeleteTopic", "Replication"})
+OPERATOR_ONLY = frozenset({"CreateAccount", "CreateTopic", "DeleteTopic", "Replication",
+                           "Backfill"})
 _KEY_BY_ID = frozenset({"DisableAccessKey", "EnableAccessKey", "DeleteAccessKey"})
 
 
@@ -328,7 +338,7 @@ class AdminService:
         if action in _KEY_BY_ID:
             key_id = params.get("key_id")
             return self.operations.key_account(key_id) if isinstance(key_id, str) else None
-        if action in ("CreateAccount", "Replication"):
+        if action in ("CreateAccount", "Replication", "Backfill"):
             return None
         named = params.get("account_id")
         if action == "ListCorrupt":

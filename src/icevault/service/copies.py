@@ -10,11 +10,17 @@ mid-copy leaves a claim another takes over when its lease ends.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from icevault.core.errors import ResourceNotFoundError, ServiceUnavailableError
+from icevault.core.errors import (
+    InvalidParameterValueError,
+    ResourceNotFoundError,
+    ServiceUnavailableError,
+)
 from icevault.core.models import Archive, VaultRef
+from icevault.pacing import BandwidthLimiter
 from icevault.service.context import Context
 from icevault.service.copying import SourceMismatchError, copy_verified
 from icevault.service.integrity import IntegrityService
@@ -50,8 +56,10 @@ class CopyService:
     def stores(self) -> list[str]:
         return sorted(self.ctx.copies)
 
-    def copy_owed(self, store: str, limit: int = BATCH) -> CopyReport:
-        """Claim up to ``limit`` archives owing ``store`` a copy and make each."""
+    def copy_owed(self, store: str, limit: int = BATCH,
+                  pace: Callable[[int], None] | None = None) -> CopyReport:
+        """Claim up to ``limit`` archives owing ``store`` a copy and make each (``pace`` is
+        told each block read: a backfill's rate limit)."""
         meta, now = self.ctx.meta, self.ctx.clock.now_ms()
         claimed = meta.claim_owed_copies(store, now, self.ctx.timing.job_lease_ms, limit)
         if not claimed:
@@ -60,7 +68,7 @@ class CopyService:
         # turn, and copies side by side keep both stores busy.
         with ThreadPoolExecutor(max_workers=min(PARALLEL, len(claimed)),
                                 thread_name_prefix="icevault-copy") as pool:
-            errors = list(pool.map(lambda item: self._copy_one(store, item[0]), claimed))
+            errors = list(pool.map(lambda item: self._copy_one(store, item[0], pace), claimed))
         made = failed = 0
         for (archive, failures), error in zip(claimed, errors, strict=True):
             if error is None:
@@ -74,12 +82,13 @@ class CopyService:
                                  self.ctx.clock.now_ms() + retry_delay_ms(failures))
         return CopyReport(made, failed)
 
-    def _copy_one(self, store: str, archive: Archive) -> str | None:
+    def _copy_one(self, store: str, archive: Archive,
+                  pace: Callable[[int], None] | None = None) -> str | None:
         """Make and record one copy; why not, if not."""
         assert archive.blob_key is not None
         target = self.ctx.copies[store]
         try:
-            key = copy_verified(archive, self.ctx.blobs, archive.blob_key, target)
+            key = copy_verified(archive, self.ctx.blobs, archive.blob_key, target, pace)
         except SourceMismatchError as exc:
             reason = f"its stored bytes failed verification while being copied ({exc})"
             self.integrity.repair_or_quarantine(archive, reason)
@@ -94,6 +103,23 @@ class CopyService:
                                          None, None):
             target.delete(key)  # the archive was deleted while it was being copied
         return None
+
+    def backfill(self, store: str, bytes_per_second: int | None = None) -> CopyReport:
+        """Every copy ``store`` is owed now (a store added after the archives were), one at
+        a time and paced when a rate is given; resumable, as the claims are in the
+        metadata. Copies that fail are left to the workers' back-off."""
+        if store not in self.ctx.copies:
+            raise InvalidParameterValueError(
+                f"Not a copy store of this server: {store} (one of: "
+                f"{', '.join(self.stores) or 'none; give --copy-url'})")
+        limiter = None if bytes_per_second is None else BandwidthLimiter(bytes_per_second)
+        made = failed = 0
+        while True:
+            report = self.copy_owed(store, limit=1 if limiter else BATCH,
+                                    pace=None if limiter is None else limiter.consume)
+            made, failed = made + report.made, failed + report.failed
+            if not report.made and not report.failed:
+                return CopyReport(made, failed)
 
     def evict_hot(self, hot_days: float | None, limit: int = 100) -> int:
         """Remove the hot bytes of archives every copy store has held verified for

@@ -3,6 +3,8 @@ the way out and read back once written: a copy counts only when both match."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from icevault.core.models import Archive
 from icevault.core.treehash import TreeHasher
 from icevault.diskio import BLOCK
@@ -30,7 +32,7 @@ def tree_hash_of(store: BlobStore, key: str, size: int) -> str:
 
 
 def copy_verified(archive: Archive, source: BlobStore, source_key: str,
-                  target: BlobStore) -> str:
+                  target: BlobStore, pace: Callable[[int], None] | None = None) -> str:
     """Stream ``archive``'s bytes from ``source`` into a new object of ``target``; its key.
 
     Memory stays at one block whatever the size. Raises SourceMismatchError (nothing is
@@ -40,6 +42,8 @@ def copy_verified(archive: Archive, source: BlobStore, source_key: str,
     writer = target.create()
     try:
         while chunk := reader.read(BLOCK):
+            if pace is not None:
+                pace(len(chunk))
             hasher.update(chunk)
             writer.write(chunk)
     except BaseException:
