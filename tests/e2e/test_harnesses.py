@@ -73,10 +73,15 @@ def test_copies_benchmark_slice(tmp_path: Path) -> None:
     """The copy benchmark runs both rows (a copy that failed would stop it), each beside its
     baseline measured in the same run."""
     result = subprocess.run([sys.executable, "-m", "bench", "copies", "--archives", "2",
-                             "--size-mib", "4", "--work-dir", str(tmp_path)], cwd=ROOT,
+                             "--size-mib", "4", "--backlog", "4", "--seconds", "0.5",
+                             "--work-dir", str(tmp_path)], cwd=ROOT,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     rows = json.loads(result.stdout)["rows"]
     assert [row["target"] for row in rows] == ["local -> second directory",
                                                "local -> SeaweedFS"]
     assert all(row["copied_mb_s"] > 0 and row["baseline_mb_s"] > 0 for row in rows)
+    busy = json.loads(result.stdout)["while_copying"]
+    assert [row["measure"] for row in busy] == ["DescribeVault p99 (ms)",
+                                                "16 MiB uploads (MB/s)"]
+    assert all(row["idle"] > 0 and row["while_copying"] > 0 for row in busy)

@@ -10,6 +10,8 @@ mid-copy leaves a claim another takes over when its lease ends.
 from __future__ import annotations
 
 import logging
+import os
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -34,7 +36,16 @@ log = logging.getLogger("icevault.copies")
 FIRST_RETRY_MS = 30_000
 LONGEST_RETRY_MS = 3_600_000
 BATCH = 4
-PARALLEL = 4  # copies made at once per store and server
+PARALLEL = 2  # copies made at once per store and server
+
+
+def _background_priority() -> None:
+    """Copies are background work: their threads yield the CPU to requests (Linux sets a
+    nice value per thread; elsewhere this does nothing)."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+    except (AttributeError, OSError):
+        pass
 
 
 def retry_delay_ms(failures: int) -> int:
@@ -67,7 +78,8 @@ class CopyService:
         # Several at once: each copy waits on reads, a write, a sync and a read-back in
         # turn, and copies side by side keep both stores busy.
         with ThreadPoolExecutor(max_workers=min(PARALLEL, len(claimed)),
-                                thread_name_prefix="icevault-copy") as pool:
+                                thread_name_prefix="icevault-copy",
+                                initializer=_background_priority) as pool:
             errors = list(pool.map(lambda item: self._copy_one(store, item[0], pace), claimed))
         made = failed = 0
         for (archive, failures), error in zip(claimed, errors, strict=True):
