@@ -142,6 +142,10 @@ class ServerSettings:
         "and verified: file:///PATH or s3://BUCKET[/PREFIX][?endpoint=URL&region=NAME] "
         "(repeat for more). A copy that fails verification is made again; hot bytes that "
         "fail are repaired from a good copy.", multiple=True)
+    copy_rate: int | None = setting(
+        None, "Bytes per second the copy workers may read, all stores together (e.g. "
+        "50MiB): what copying may take from the server's disk and network.", kind="size",
+        minimum=1, default_text="unpaced")
     copies_before_ack: int = setting(
         0, "Acknowledge an upload only once this many --copy-url stores hold a verified copy "
         "of it too (0: once the server's own copy is durable; the copies follow).",

@@ -424,3 +424,20 @@ def test_a_store_added_later_is_backfilled_paced(tmp_path: Path) -> None:
         assert (again["Copied"], again["Failed"]) == (0, 0)  # nothing owed any more
     finally:
         server.stop()
+
+
+def test_copy_rate_paces_the_workers(tmp_path: Path) -> None:
+    second = tmp_path / "second-disk"
+    server = ServerProcess(tmp_path / "data", auth="sigv4", extra_args=[
+        "--copy-url", f"file://{second}", "--copy-rate", "1MiB"]).start()
+    try:
+        client = server.client()
+        client.create_vault(vaultName="slow")
+        for n in range(3):
+            client.upload_archive(vaultName="slow", body=pattern(MIB, seed=n))
+        started = time.monotonic()
+        wait_verified(server, "slow", 3)
+        # 3 MiB at 1 MiB/s, a quarter-second burst allowed; unpaced it takes milliseconds.
+        assert time.monotonic() - started >= 2.0
+    finally:
+        server.stop()

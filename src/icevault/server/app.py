@@ -98,7 +98,7 @@ def build_glacier(settings: ServerSettings, clock: Clock | None = None) -> Glaci
     timing = Timing.of(settings)
     ctx = Context(meta=meta, blobs=blobs, region=settings.region, timing=timing,
                   copies=stores.open_copies(settings.copy_urls),
-                  copies_before_ack=settings.copies_before_ack)
+                  copies_before_ack=settings.copies_before_ack, copy_rate=settings.copy_rate)
     if clock is not None:
         ctx.clock = clock
     return Glacier(ctx)

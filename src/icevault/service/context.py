@@ -70,5 +70,7 @@ class Context:
     copies: dict[str, BlobStore] = field(default_factory=dict)
     # How many of them must hold a verified copy before an upload is acknowledged.
     copies_before_ack: int = 0
+    # Bytes per second the copy workers may read, all stores together (None: unpaced).
+    copy_rate: int | None = None
     # Test controls only: why a job due now must fail instead of completing, if it must.
     injected_job_failure: Callable[[Job], str | None] = lambda _job: None

@@ -62,6 +62,8 @@ class CopyService:
     def __init__(self, ctx: Context, integrity: IntegrityService) -> None:
         self.ctx = ctx
         self.integrity = integrity
+        # One bucket for every worker of this server (--copy-rate).
+        self._limiter = None if ctx.copy_rate is None else BandwidthLimiter(ctx.copy_rate)
 
     @property
     def stores(self) -> list[str]:
@@ -72,6 +74,8 @@ class CopyService:
         """Claim up to ``limit`` archives owing ``store`` a copy and make each (``pace`` is
         told each block read: a backfill's rate limit)."""
         meta, now = self.ctx.meta, self.ctx.clock.now_ms()
+        if pace is None and self._limiter is not None:
+            pace = self._limiter.consume
         claimed = meta.claim_owed_copies(store, now, self.ctx.timing.job_lease_ms, limit)
         if not claimed:
             return CopyReport(0, 0)
