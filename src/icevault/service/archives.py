@@ -133,11 +133,7 @@ class ArchiveUpload:
             stored_at=None if imported is None else self._ctx.clock.now_ms(),
         )
         before_ack = CopiesBeforeAck(self._ctx)
-        try:
-            copies = before_ack.make(archive)
-        except BaseException:
-            self._ctx.blobs.delete(blob_key)
-            raise
+        copies = before_ack.make(archive)
         try:
             inserted = self._ctx.meta.insert_archive(archive, treehash.pack_leaves(leaves))
         except ArchiveIdTakenError as taken:

@@ -200,7 +200,16 @@ class CopiesBeforeAck:
         self.ctx = ctx
 
     def make(self, archive: Archive) -> list[tuple[str, str]]:
-        """Copies of a committed but unrecorded archive: (store, key) for each."""
+        """Copies of a committed but unrecorded archive: (store, key) for each. On any
+        failure the archive's hot bytes are deleted too: nothing of it is left."""
+        try:
+            return self._make(archive)
+        except BaseException:
+            assert archive.blob_key is not None
+            self.ctx.blobs.delete(archive.blob_key)
+            raise
+
+    def _make(self, archive: Archive) -> list[tuple[str, str]]:
         wanted = self.ctx.copies_before_ack
         if wanted == 0:
             return []

@@ -318,11 +318,7 @@ class UploadService:
                 stored_at=None if imported is None else self.ctx.clock.now_ms(),
             )
             before_ack = CopiesBeforeAck(self.ctx)
-            try:
-                copies = before_ack.make(archive)
-            except BaseException:
-                self.ctx.blobs.delete(blob_key)
-                raise
+            copies = before_ack.make(archive)
             try:
                 stored = self.ctx.meta.complete_upload(upload, archive,
                                                        treehash.pack_leaves(leaves))
