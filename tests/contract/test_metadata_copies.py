@@ -5,7 +5,7 @@ and copies dropped with their archive."""
 from __future__ import annotations
 
 from icevault.store.metadata.base import CopyState, GarbageKind, MetadataStore
-from tests.contract.test_metadata_store import ACCOUNT, V, archive, garbage_keys
+from tests.contract.test_metadata_store import ACCOUNT, V, archive, archive_job, garbage_keys
 
 STORE = "file:///mnt/second"
 OTHER_STORE = "s3://offsite/copies"
@@ -125,3 +125,37 @@ def test_released_claims_are_claimable_at_once(meta: MetadataStore) -> None:
     assert meta.claim_owed_copies(STORE, 5001, LEASE, 10) == []
     meta.release_copy_claims()  # the only server started again
     assert [a.id for a, _ in meta.claim_owed_copies(STORE, 5002, LEASE, 10)] == [item.id]
+
+
+def test_hot_bytes_removed_and_brought_back(meta: MetadataStore) -> None:
+    _setup(meta)
+    item = archive("hotk")
+    assert meta.insert_archive(item, b"\0" * 32)
+    assert meta.evictable_archives([STORE], 9000, 10) == []  # no verified copy yet
+    meta.claim_owed_copies(STORE, 5000, LEASE, 10)
+    assert meta.finish_copy(item.id, STORE, 6000, "c1", None, None)
+    assert meta.evictable_archives([STORE, OTHER_STORE], 9000, 10) == []  # not in every store
+    assert meta.evictable_archives([STORE], 5999, 10) == []  # not verified long enough
+    [evictable] = meta.evictable_archives([STORE], 6000, 10)
+    assert evictable.id == item.id
+    job = archive_job(item)
+    assert meta.insert_job(job)
+    assert meta.evictable_archives([STORE], 6000, 10) == []  # a job will read it
+    garbage_keys(meta)
+    assert meta.evict_hot(item.id, "hotk", 7000)
+    assert not meta.evict_hot(item.id, "hotk", 7001)
+    assert garbage_keys(meta) == [(GarbageKind.BLOB, "hotk")]
+    evicted = meta.get_archive(V, item.id)
+    assert evicted is not None and (evicted.blob_key, evicted.hot_evicted_at) == (None, 7000)
+    assert meta.jobs_waiting_for_copies() == 1
+    meta.defer_job(job.id, 70_000, "Waiting for a restore")
+    deferred = meta.get_job(V, job.id)
+    assert deferred is not None and deferred.status_message == "Waiting for a restore"
+    assert meta.claim_due_jobs(69_999, 10, LEASE) == []
+    meta.note_restore_requested(item.id, STORE, 8000)
+    assert meta.archive_copies(item.id)[0].restore_requested_at == 8000
+    assert meta.rehydrate(item.id, "back1", 9000)
+    assert not meta.rehydrate(item.id, "back2", 9001)  # it has bytes again
+    back = meta.get_archive(V, item.id)
+    assert back is not None and (back.blob_key, back.hot_evicted_at) == ("back1", None)
+    assert meta.jobs_waiting_for_copies() == 0

@@ -64,6 +64,7 @@ def test_a_job_waits_for_the_restore_then_serves_exact_bytes(
     job = glacier.jobs.initiate(ref, JobRequest(type="archive-retrieval",
                                                 archive_id=archive.id, tier=Tier.EXPEDITED))
     assert glacier.jobs.run_due() == []  # waiting: asked for, not readable yet
+    assert glacier.maintenance.jobs_waiting_for_copies() == 1
     [(_key, days, tier)] = cold.requests
     assert (days, tier) == (1, "Standard")  # no Expedited in this class
     waiting = glacier.jobs.describe(ref, job.id)
@@ -81,6 +82,7 @@ def test_a_job_waits_for_the_restore_then_serves_exact_bytes(
     clock.advance(60_000)
     [done] = glacier.jobs.run_due()
     assert done.status is JobStatus.SUCCEEDED
+    assert glacier.maintenance.jobs_waiting_for_copies() == 0
     output = glacier.jobs.open_output(ref, job.id, None)
     try:
         assert output.checksum == tree_hash(data)

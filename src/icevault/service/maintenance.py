@@ -47,6 +47,9 @@ class Maintenance:
         """Return if the blob store answers now; raise if it does not."""
         self.ctx.blobs.ping()
 
+    def jobs_waiting_for_copies(self) -> int:
+        return self.ctx.meta.jobs_waiting_for_copies() if self.ctx.copies else 0
+
     def copy_store_names(self) -> list[str]:
         return sorted(self.ctx.copies)
 

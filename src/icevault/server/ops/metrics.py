@@ -110,6 +110,10 @@ class _StoreCollector(Collector):
         yield owed_archives
         yield owed_bytes
         yield owed_age
+        yield GaugeMetricFamily(
+            "icevault_jobs_waiting_for_restore",
+            "Retrieval jobs waiting for their archive's bytes to come back from a copy store "
+            "(a cold copy's restore in flight).", value=self.maintenance.jobs_waiting_for_copies())
         last = self.maintenance.last_full_scrub_ms()
         yield GaugeMetricFamily(
             "icevault_scrub_last_finished_timestamp_seconds",

@@ -563,6 +563,11 @@ class CopyPort(Protocol):
 
     def note_restore_requested(self, archive_id: str, store: str, now: int) -> None: ...
 
+    def jobs_waiting_for_copies(self) -> int:
+        """Retrieval jobs in progress whose archive's bytes are only in copy stores (a
+        restore, or a copy back, still to finish)."""
+        ...
+
     def copies_to_drop(self, limit: int) -> list[ArchiveCopy]: ...
 
     def drop_copies(self, copies: Sequence[tuple[str, str]]) -> None:

@@ -236,6 +236,14 @@ class CopyRows(SqlEngine, CopyPort):
                                              _COPY.c.store == store)
                          .values(restore_requested_at=now))
 
+    def jobs_waiting_for_copies(self) -> int:
+        query = (select(func.count()).select_from(t.jobs.join(
+            t.archives, t.archives.c.id == t.jobs.c.archive_id)).where(
+            t.jobs.c.status == JobStatus.IN_PROGRESS, t.archives.c.blob_key.is_(None),
+            t.archives.c.hot_evicted_at.is_not(None), t.archives.c.deleted_at.is_(None)))
+        with self._tx() as conn:
+            return int(conn.execute(query).scalar() or 0)
+
     def copies_to_drop(self, limit: int) -> list[ArchiveCopy]:
         with self._tx() as conn:
             rows = conn.execute(select(_COPY).where(_COPY.c.state == CopyState.DROPPING)
