@@ -4,7 +4,8 @@ and copies dropped with their archive."""
 
 from __future__ import annotations
 
-from icevault.store.metadata.base import CopyState, GarbageKind, MetadataStore
+from icevault.store.metadata.base import GarbageKind, MetadataStore
+from icevault.store.metadata.copy_port import CopyState
 from tests.contract.test_metadata_store import ACCOUNT, V, archive, archive_job, garbage_keys
 
 STORE = "file:///mnt/second"

@@ -28,7 +28,7 @@ from icevault.service.identity import IdentityService
 from icevault.service.integrity import IntegrityService
 from icevault.service.scrub import Scrubber
 from icevault.service.topics import TopicService, topic_arn
-from icevault.store.metadata.base import ArchiveCopy, CopyState
+from icevault.store.metadata.copy_port import ArchiveCopy, CopyState
 
 Result = dict[str, Any] | None
 

@@ -27,7 +27,7 @@ from icevault.service.context import Context
 from icevault.service.copying import SourceMismatchError, copy_verified
 from icevault.service.integrity import IntegrityService
 from icevault.store.blobs.base import BlobNotFoundError
-from icevault.store.metadata.base import ArchiveCopy, CopyBacklog, CopyState
+from icevault.store.metadata.copy_port import ArchiveCopy, CopyBacklog, CopyState
 
 log = logging.getLogger("icevault.copies")
 

@@ -21,7 +21,7 @@ from icevault.core.models import Archive, iso8601
 from icevault.service.context import Context
 from icevault.service.copying import SourceMismatchError, copy_verified
 from icevault.store.blobs.base import BlobNotFoundError, BlobReader
-from icevault.store.metadata.base import CopyState
+from icevault.store.metadata.copy_port import CopyState
 
 log = logging.getLogger("icevault.integrity")
 

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from icevault.service.context import Context
 from icevault.service.scrub import LAST_FULL_SCRUB_KEY
 from icevault.service.sessions import SessionService
-from icevault.store.metadata.base import CopyBacklog, GarbageKind, StoreStats
+from icevault.store.metadata.base import GarbageKind, StoreStats
+from icevault.store.metadata.copy_port import CopyBacklog
 
 log = logging.getLogger(__name__)
 

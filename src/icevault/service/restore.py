@@ -16,7 +16,7 @@ from icevault.core.models import Archive, Tier, iso8601
 from icevault.service.context import Context
 from icevault.service.copying import copy_verified
 from icevault.store.blobs.base import BlobStore, Restorable, RestoreState
-from icevault.store.metadata.base import ArchiveCopy, CopyState
+from icevault.store.metadata.copy_port import ArchiveCopy, CopyState
 
 log = logging.getLogger("icevault.copies")
 

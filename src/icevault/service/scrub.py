@@ -13,7 +13,7 @@ from icevault.service.context import Context
 from icevault.service.copying import tree_hash_of
 from icevault.service.integrity import IntegrityService
 from icevault.store.blobs.base import BlobNotFoundError
-from icevault.store.metadata.base import CopyState
+from icevault.store.metadata.copy_port import CopyState
 
 BATCH = 100
 

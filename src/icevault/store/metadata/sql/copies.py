@@ -16,13 +16,8 @@ from sqlalchemy.engine import Connection
 
 from icevault.core.models import Archive, JobStatus, VaultRef
 from icevault.store.metadata import schema as t
-from icevault.store.metadata.base import (
-    ArchiveCopy,
-    CopyBacklog,
-    CopyPort,
-    CopyState,
-    GarbageKind,
-)
+from icevault.store.metadata.base import GarbageKind
+from icevault.store.metadata.copy_port import ArchiveCopy, CopyBacklog, CopyPort, CopyState
 from icevault.store.metadata.sql.engine import _ARCHIVE_COLUMNS, SqlEngine
 
 _COPY = t.archive_copies

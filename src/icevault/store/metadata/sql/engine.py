@@ -41,11 +41,8 @@ from icevault.core.models import (
 )
 from icevault.store.metadata import migrations
 from icevault.store.metadata import schema as t
-from icevault.store.metadata.base import (
-    ArchiveIdTakenError,
-    CopyState,
-    GarbageKind,
-)
+from icevault.store.metadata.base import ArchiveIdTakenError, GarbageKind
+from icevault.store.metadata.copy_port import CopyState
 
 _WRITE = "icevault_write"
 # What SQLite and PostgreSQL say when their storage is full or read-only.
