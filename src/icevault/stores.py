@@ -40,7 +40,8 @@ def open_blobs(data_dir: Path, blob_url: str | None) -> BlobStore:
 
 # What a --copy-url may say besides its location, per scheme.
 _COPY_OPTIONS = {"file": frozenset(),
-                 "s3": frozenset({"endpoint", "region", "profile", "storage-class"})}
+                 "s3": frozenset({"endpoint", "region", "profile", "storage-class",
+                                  "restore-days"})}
 
 
 @dataclass(frozen=True, slots=True)

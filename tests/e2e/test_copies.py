@@ -192,6 +192,7 @@ def test_an_unreachable_copy_store_never_fails_an_upload(
     ("ftp://host/x", "expected file:///PATH or s3://"),
     ("s3://bucket/p?storage-klass=GLACIER", "unknown option 'storage-klass'"),
     ("s3://bucket/p?storage-class=COLDEST", "unknown storage class 'COLDEST'"),
+    ("s3://bucket/p?restore-days=0", "restore-days is a whole number of days from 1 to 365"),
 ])
 def test_a_bad_copy_url_stops_the_server_in_one_line(tmp_path: Path, url: str,
                                                      says: str) -> None:

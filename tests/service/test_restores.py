@@ -28,6 +28,7 @@ class ColdStore(LocalBlobStore):
 
     readable_at_once = False
     restore_tiers = frozenset({"Standard", "Bulk"})  # as DEEP_ARCHIVE
+    restore_days = 3
 
     def __init__(self, root: Path) -> None:
         super().__init__(root)
@@ -66,7 +67,7 @@ def test_a_job_waits_for_the_restore_then_serves_exact_bytes(
     assert glacier.jobs.run_due() == []  # waiting: asked for, not readable yet
     assert glacier.maintenance.jobs_waiting_for_copies() == 1
     [(_key, days, tier)] = cold.requests
-    assert (days, tier) == (1, "Standard")  # no Expedited in this class
+    assert (days, tier) == (3, "Standard")  # the store's restore days; no Expedited here
     waiting = glacier.jobs.describe(ref, job.id)
     assert waiting.status is JobStatus.IN_PROGRESS
     assert waiting.status_message is not None

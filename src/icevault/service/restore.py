@@ -22,8 +22,6 @@ log = logging.getLogger("icevault.copies")
 
 # A restore's state is asked at most once a minute per object (S3 bills requests).
 POLL_MS = 60_000
-# How long a restored copy stays readable: long enough to copy it back into the hot store.
-RESTORE_DAYS = 1
 _S3_TIERS = {Tier.EXPEDITED: "Expedited", Tier.STANDARD: "Standard", Tier.BULK: "Bulk"}
 
 
@@ -82,7 +80,7 @@ class Restorer:
         wanted = _S3_TIERS.get(tier or Tier.STANDARD, "Standard")
         used = wanted if wanted in store.restore_tiers else "Standard"
         if state is RestoreState.ARCHIVED:
-            state = store.request_restore(copy.blob_key, RESTORE_DAYS, used)
+            state = store.request_restore(copy.blob_key, store.restore_days, used)
             self.ctx.meta.note_restore_requested(archive.id, copy.store,
                                                  self.ctx.clock.now_ms())
             log.info("restore requested", extra={

@@ -135,6 +135,8 @@ class Restorable(Protocol):
 
     #: The restore tiers the class offers (DEEP_ARCHIVE has no Expedited).
     restore_tiers: frozenset[str]
+    #: How many days a restored copy stays readable (the copy URL's restore-days=).
+    restore_days: int
 
     def restore_state(self, key: str) -> RestoreState: ...
 

@@ -61,6 +61,7 @@ class S3Location:
     region: str
     storage_class: str | None = None  # objects are written in it (a copy store's option)
     profile: str | None = None  # the AWS profile its credentials come from
+    restore_days: int = 1  # how long a restored copy stays readable
 
     @classmethod
     def parse(cls, url: str) -> S3Location:
@@ -74,6 +75,10 @@ class S3Location:
         if storage_class is not None and storage_class not in STORAGE_CLASSES:
             raise ValueError(f"unknown storage class {storage_class!r} (one of "
                              f"{', '.join(sorted(STORAGE_CLASSES))})")
+        days_text = query.get("restore-days", ["1"])[0]
+        if not days_text.isdigit() or not 1 <= int(days_text) <= 365:
+            raise ValueError(f"restore-days is a whole number of days from 1 to 365, not "
+                             f"{days_text!r}")
         return cls(
             bucket=parsed.netloc,
             prefix=f"{prefix}/" if prefix else "",
@@ -81,6 +86,7 @@ class S3Location:
             region=query.get("region", ["us-east-1"])[0],
             storage_class=storage_class,
             profile=query.get("profile", [None])[0],
+            restore_days=int(days_text),
         )
 
 
@@ -219,6 +225,7 @@ class S3BlobStore:
         self.bucket = location.bucket
         self.prefix = location.prefix
         self.storage_class = location.storage_class
+        self.restore_days = location.restore_days
         self.readable_at_once = location.storage_class not in COLD_CLASSES
         session = boto3.session.Session(profile_name=location.profile)
         self.client = client or session.client(
