@@ -160,3 +160,24 @@ def test_hot_bytes_removed_and_brought_back(meta: MetadataStore) -> None:
     back = meta.get_archive(V, item.id)
     assert back is not None and (back.blob_key, back.hot_evicted_at) == ("back1", None)
     assert meta.jobs_waiting_for_copies() == 0
+
+
+def test_a_job_completes_from_a_restored_copy(meta: MetadataStore) -> None:
+    from icevault.core.models import JobStatus
+    from icevault.store.metadata.base import JobCompletion
+
+    _setup(meta)
+    item = archive("hot9")
+    assert meta.insert_archive(item, b"\0" * 32)
+    served, unserved = archive_job(item), archive_job(item)
+    assert meta.insert_job(served) and meta.insert_job(unserved)
+    assert meta.evict_hot(item.id, "hot9", 3000)
+    done = meta.finish_job(served.id, JobCompletion(
+        JobStatus.SUCCEEDED, "Succeeded", 4000, source_store=STORE, source_key="cold1"))
+    assert done is not None and done.status is JobStatus.SUCCEEDED
+    assert (done.source_store, done.source_key) == (STORE, "cold1")
+    again = meta.get_job(V, served.id)
+    assert again is not None and (again.source_store, again.source_key) == (STORE, "cold1")
+    # Without a copy to serve it, a job of an archive with no hot bytes cannot succeed.
+    failed = meta.finish_job(unserved.id, JobCompletion(JobStatus.SUCCEEDED, "Succeeded", 4000))
+    assert failed is not None and failed.status is JobStatus.FAILED

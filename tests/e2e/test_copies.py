@@ -322,9 +322,9 @@ def test_a_cold_class_is_refused_for_the_servers_own_store(tmp_path: Path) -> No
 def test_hot_days_0_keeps_only_the_cold_copy_and_a_job_restores_it(
         tmp_path: Path, moto_s3: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """--hot-days 0: the hot bytes go once the DEEP_ARCHIVE copy is verified. A retrieval
-    job then restores the copy (RestoreObject, moto restores at once), brings the bytes back
-    into the server's store, checks them, and serves them exactly, whole and ranged, with
-    the tree-hash headers."""
+    job then restores the copy (RestoreObject, moto restores at once), checks the restored
+    bytes, and GetJobOutput streams them from the restored object exactly, whole and ranged,
+    with the tree-hash headers; the server's own store stays without them."""
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "copies")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "copies")
     endpoint = f"http://127.0.0.1:{moto_s3.port}"
@@ -359,7 +359,10 @@ def test_hot_days_0_keeps_only_the_cold_copy_and_a_job_restores_it(
         assert ranged["contentRange"] == f"bytes {2 * MIB}-{4 * MIB - 1}/{len(data)}"
         assert ranged["body"].read() == data[2 * MIB:4 * MIB]
         log = server.log()
-        assert "restore requested" in log and "tier=Bulk" in log and "archive brought back" in log
+        assert "restore requested" in log and "tier=Bulk" in log
+        assert "archive brought back" not in log
+        [listed] = copies(server, "cold")
+        assert listed["Hot"] == "removed"  # served from the restored copy, not copied back
     finally:
         server.stop()
 

@@ -266,6 +266,10 @@ class Job:
     completed_at: int | None = None
     output_blob_key: str | None = None
     output_size: int | None = None
+    # A retrieval whose archive's bytes were removed (--hot-days) is served from a restored
+    # cold copy: that copy store's name and its object's key.
+    source_store: str | None = None
+    source_key: str | None = None
     seq: int = field(default=0, compare=False)
 
     @property

@@ -20,7 +20,7 @@ from icevault.core import treehash
 from icevault.core.models import Archive, iso8601
 from icevault.service.context import Context
 from icevault.service.copying import SourceMismatchError, copy_verified
-from icevault.store.blobs.base import BlobNotFoundError, BlobReader
+from icevault.store.blobs.base import BlobNotFoundError, BlobReader, BlobStore
 from icevault.store.metadata.copy_port import CopyState
 
 log = logging.getLogger("icevault.integrity")
@@ -46,12 +46,15 @@ class IntegrityService:
         start: int = 0,
         end: int | None = None,
         pace: Callable[[int], None] | None = None,
+        source: tuple[BlobStore, str] | None = None,
     ) -> str | None:
         """Read the leaves under ``[start, end]`` and compare each with its stored hash.
 
         Returns None when every byte matches, else why not. ``pace`` is told each read's
-        size (a scrub's rate limit)."""
-        if archive.blob_key is None:
+        size (a scrub's rate limit). ``source`` reads another store's object instead of
+        the hot bytes (a restored cold copy)."""
+        store, key = source if source is not None else (self.ctx.blobs, archive.blob_key)
+        if key is None:
             return "its bytes are no longer stored"
         last = archive.size - 1 if end is None else end
         first_leaf = start // treehash.MIB
@@ -62,7 +65,7 @@ class IntegrityService:
         offset = first_leaf * treehash.MIB
         length = min(stop_leaf * treehash.MIB, archive.size) - offset
         try:
-            reader = self.ctx.blobs.open_range(archive.blob_key, offset, length)
+            reader = store.open_range(key, offset, length)
         except BlobNotFoundError:
             return "its stored bytes are missing"
         try:

@@ -19,6 +19,7 @@ from icevault.core.errors import (
 )
 from icevault.core.ids import new_job_id
 from icevault.core.models import (
+    Archive,
     InventoryFormat,
     InventoryParams,
     Job,
@@ -34,10 +35,10 @@ from icevault.service.account import AccountService
 from icevault.service.context import Context
 from icevault.service.integrity import IntegrityService, VerifyingReader, corruption_message
 from icevault.service.inventory import decode_marker, write_inventory
-from icevault.service.restore import Restorer, Waiting
+from icevault.service.restore import Restorer, ServeFrom, Waiting
 from icevault.service.topics import TopicService
 from icevault.service.vaults import require_vault
-from icevault.store.blobs.base import BlobReader
+from icevault.store.blobs.base import BlobNotFoundError, BlobReader, BlobStore
 from icevault.store.metadata.base import JobCompletion
 
 JOB_TYPES = ("archive-retrieval", "inventory-retrieval", "select")
@@ -280,6 +281,7 @@ class JobService:
             assert job.inventory is not None
             total = job.output_size
             blob_key = job.output_blob_key
+            store: BlobStore = self.ctx.blobs
             base = 0
             content_type = (
                 "application/json" if job.inventory.format is InventoryFormat.JSON else "text/csv"
@@ -289,13 +291,14 @@ class JobService:
             assert job.archive_id is not None and job.retrieval_start is not None
             assert job.retrieval_end is not None
             archive = self.ctx.meta.get_archive(ref, job.archive_id)
-            if archive is None or archive.blob_key is None:
+            source = self._output_source(job, archive)
+            if archive is None or source is None:
                 raise job_not_found(job_id)
             if archive.corrupt_at is not None:
                 # Marked after the job succeeded (by a scrub): never served as good.
                 raise ServiceUnavailableError(corruption_message(archive))
             total = job.retrieval_end - job.retrieval_start + 1
-            blob_key = archive.blob_key
+            store, blob_key = source
             base = job.retrieval_start
             content_type = "application/octet-stream"
             description = archive.description
@@ -306,7 +309,18 @@ class JobService:
         checksum = None
         if job.action is JobAction.ARCHIVE_RETRIEVAL:
             checksum = self._range_checksum(job, base + start, base + end)
-        reader = self.ctx.blobs.open_range(blob_key, base + start, end - start + 1)
+        try:
+            reader = store.open_range(blob_key, base + start, end - start + 1)
+        except BlobNotFoundError:
+            raise
+        except Exception as exc:
+            if store is self.ctx.blobs:
+                raise
+            # A restored copy that cannot be read (expired early, a store that is down):
+            # the client may try again; nothing unverified is served.
+            raise ServiceUnavailableError(
+                f"The job's output is in a copy store that cannot be read now "
+                f"({type(exc).__name__}); try again") from None
         return JobOutput(
             start=start, end=end, total=total, partial=byte_range is not None,
             content_type=content_type,
@@ -314,6 +328,19 @@ class JobService:
             archive_description=description,
             reader=reader,
         )
+
+    def _output_source(self, job: Job, archive: Archive | None) -> tuple[BlobStore, str] | None:
+        """Where a retrieval's bytes are read: the hot store, or the restored cold copy the
+        job was completed from (its archive's hot bytes removed)."""
+        if archive is None:
+            return None
+        if archive.blob_key is not None:
+            return self.ctx.blobs, archive.blob_key
+        if job.source_store is not None and job.source_key is not None:
+            store = self.ctx.copies.get(job.source_store)
+            if store is not None:
+                return store, job.source_key
+        return None
 
     def _range_checksum(self, job: Job, start: int, end: int) -> str | None:
         size = job.archive_size
@@ -355,10 +382,12 @@ class JobService:
         if injected is not None:
             return self.ctx.meta.finish_job(job.id, JobCompletion(JobStatus.FAILED, injected, now))
         if job.action is JobAction.ARCHIVE_RETRIEVAL:
-            waiting = self._bring_back_if_evicted(job)
-            if waiting is not None:
-                self.ctx.meta.defer_job(job.id, waiting.next_check_ms, waiting.message)
+            outcome = self._bring_back_if_evicted(job)
+            if isinstance(outcome, Waiting):
+                self.ctx.meta.defer_job(job.id, outcome.next_check_ms, outcome.message)
                 return None
+            if isinstance(outcome, ServeFrom):
+                return self._complete_from_copy(job, outcome, now)
             failure = self._verify_retrieval(job)
             if failure is not None:
                 return self.ctx.meta.finish_job(
@@ -389,15 +418,40 @@ class JobService:
             ),
         )
 
-    def _bring_back_if_evicted(self, job: Job) -> Waiting | None:
-        """An archive whose hot bytes were removed (--hot-days) gets them back from a copy
-        before its job can complete; what the job waits for, if it must wait."""
+    def _bring_back_if_evicted(self, job: Job) -> Waiting | ServeFrom | None:
+        """An archive whose hot bytes were removed (--hot-days) gets them back from a copy,
+        or is served from a restored one, before its job can complete; what the job waits
+        for, if it must wait (None: the hot bytes are there, or no copy could give them)."""
         assert job.archive_id is not None
         archive = self.ctx.meta.get_archive(job.vault, job.archive_id)
         if archive is None or archive.blob_key is not None or archive.hot_evicted_at is None:
             return None
         outcome = Restorer(self.ctx).bring_back(archive, job.tier)
-        return outcome if isinstance(outcome, Waiting) else None  # None: _verify_retrieval
+        return outcome if isinstance(outcome, (Waiting, ServeFrom)) else None
+
+    def _complete_from_copy(self, job: Job, source: ServeFrom, now: int) -> Job | None:
+        """Check the range the job will serve in the restored copy, then complete it."""
+        assert job.archive_id is not None
+        archive = self.ctx.meta.get_archive(job.vault, job.archive_id)
+        store = self.ctx.copies.get(source.store)
+        if archive is None or store is None:
+            return self.ctx.meta.finish_job(job.id, JobCompletion(
+                JobStatus.FAILED, "The archive's copy store is no longer configured", now))
+        try:
+            reason = self.integrity.check(archive, job.retrieval_start or 0, job.retrieval_end,
+                                          source=(store, source.key))
+        except Exception as exc:  # noqa: BLE001 - a copy store's client error: ask again
+            self.ctx.meta.defer_job(job.id, now + 60_000, f"Reading the restored copy in "
+                                    f"{source.store} failed ({type(exc).__name__}); retrying")
+            return None
+        if reason is not None:
+            self.ctx.meta.mark_copy_failed(archive.id, source.store, now, reason)
+            return self.ctx.meta.finish_job(job.id, JobCompletion(
+                JobStatus.FAILED, f"The archive's restored copy failed verification ({reason})",
+                now))
+        return self.ctx.meta.finish_job(job.id, JobCompletion(
+            JobStatus.SUCCEEDED, "Succeeded", now, source_store=source.store,
+            source_key=source.key))
 
     def _verify_retrieval(self, job: Job) -> str | None:
         """Read and check the bytes a retrieval will serve; why it must fail, if it must."""

@@ -1,10 +1,10 @@
-"""Bringing an archive's hot bytes back from a copy, for a retrieval job, when they were
-removed (``--hot-days``): from a copy readable at once if there is one, else from a copy in
-an S3 archive class, through RestoreObject, polling its state with back-off.
-
-The restored bytes are copied into the hot store and checked against the archive's tree
-hash there, so GetJobOutput serves them exactly as any other archive's, tree-hash headers
-and ranges included; the job completes only then.
+"""Bytes for a retrieval job whose archive's hot bytes were removed (``--hot-days``): from a
+copy readable at once if there is one (copied back into the hot store and checked there),
+else from a copy in an S3 archive class, through RestoreObject, polling its state with
+back-off. A restored cold copy is served where it is: the job records it, its range is
+checked against the tree-hash leaves before the job completes, and GetJobOutput streams
+from it, whole or ranged, with the same tree-hash headers. The restore is asked for long
+enough to outlive the job's output.
 """
 
 from __future__ import annotations
@@ -26,6 +26,14 @@ _S3_TIERS = {Tier.EXPEDITED: "Expedited", Tier.STANDARD: "Standard", Tier.BULK: 
 
 
 @dataclass(frozen=True, slots=True)
+class ServeFrom:
+    """A restored cold copy the job's output is served from."""
+
+    store: str
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
 class Waiting:
     """Nothing to serve yet: ask again at ``next_check_ms``; ``message`` says why."""
 
@@ -37,9 +45,10 @@ class Restorer:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
 
-    def bring_back(self, archive: Archive, tier: Tier | None) -> Archive | Waiting | None:
-        """The archive with hot bytes again, or what it waits for, or None when no copy can
-        give them back."""
+    def bring_back(self, archive: Archive,
+                   tier: Tier | None) -> Archive | ServeFrom | Waiting | None:
+        """The archive with hot bytes again, a restored copy to serve from, what the job
+        waits for, or None when no copy can give the bytes."""
         copies = [c for c in self.ctx.meta.archive_copies(archive.id)
                   if c.state is CopyState.VERIFIED and c.blob_key is not None
                   and c.store in self.ctx.copies]
@@ -64,9 +73,8 @@ class Restorer:
             if waiting_for is not None:
                 waits.append(waiting_for)
                 continue
-            back = self._copy_back(archive, copy)  # restored: readable now
-            if back is not None:
-                return back
+            assert copy.blob_key is not None
+            return ServeFrom(copy.store, copy.blob_key)  # restored: readable now
         if not waits:
             return None
         return Waiting("; ".join(waits), self.ctx.clock.now_ms() + POLL_MS)
@@ -80,7 +88,11 @@ class Restorer:
         wanted = _S3_TIERS.get(tier or Tier.STANDARD, "Standard")
         used = wanted if wanted in store.restore_tiers else "Standard"
         if state is RestoreState.ARCHIVED:
-            state = store.request_restore(copy.blob_key, store.restore_days, used)
+            # Readable for as long as the job's output is, and a day more (the restore may
+            # finish a day before the job does): never expired under a download.
+            days = max(store.restore_days,
+                       -(-self.ctx.timing.job_expiry_ms // 86_400_000) + 1)
+            state = store.request_restore(copy.blob_key, days, used)
             self.ctx.meta.note_restore_requested(archive.id, copy.store,
                                                  self.ctx.clock.now_ms())
             log.info("restore requested", extra={

@@ -93,6 +93,9 @@ class JobCompletion:
     output_blob_key: str | None = None
     output_size: int | None = None
     inventory_marker_out: str | None = None
+    # A retrieval served from a restored cold copy: the copy store and the object's key.
+    source_store: str | None = None
+    source_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -159,6 +159,8 @@ jobs = Table(
     Column("lease_until", BigInteger),
     Column("notify_at", BigInteger),
     Column("notify_attempts", Integer, nullable=False, server_default="0"),
+    Column("source_store", String(255)),  # a restored cold copy serves it (--hot-days)
+    Column("source_key", String(64)),
     UniqueConstraint("id", name="jobs_id_key"),
     Index("jobs_by_vault", "account_id", "vault_name", "seq"),
     Index("jobs_by_status", "status", "ready_at"),

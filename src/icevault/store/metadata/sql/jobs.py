@@ -69,6 +69,8 @@ class JobRows(SqlEngine, JobPort):
             status_message=row.status_message,
             completed_at=row.completed_at,
             output_blob_key=row.output_blob_key,
+            source_store=row.source_store,
+            source_key=row.source_key,
             output_size=row.output_size,
             seq=row.seq,
         )
@@ -208,10 +210,14 @@ class JobRows(SqlEngine, JobPort):
             if row.action == JobAction.ARCHIVE_RETRIEVAL and status is JobStatus.SUCCEEDED:
                 archive = conn.execute(
                     select(
-                        t.archives.c.deleted_at, t.archives.c.blob_key, t.archives.c.corrupt_at
+                        t.archives.c.deleted_at, t.archives.c.blob_key, t.archives.c.corrupt_at,
+                        t.archives.c.hot_evicted_at,
                     ).where(t.archives.c.id == row.archive_id)
                 ).first()
-                if archive is None or archive.deleted_at is not None or archive.blob_key is None:
+                served_from_copy = (completion.source_store is not None and archive is not None
+                                    and archive.hot_evicted_at is not None)
+                if archive is None or archive.deleted_at is not None or (
+                        archive.blob_key is None and not served_from_copy):
                     status, message = JobStatus.FAILED, "The archive was deleted before the job ran"
                 elif archive.corrupt_at is not None:
                     status, message = (
@@ -228,6 +234,8 @@ class JobRows(SqlEngine, JobPort):
                 values["output_blob_key"] = completion.output_blob_key
                 values["output_size"] = completion.output_size
                 values["inv_marker_out"] = completion.inventory_marker_out
+                values["source_store"] = completion.source_store
+                values["source_key"] = completion.source_key
             elif completion.output_blob_key is not None:
                 self._garbage(conn, GarbageKind.BLOB, completion.output_blob_key)
             conn.execute(update(t.jobs).where(t.jobs.c.id == job_id).values(**values))
