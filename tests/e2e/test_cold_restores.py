@@ -38,7 +38,7 @@ class SlowRestores:
                 body = self.rfile.read(length) if length else None
                 conn = http.client.HTTPConnection("127.0.0.1", upstream_port, timeout=60)
                 conn.request(self.command, self.path, body=body,
-                             headers={k: v for k, v in self.headers.items()})
+                             headers=dict(self.headers.items()))
                 upstream = conn.getresponse()
                 data = upstream.read()
                 headers = dict(upstream.getheaders())
@@ -60,7 +60,8 @@ class SlowRestores:
                     self.wfile.write(data)
                 conn.close()
 
-            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _forward
+            # http.server's names for the handlers of each method.
+            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _forward  # noqa: N815
 
             def log_message(self, *args: Any) -> None:
                 pass
