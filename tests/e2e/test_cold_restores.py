@@ -8,6 +8,7 @@ import http.client
 import sqlite3
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -130,3 +131,13 @@ def test_a_job_waits_while_the_restore_runs_then_serves_exact_bytes(
         output = client.get_job_output(vaultName="v", jobId=job_id)
         assert output["checksum"] == tree_hash(data)
         assert output["body"].read() == data
+        # The wait is measured on the server's clock: the restore was asked at +1 s and
+        # the job completed at +123 s.
+        token = (server.data_dir / "metrics-token").read_text().strip()
+        request = urllib.request.Request(f"{server.endpoint_url}/metrics",
+                                         headers={"Authorization": f"Bearer {token}"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            lines = response.read().decode().splitlines()
+        assert "icevault_restore_wait_seconds_count 1.0" in lines
+        assert 'icevault_restore_wait_seconds_bucket{le="60.0"} 0.0' in lines
+        assert 'icevault_restore_wait_seconds_bucket{le="300.0"} 1.0' in lines

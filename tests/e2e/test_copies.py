@@ -46,11 +46,11 @@ def wait_verified(server: ServerProcess, vault: str, count: int, stores: int = 1
         time.sleep(0.1)
 
 
-def metric(server: ServerProcess, name: str, store: str) -> float:
+def metric(server: ServerProcess, name: str, store: str | None = None) -> float:
     with urllib.request.urlopen(server.metrics_request(), timeout=10) as response:
         lines = response.read().decode().splitlines()
-    [value] = [line.rpartition(" ")[2] for line in lines
-               if line.startswith(f'{name}{{store="{store}"}} ')]
+    sample = name if store is None else f'{name}{{store="{store}"}}'
+    [value] = [line.rpartition(" ")[2] for line in lines if line.startswith(f"{sample} ")]
     return float(value)
 
 
@@ -111,6 +111,7 @@ def test_bad_hot_bytes_are_repaired_from_the_copy_and_served_exact(
     assert stored_bytes(copied.data_dir, new_key) == data
     assert json.loads(admin(copied, "list-corrupt").stdout) == {"Corrupt": []}
     assert "REPAIRED ARCHIVE" in copied.log()
+    assert metric(copied, "icevault_archives_repaired_total") == 1
     # A scrub now finds every byte good.
     scrub = json.loads(admin(copied, "scrub").stdout)
     assert (scrub["Corrupt"], scrub["Repaired"]) == ([], [])

@@ -217,6 +217,8 @@ def create_app(settings: ServerSettings, glacier: Glacier | None = None,
         built.ctx.injected_job_failure = controls.faults.job_failure
     server_metrics = metrics.ServerMetrics(built.maintenance) if settings.metrics != "off" \
         else None
+    if server_metrics is not None:
+        built.ctx.observe = server_metrics.observe
     app = web.Application(
         # Metrics outermost: they see every answer, errors included, as sent.
         middlewares=[requestlog.request_log,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -58,6 +59,12 @@ class Timing:
         )
 
 
+class Event(enum.Enum):
+    ARCHIVE_REPAIRED = "archive_repaired"  # hot bytes replaced from a good copy
+    COPY_REMADE = "copy_remade"  # a copy found bad, marked to be made again
+    RESTORE_WAITED = "restore_waited"  # seconds from RestoreObject to the job's completion
+
+
 @dataclass(slots=True)
 class Context:
     meta: MetadataStore
@@ -74,3 +81,6 @@ class Context:
     copy_rate: int | None = None
     # Test controls only: why a job due now must fail instead of completing, if it must.
     injected_job_failure: Callable[[Job], str | None] = lambda _job: None
+    # Told of what the background work did, by name (see Event), with a value: the
+    # server's metrics listen; elsewhere nobody does.
+    observe: Callable[[Event, float], None] = lambda _event, _value: None

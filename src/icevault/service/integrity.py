@@ -18,7 +18,7 @@ from typing import BinaryIO
 
 from icevault.core import treehash
 from icevault.core.models import Archive, iso8601
-from icevault.service.context import Context
+from icevault.service.context import Context, Event
 from icevault.service.copying import SourceMismatchError, copy_verified
 from icevault.store.blobs.base import BlobNotFoundError, BlobReader, BlobStore
 from icevault.store.metadata.copy_port import CopyState
@@ -113,6 +113,7 @@ class IntegrityService:
             except SourceMismatchError as exc:
                 self.ctx.meta.mark_copy_failed(archive.id, copy.store,
                                                self.ctx.clock.now_ms(), f"scrubbed: {exc}")
+                self.ctx.observe(Event.COPY_REMADE, 1)
                 continue
             except Exception as exc:  # noqa: BLE001 - any store's client error: try the next
                 log.warning("cannot repair archive %s from %s: %s: %s", archive.id,
@@ -122,6 +123,7 @@ class IntegrityService:
             if not self.ctx.meta.replace_archive_blob(archive.id, archive.blob_key, key, now):
                 self.ctx.blobs.delete(key)  # deleted or repaired by another meanwhile
                 return None
+            self.ctx.observe(Event.ARCHIVE_REPAIRED, 1)
             log.warning(
                 "REPAIRED ARCHIVE %s in vault %s of account %s from the copy in %s: its "
                 "stored bytes had failed verification (%s)", archive.id, archive.vault.name,

@@ -32,7 +32,7 @@ from icevault.core.models import (
 )
 from icevault.core.ranges import ByteRange
 from icevault.service.account import AccountService
-from icevault.service.context import Context
+from icevault.service.context import Context, Event
 from icevault.service.integrity import IntegrityService, VerifyingReader, corruption_message
 from icevault.service.inventory import decode_marker, write_inventory
 from icevault.service.restore import Restorer, ServeFrom, Waiting
@@ -449,9 +449,14 @@ class JobService:
             return self.ctx.meta.finish_job(job.id, JobCompletion(
                 JobStatus.FAILED, f"The archive's restored copy failed verification ({reason})",
                 now))
-        return self.ctx.meta.finish_job(job.id, JobCompletion(
+        requested = next((c.restore_requested_at for c in self.ctx.meta.archive_copies(archive.id)
+                          if c.store == source.store), None)
+        done = self.ctx.meta.finish_job(job.id, JobCompletion(
             JobStatus.SUCCEEDED, "Succeeded", now, source_store=source.store,
             source_key=source.key))
+        if done is not None and requested is not None:
+            self.ctx.observe(Event.RESTORE_WAITED, max(0, now - requested) / 1000)
+        return done
 
     def _verify_retrieval(self, job: Job) -> str | None:
         """Read and check the bytes a retrieval will serve; why it must fail, if it must."""

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from icevault.core.models import Archive, VaultRef
 from icevault.pacing import BandwidthLimiter
-from icevault.service.context import Context
+from icevault.service.context import Context, Event
 from icevault.service.copying import tree_hash_of
 from icevault.service.integrity import IntegrityService
 from icevault.store.blobs.base import BlobNotFoundError
@@ -112,3 +112,4 @@ class Scrubber:
                 self.ctx.meta.mark_copy_failed(archive.id, copy.store, self.ctx.clock.now_ms(),
                                                "a scrub found its bytes changed")
                 report.bad_copies.append((archive, copy.store))
+                self.ctx.observe(Event.COPY_REMADE, 1)

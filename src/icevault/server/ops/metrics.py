@@ -41,6 +41,7 @@ from icevault.server.errors import ERROR_KEY
 from icevault.server.requestlog import OPERATION_KEY, QUIET_PATHS
 from icevault.server.routes import Op
 from icevault.service.admin import ACTIONS
+from icevault.service.context import Event
 from icevault.service.maintenance import Maintenance
 from icevault.service.notifications import Delivery
 
@@ -63,6 +64,8 @@ def status_label(status: int) -> str:
 _DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
                      30, 60, 300, 900)
 _DELAY_BUCKETS = (0.1, 0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600)
+# Restores: Expedited minutes, Standard hours, Bulk up to two days.
+_RESTORE_BUCKETS = (60, 300, 900, 3600, 3 * 3600, 5 * 3600, 12 * 3600, 24 * 3600, 48 * 3600)
 
 
 class _StoreCollector(Collector):
@@ -156,6 +159,24 @@ class ServerMetrics:
             "ZERO: a client or network corrupting data).", registry=self.registry)
         for outcome in Delivery:
             self.notifications.labels(outcome.value)
+        self.repaired = Counter(
+            "icevault_archives_repaired", "Archives whose bad stored bytes were replaced from "
+            "a good copy (--copy-url).", registry=self.registry)
+        self.copies_remade = Counter(
+            "icevault_copies_found_bad", "Copies whose bytes no longer matched, marked to be "
+            "made again.", registry=self.registry)
+        self.restore_wait = Histogram(
+            "icevault_restore_wait_seconds", "From RestoreObject on a cold copy to the "
+            "retrieval job's completion.", buckets=_RESTORE_BUCKETS, registry=self.registry)
+
+    def observe(self, event: Event, value: float) -> None:
+        """What the services report (Context.observe): a fixed set of events."""
+        if event is Event.ARCHIVE_REPAIRED:
+            self.repaired.inc(value)
+        elif event is Event.COPY_REMADE:
+            self.copies_remade.inc(value)
+        elif event is Event.RESTORE_WAITED:
+            self.restore_wait.observe(value)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
