@@ -141,12 +141,14 @@ def _upload_rate(peer: Any, seconds: float) -> float:
     return sent / (time.perf_counter() - started) / 1e6
 
 
-def while_copying(work: Path, backlog: int, size: int, seconds: float) -> list[BusyRow]:
-    """The same server measured idle, then restarted with --copy-url over a backlog."""
+def while_copying(work: Path, backlog: int, size: int, seconds: float,
+                  copy_rate: str | None = None) -> list[BusyRow]:
+    """The same server measured idle, then restarted with --copy-url over a backlog
+    (with --copy-rate, when given)."""
     from bench.load import run_load
     from bench.peers import launch_icevault
 
-    data = work / "busy"
+    data = work / f"busy-{copy_rate or 'unpaced'}"
     peer = launch_icevault(data, "off")
     try:
         client = peer.client()
@@ -161,7 +163,10 @@ def while_copying(work: Path, backlog: int, size: int, seconds: float) -> list[B
         idle_rate = _upload_rate(peer, seconds)
     finally:
         peer.stop()
-    peer = launch_icevault(data, "off", extra=["--copy-url", f"file://{work / 'busy-copies'}"])
+    extra = ["--copy-url", f"file://{data}-copies"]
+    if copy_rate is not None:
+        extra += ["--copy-rate", copy_rate]
+    peer = launch_icevault(data, "off", extra=extra)
     try:
         busy_p99 = run_load(f"{peer.url}/-/vaults/bench", headers, 4, seconds).p99_ms or 0.0
         busy_rate = _upload_rate(peer, seconds)
@@ -169,9 +174,10 @@ def while_copying(work: Path, backlog: int, size: int, seconds: float) -> list[B
         peer.stop()
     p99_change = busy_p99 / idle_p99 - 1 if idle_p99 else 0.0
     rate_change = busy_rate / idle_rate - 1 if idle_rate else 0.0
-    return [BusyRow("DescribeVault p99 (ms)", round(idle_p99, 2), round(busy_p99, 2),
+    paced = "" if copy_rate is None else f", --copy-rate {copy_rate}"
+    return [BusyRow(f"DescribeVault p99 (ms){paced}", round(idle_p99, 2), round(busy_p99, 2),
                     round(p99_change, 2), p99_change <= 0.2),
-            BusyRow("16 MiB uploads (MB/s)", round(idle_rate, 1), round(busy_rate, 1),
+            BusyRow(f"16 MiB uploads (MB/s){paced}", round(idle_rate, 1), round(busy_rate, 1),
                     round(rate_change, 2), rate_change >= -0.2)]
 
 
@@ -271,6 +277,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--backlog", type=int, default=24,
                         help="archives waiting to be copied in the while-copying measurement "
                              "(0: skip it)")
+    parser.add_argument("--copy-rate", default="100MiB",
+                        help="the paced while-copying measurement's --copy-rate")
     parser.add_argument("--seconds", type=float, default=2.0,
                         help="length of each while-copying measurement")
     parser.add_argument("--work-dir", default=None)
@@ -294,7 +302,9 @@ def main(argv: list[str]) -> int:
                                 _s3_write_rate(s3, size)))
         finally:
             server.stop()
-    busy = (while_copying(work, args.backlog, size, args.seconds) if args.backlog else [])
+    busy = [] if not args.backlog else [
+        *while_copying(work, args.backlog, size, args.seconds),
+        *while_copying(work, args.backlog, size, args.seconds, args.copy_rate)]
     restored = restored_output(work, size)
     print(json.dumps({"archives": args.archives, "size_mib": args.size_mib,
                       "rows": [asdict(row) for row in rows],

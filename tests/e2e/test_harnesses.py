@@ -82,8 +82,9 @@ def test_copies_benchmark_slice(tmp_path: Path) -> None:
                                                "local -> SeaweedFS"]
     assert all(row["copied_mb_s"] > 0 and row["baseline_mb_s"] > 0 for row in rows)
     busy = json.loads(result.stdout)["while_copying"]
-    assert [row["measure"] for row in busy] == ["DescribeVault p99 (ms)",
-                                                "16 MiB uploads (MB/s)"]
+    assert [row["measure"] for row in busy] == [
+        "DescribeVault p99 (ms)", "16 MiB uploads (MB/s)",
+        "DescribeVault p99 (ms), --copy-rate 100MiB", "16 MiB uploads (MB/s), --copy-rate 100MiB"]
     assert all(row["idle"] > 0 and row["while_copying"] > 0 for row in busy)
     restored = json.loads(result.stdout)["restored_output"]  # moto's S3 is in the test extra
     assert restored["job_output_mb_s"] > 0 and restored["plain_get_mb_s"] > 0
