@@ -101,7 +101,10 @@ def test_a_job_waits_while_the_restore_runs_then_serves_exact_bytes(
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "copies")
     store = (f"s3://slow-cold/icevault?endpoint=http://127.0.0.1:{slow_restores.port}"
              "&region=us-east-1&storage-class=DEEP_ARCHIVE")
-    with IcevaultServer(extra_args=["--copy-url", store, "--hot-days", "0"]) as server:
+    # A new interpreter: a server forked from the kit's warm launcher has the environment
+    # the launcher started with (another test's), not these AWS credentials.
+    with IcevaultServer(extra_args=["--copy-url", store, "--hot-days", "0"],
+                        warm_start=False) as server:
         client = server.client()
         client.create_vault(vaultName="v")
         data = pattern(3 * MIB + 11, seed=31)

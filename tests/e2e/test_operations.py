@@ -123,12 +123,14 @@ def test_metrics_count_what_happened(tmp_path: Path, hook: str) -> None:
         # Deliveries are made off the job loop: wait for both outcomes to be counted.
         for _ in range(100):
             _, samples = scrape(server)
-            if value(samples, "icevault_notifications_total", outcome="failed") == 1 and value(
+            if value(samples, "icevault_notifications_total", outcome="failed") >= 1 and value(
                     samples, "icevault_notifications_total", outcome="refused") == 1:
                 break
             time.sleep(0.05)
         assert value(samples, "icevault_notifications_total", outcome="delivered") == 1
-        assert value(samples, "icevault_notifications_total", outcome="failed") == 1
+        # Each attempt at the dead topic counts: on a loaded machine its first retries may
+        # have come by now.
+        assert value(samples, "icevault_notifications_total", outcome="failed") >= 1
         assert value(samples, "icevault_notifications_total", outcome="refused") == 1
         assert value(samples, "icevault_notifications_total", outcome="undeliverable") == 1
         assert len(_Hook.received) == 1
