@@ -101,10 +101,9 @@ def test_a_job_waits_while_the_restore_runs_then_serves_exact_bytes(
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "copies")
     store = (f"s3://slow-cold/icevault?endpoint=http://127.0.0.1:{slow_restores.port}"
              "&region=us-east-1&storage-class=DEEP_ARCHIVE")
-    # A new interpreter: a server forked from the kit's warm launcher has the environment
-    # the launcher started with (another test's), not these AWS credentials.
-    with IcevaultServer(extra_args=["--copy-url", store, "--hot-days", "0"],
-                        warm_start=False) as server:
+    # Forked from the kit's warm launcher (started earlier by another test, perhaps): the
+    # server still gets these AWS credentials, the test's environment as it is now.
+    with IcevaultServer(extra_args=["--copy-url", store, "--hot-days", "0"]) as server:
         client = server.client()
         client.create_vault(vaultName="v")
         data = pattern(3 * MIB + 11, seed=31)

@@ -39,7 +39,7 @@ def _reap(_signum: int = 0, _frame: FrameType | None = None) -> None:
 _children: set[int] = set()
 
 
-def _serve_in_child(args: list[str], log_path: str) -> None:
+def _serve_in_child(args: list[str], log_path: str, env: dict[str, str]) -> None:
     """In the forked child: become ``icevault serve ARGS`` with output to ``log_path``."""
     try:
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
@@ -56,7 +56,8 @@ def _serve_in_child(args: list[str], log_path: str) -> None:
         from icevault.cli.main import cli
         from icevault.config import without_settings
 
-        kept = without_settings(dict(os.environ))
+        # The requester's environment, not the launcher's (which is as old as the launcher).
+        kept = without_settings(env or dict(os.environ))
         os.environ.clear()
         os.environ.update(kept)
         cli.main(args=["serve", *args], prog_name="icevault")
@@ -92,6 +93,7 @@ def main() -> None:
             request = json.loads(line)
             args = [str(a) for a in request["args"]]
             log_path = str(request["log"])
+            env = {str(k): str(v) for k, v in dict(request.get("env") or {}).items()}
         except (ValueError, KeyError, TypeError) as exc:
             replies.write(json.dumps({"error": f"bad request: {exc}"}) + "\n")
             replies.flush()
@@ -100,7 +102,7 @@ def main() -> None:
         sys.stderr.flush()
         pid = os.fork()
         if pid == 0:
-            _serve_in_child(args, log_path)
+            _serve_in_child(args, log_path, env)
         _children.add(pid)
         replies.write(json.dumps({"pid": pid}) + "\n")
         replies.flush()

@@ -116,7 +116,11 @@ class _WarmLauncher:
                 self._reply()  # {"ready": true} once the server's modules are imported
                 self._ready = True
             assert self._proc.stdin is not None
-            self._proc.stdin.write(json.dumps({"args": list(args), "log": str(log_path)}) + "\n")
+            # The caller's environment as it is now (a test may have set AWS variables since
+            # the launcher started), without the server's settings variables.
+            self._proc.stdin.write(json.dumps({
+                "args": list(args), "log": str(log_path),
+                "env": without_settings(dict(os.environ))}) + "\n")
             self._proc.stdin.flush()
             reply = self._reply()
         if "pid" not in reply:
