@@ -311,10 +311,8 @@ class JobService:
             checksum = self._range_checksum(job, base + start, base + end)
         try:
             reader = store.open_range(blob_key, base + start, end - start + 1)
-        except BlobNotFoundError:
-            raise
         except Exception as exc:
-            if store is self.ctx.blobs:
+            if store is self.ctx.blobs or isinstance(exc, BlobNotFoundError):
                 raise
             # A restored copy that cannot be read (expired early, a store that is down):
             # the client may try again; nothing unverified is served.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from icevault.service.context import Context
@@ -124,8 +125,10 @@ class Maintenance:
         grace, so it is left alone. ``copy_grace_s`` is the copy stores' (``grace_s`` when
         not given)."""
         temporary = self.ctx.blobs.sweep_temporary(grace_s)
-        blobs = self._sweep(list(self.ctx.blobs.iter_keys(grace_s)), staging=False)
-        staging = self._sweep(list(self.ctx.blobs.iter_staging_keys(grace_s)), staging=True)
+        meta, hot = self.ctx.meta, self.ctx.blobs
+        blobs = _sweep(list(hot.iter_keys(grace_s)), meta.blob_keys_in_use, hot.delete)
+        staging = _sweep(list(hot.iter_staging_keys(grace_s)), meta.staging_keys_in_use,
+                         hot.delete_staging)
         copy_grace = grace_s if copy_grace_s is None else copy_grace_s
         copies = sum(self._sweep_copies(name, copy_grace) for name in sorted(self.ctx.copies))
         report = SweepReport(temporary, blobs, staging, copies)
@@ -148,28 +151,19 @@ class Maintenance:
             log.warning("cannot sweep the copy store %s: %s: %s", name, type(exc).__name__,
                         exc, extra={"event": "copy_store_unavailable", "store": name})
             return 0
-        for i in range(0, len(keys), BATCH):
-            batch = keys[i : i + BATCH]
-            used = self.ctx.meta.copy_keys_in_use(name, batch)
-            for key in batch:
-                if key not in used:
-                    store.delete(key)
-                    removed += 1
-        return removed
+        return removed + _sweep(
+            keys, lambda batch: self.ctx.meta.copy_keys_in_use(name, batch), store.delete)
 
-    def _sweep(self, keys: list[str], *, staging: bool) -> int:
-        removed = 0
-        for i in range(0, len(keys), BATCH):
-            batch = keys[i : i + BATCH]
-            if staging:
-                used = self.ctx.meta.staging_keys_in_use(batch)
-            else:
-                used = self.ctx.meta.blob_keys_in_use(batch)
-            for key in batch:
-                if key not in used:
-                    if staging:
-                        self.ctx.blobs.delete_staging(key)
-                    else:
-                        self.ctx.blobs.delete(key)
-                    removed += 1
-        return removed
+
+def _sweep(keys: list[str], in_use: Callable[[Sequence[str]], set[str]],
+           delete: Callable[[str], None]) -> int:
+    """Delete the ``keys`` no metadata names (asked a batch at a time); how many went."""
+    removed = 0
+    for i in range(0, len(keys), BATCH):
+        batch = keys[i : i + BATCH]
+        used = in_use(batch)
+        for key in batch:
+            if key not in used:
+                delete(key)
+                removed += 1
+    return removed

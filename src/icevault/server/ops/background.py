@@ -105,8 +105,10 @@ async def copy_worker(runtime: Runtime, store: str) -> None:
     while True:
         try:
             report = await loop.run_in_executor(runtime.executor, copies.copy_owed, store)
-            await loop.run_in_executor(runtime.executor, copies.evict_hot,
-                                       runtime.settings.hot_days)
+            if runtime.settings.hot_days is not None and store == copies.stores[0]:
+                # Once a pass, by one worker: eviction looks at every store's copies.
+                await loop.run_in_executor(runtime.executor, copies.evict_hot,
+                                           runtime.settings.hot_days)
             if report.made or report.failed:
                 continue  # more may be owed: no pause while there is work
         except asyncio.CancelledError:

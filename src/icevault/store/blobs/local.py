@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import secrets
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
@@ -47,7 +48,7 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-class _FileWriter:
+class _FileWriter(ABC):
     """Bytes written block by block at an offset of an open file (see
     diskio.SequentialWriter), then made durable; what the blob is once written is each
     subclass's ``_publish``."""
@@ -81,8 +82,9 @@ class _FileWriter:
     def _sync(self, fd: int) -> None:
         os.fsync(fd)
 
+    @abstractmethod
     def _publish(self) -> str:
-        raise NotImplementedError
+        """What the written, synced bytes become: the key the writer returns."""
 
 
 class _LocalWriter(_FileWriter):
