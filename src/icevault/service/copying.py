@@ -1,5 +1,5 @@
-"""One archive's bytes from one blob store to another, verified against its tree hash on
-the way out and read back once written: a copy counts only when both match."""
+"""One archive's bytes from one blob store to another: a copy counts only once its bytes,
+read back (or checked by the store as it took them), match the archive's tree hash."""
 
 from __future__ import annotations
 
@@ -37,35 +37,46 @@ def copy_verified(archive: Archive, source: BlobStore, source_key: str,
 
     Memory stays at one block whatever the size. Raises SourceMismatchError (nothing is
     kept in ``target``) or CopyMismatchError (the bad copy is deleted)."""
-    hasher = TreeHasher()
+    # A copy that can be read back is checked once, as read back: its bytes matching the
+    # tree hash prove the source's did too, so hashing them on the way out would be a second
+    # pass over every byte for nothing. The source is hashed only to tell whose fault a
+    # mismatch was. A copy in an archive class cannot be read back, so what is sent is
+    # hashed as it goes, and the store checks what it took against it.
+    hasher = None if target.readable_at_once else TreeHasher()
     reader = source.open_range(source_key, 0, archive.size)
     writer = target.create()
     try:
         while chunk := reader.read(BLOCK):
             if pace is not None:
                 pace(len(chunk))
-            hasher.update(chunk)
+            if hasher is not None:
+                hasher.update(chunk)
             writer.write(chunk)
     except BaseException:
         writer.abort()
         raise
     finally:
         reader.close()
-    if hasher.hexdigest() != archive.tree_hash:
-        writer.abort()
-        raise SourceMismatchError(
-            f"the source's bytes hash to {hasher.hexdigest()}, not {archive.tree_hash}")
+    if hasher is not None:
+        if hasher.hexdigest() != archive.tree_hash:
+            writer.abort()
+            raise _source_mismatch(hasher.hexdigest(), archive)
+        # The store checked every part's MD5 as it took it, and the object's ETag against
+        # them (the writer raises otherwise); a read needs a restore.
+        return writer.commit()
     key = writer.commit()
-    if not target.readable_at_once:
-        # An archive class: the store checked every part's MD5 as it took it, and the
-        # object's ETag against them (the writer raises otherwise); a read needs a restore.
-        return key
     try:
         written = tree_hash_of(target, key, archive.size)
+        if written != archive.tree_hash:
+            read = tree_hash_of(source, source_key, archive.size)
+            if read != archive.tree_hash:
+                raise _source_mismatch(read, archive)
+            raise CopyMismatchError(f"the copy read back hashes to {written}")
     except BaseException:
         target.delete(key)
         raise
-    if written != archive.tree_hash:
-        target.delete(key)
-        raise CopyMismatchError(f"the copy read back hashes to {written}")
     return key
+
+
+def _source_mismatch(found: str, archive: Archive) -> SourceMismatchError:
+    return SourceMismatchError(f"the source's bytes hash to {found}, not {archive.tree_hash}")
