@@ -146,6 +146,11 @@ class ServerSettings:
         None, "Bytes per second the copy workers may read, all stores together (e.g. "
         "50MiB): what copying may take from the server's disk and network.", kind="size",
         minimum=1, default_text="unpaced")
+    background_share: float = setting(
+        0.005, "While requests are being served, copies and scrub take at most this share "
+        "of their threads' time (0: one block a quarter second; 1: they never give way); "
+        "between requests they run at full speed, or at --copy-rate and --scrub-rate.",
+        kind="float", minimum=0, maximum=1)
     copies_before_ack: int = setting(
         0, "Acknowledge an upload only once this many --copy-url stores hold a verified copy "
         "of it too (0: once the server's own copy is durable; the copies follow).",

@@ -4,7 +4,9 @@ and the archive marked corrupt only when no good copy is left."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -444,5 +446,43 @@ def test_copy_rate_paces_the_workers(tmp_path: Path) -> None:
         wait_verified(server, "slow", 3)
         # 3 MiB at 1 MiB/s, a quarter-second burst allowed; unpaced it takes milliseconds.
         assert time.monotonic() - started >= 2.0
+    finally:
+        server.stop()
+
+
+def _request_held_open(server: ServerProcess, vault: str) -> socket.socket:
+    """An UploadArchive whose body never all comes: a request in flight until closed."""
+    body = pattern(MIB)
+    sock = socket.create_connection(("127.0.0.1", server.port))
+    sock.sendall((f"POST /-/vaults/{vault}/archives HTTP/1.1\r\nHost: icevault\r\n"
+                  "x-amz-glacier-version: 2012-06-01\r\n"
+                  f"x-amz-sha256-tree-hash: {tree_hash(body)}\r\n"
+                  f"x-amz-content-sha256: {hashlib.sha256(body).hexdigest()}\r\n"
+                  f"Content-Length: {len(body)}\r\n\r\n").encode() + body[:1000])
+    return sock
+
+
+def test_copies_give_way_while_a_request_is_in_flight(tmp_path: Path) -> None:
+    """--background-share 0: a copy moves one block a quarter second while any request is
+    being served (here one whose body trickles), and all at once when none is."""
+    second = tmp_path / "second-disk"
+    store = f"file://{second}"
+    server = ServerProcess(tmp_path / "data", auth="off", extra_args=[
+        "--copy-url", store, "--background-share", "0"]).start()
+    try:
+        client = server.client()
+        client.create_vault(vaultName="busy")
+        held = _request_held_open(server, "busy")
+        try:
+            time.sleep(0.2)
+            assert metric(server, "icevault_requests_in_flight") == 2  # and this scrape
+            client.upload_archive(vaultName="busy", body=pattern(32 * MIB))
+            time.sleep(2.0)  # unyielding, the copy takes well under a second
+            assert metric(server, "icevault_copies_owed_archives", store) == 1
+        finally:
+            held.close()
+        # 64 blocks (read and read back) at 4 a second would take 16 s.
+        wait_verified(server, "busy", 1, timeout=8.0)
+        assert metric(server, "icevault_requests_in_flight") == 1
     finally:
         server.stop()

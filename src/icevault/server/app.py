@@ -12,6 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 from aiohttp import web
+from aiohttp.typedefs import Handler as AiohttpHandler
+from aiohttp.typedefs import Middleware
 
 from icevault import stores
 from icevault.config import ServerSettings
@@ -40,6 +42,7 @@ from icevault.server.wire import job_json
 from icevault.service.access import IMPORT_ACTION, AccessRequest
 from icevault.service.context import Context, Timing
 from icevault.service.faults import FaultPlan
+from icevault.service.foreground import Foreground
 from icevault.service.glacier import Glacier
 from icevault.service.notifications import Notifier
 from icevault.store.paths import make_private_dir
@@ -98,7 +101,8 @@ def build_glacier(settings: ServerSettings, clock: Clock | None = None) -> Glaci
     timing = Timing.of(settings)
     ctx = Context(meta=meta, blobs=blobs, region=settings.region, timing=timing,
                   copies=stores.open_copies(settings.copy_urls),
-                  copies_before_ack=settings.copies_before_ack, copy_rate=settings.copy_rate)
+                  copies_before_ack=settings.copies_before_ack, copy_rate=settings.copy_rate,
+                  foreground=Foreground(settings.background_share))
     if clock is not None:
         ctx.clock = clock
     return Glacier(ctx)
@@ -202,6 +206,20 @@ async def _stamp(request: web.Request, response: web.StreamResponse) -> None:
     close_after_response(request, response)
 
 
+def _counted_in(foreground: Foreground) -> Middleware:
+    """Each request counted while it is handled: background work gives way meanwhile."""
+
+    @web.middleware
+    async def count(request: web.Request, handler: AiohttpHandler) -> web.StreamResponse:
+        foreground.started()
+        try:
+            return await handler(request)
+        finally:
+            foreground.finished()
+
+    return count
+
+
 def create_app(settings: ServerSettings, glacier: Glacier | None = None,
                listening: tuple[str, int] | None = None) -> web.Application:
     """The application; ``listening`` is the (host, port) it serves on, which webhooks may
@@ -221,7 +239,7 @@ def create_app(settings: ServerSettings, glacier: Glacier | None = None,
         built.ctx.observe = server_metrics.observe
     app = web.Application(
         # Metrics outermost: they see every answer, errors included, as sent.
-        middlewares=[requestlog.request_log,
+        middlewares=[requestlog.request_log, _counted_in(built.ctx.foreground),
                      *([server_metrics.middleware()] if server_metrics else []),
                      error_middleware],
         client_max_size=1024 * 1024,

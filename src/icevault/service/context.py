@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from icevault.config import ServerSettings
 from icevault.core.models import Clock, Job, SystemClock, Tier
+from icevault.service.foreground import Foreground
 from icevault.store.blobs.base import BlobStore
 from icevault.store.metadata.base import MetadataStore
 
@@ -79,6 +80,8 @@ class Context:
     copies_before_ack: int = 0
     # Bytes per second the copy workers may read, all stores together (None: unpaced).
     copy_rate: int | None = None
+    # Requests in flight, counted at the edge: background work gives way to them.
+    foreground: Foreground = field(default_factory=Foreground)
     # Test controls only: why a job due now must fail instead of completing, if it must.
     injected_job_failure: Callable[[Job], str | None] = lambda _job: None
     # Told of what the background work did, by name (see Event), with a value: the

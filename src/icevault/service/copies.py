@@ -25,6 +25,7 @@ from icevault.core.models import Archive, VaultRef
 from icevault.pacing import BandwidthLimiter
 from icevault.service.context import Context
 from icevault.service.copying import SourceMismatchError, copy_verified
+from icevault.service.foreground import BackgroundPace
 from icevault.service.integrity import IntegrityService
 from icevault.store.blobs.base import BlobNotFoundError
 from icevault.store.metadata.copy_port import ArchiveCopy, CopyBacklog, CopyState
@@ -76,6 +77,7 @@ class CopyService:
         meta, now = self.ctx.meta, self.ctx.clock.now_ms()
         if pace is None and self._limiter is not None:
             pace = self._limiter.consume
+        pace = BackgroundPace(self.ctx.foreground, pace)
         claimed = meta.claim_owed_copies(store, now, self.ctx.timing.job_lease_ms, limit)
         if not claimed:
             return CopyReport(0, 0)

@@ -19,12 +19,18 @@ class CopyMismatchError(Exception):
     """The written copy, read back, does not hash to the archive's tree hash."""
 
 
-def tree_hash_of(store: BlobStore, key: str, size: int) -> str:
-    """The tree hash of ``size`` bytes stored under ``key`` (fewer bytes: another hash)."""
+def tree_hash_of(store: BlobStore, key: str, size: int,
+                 pace: Callable[[int], None] | None = None) -> str:
+    """The tree hash of ``size`` bytes stored under ``key`` (fewer bytes: another hash);
+    ``pace`` is told each block before it is read."""
     hasher = TreeHasher()
     reader = store.open_range(key, 0, size)
     try:
-        while chunk := reader.read(BLOCK):
+        while True:
+            if pace is not None:
+                pace(min(BLOCK, size))
+            if not (chunk := reader.read(BLOCK)):
+                break
             hasher.update(chunk)
     finally:
         reader.close()
@@ -66,7 +72,7 @@ def copy_verified(archive: Archive, source: BlobStore, source_key: str,
         return writer.commit()
     key = writer.commit()
     try:
-        written = tree_hash_of(target, key, archive.size)
+        written = tree_hash_of(target, key, archive.size, pace)
         if written != archive.tree_hash:
             read = tree_hash_of(source, source_key, archive.size)
             if read != archive.tree_hash:

@@ -49,6 +49,9 @@ class Maintenance:
         """Return if the blob store answers now; raise if it does not."""
         self.ctx.blobs.ping()
 
+    def requests_in_flight(self) -> int:
+        return self.ctx.foreground.in_flight
+
     def jobs_waiting_for_copies(self) -> int:
         return self.ctx.meta.jobs_waiting_for_copies() if self.ctx.copies else 0
 

@@ -11,6 +11,7 @@ from icevault.core.models import Archive, VaultRef
 from icevault.pacing import BandwidthLimiter
 from icevault.service.context import Context, Event
 from icevault.service.copying import tree_hash_of
+from icevault.service.foreground import BackgroundPace
 from icevault.service.integrity import IntegrityService
 from icevault.store.blobs.base import BlobNotFoundError
 from icevault.store.metadata.copy_port import CopyState
@@ -59,7 +60,7 @@ class Scrubber:
         position = int(meta.get_setting(key) or 0)
         report = ScrubReport(resumed_after=position)
         limiter = None if bytes_per_second is None else BandwidthLimiter(bytes_per_second)
-        pace = None if limiter is None else limiter.consume
+        pace = BackgroundPace(self.ctx.foreground, None if limiter is None else limiter.consume)
         while not should_stop():
             batch = meta.stored_archives(position, vault, BATCH)
             if not batch:
@@ -99,11 +100,10 @@ class Scrubber:
             if (store is None or not store.readable_at_once or copy.blob_key is None
                     or copy.state is not CopyState.VERIFIED):
                 continue
-            if pace is not None:
-                pace(archive.size)
             report.bytes_read += archive.size
             try:
-                good = tree_hash_of(store, copy.blob_key, archive.size) == archive.tree_hash
+                good = tree_hash_of(store, copy.blob_key, archive.size,
+                                    pace) == archive.tree_hash
             except BlobNotFoundError:
                 good = False
             except Exception:  # noqa: BLE001, S112 - a store that is down: not a bad copy

@@ -117,6 +117,11 @@ class _StoreCollector(Collector):
             "icevault_jobs_waiting_for_restore",
             "Retrieval jobs waiting for their archive's bytes to come back from a copy store "
             "(a cold copy's restore in flight).", value=self.maintenance.jobs_waiting_for_copies())
+        yield GaugeMetricFamily(
+            "icevault_requests_in_flight",
+            "Requests being handled now, this scrape included: copies and scrub give way "
+            "while there are any (--background-share).",
+            value=self.maintenance.requests_in_flight())
         last = self.maintenance.last_full_scrub_ms()
         yield GaugeMetricFamily(
             "icevault_scrub_last_finished_timestamp_seconds",
