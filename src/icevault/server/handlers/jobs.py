@@ -113,17 +113,35 @@ async def _send_body(call: Call, response: web.StreamResponse, output: JobOutput
                     await loop.sendfile(transport, file, offset, step, fallback=True)
                 offset += step
             return
-        while True:
-            data = await call.run(output.reader.read, BLOCK)
-            if not data:
-                break
-            async with asyncio.timeout(deadline):
-                await response.write(data)
+        await _send_read_ahead(call, response, output, deadline)
     except TimeoutError:
         log.info("dropping a GetJobOutput reader that took more than %.0f s for %d bytes",
                  deadline, STEP)
         transport.abort()
         raise ConnectionResetError("the reader stopped reading") from None
+
+
+async def _send_read_ahead(call: Call, response: web.StreamResponse, output: JobOutput,
+                           deadline: float) -> None:
+    """The next block is read (from an object store, over the network) while this one is
+    sent: the two waits overlap, at two blocks of memory per reader."""
+    loop = asyncio.get_running_loop()
+
+    def read_next() -> asyncio.Future[bytes]:
+        return loop.run_in_executor(call.executor, output.reader.read, BLOCK)
+
+    pending = read_next()
+    try:
+        while data := await pending:
+            pending = read_next()
+            async with asyncio.timeout(deadline):
+                await response.write(data)
+    finally:
+        # A read under way is let finish (a thread is not interrupted) before the reader
+        # is closed; its bytes or error go nowhere.
+        await asyncio.wait([pending])
+        if not pending.cancelled():
+            pending.exception()
 
 
 async def _send_faulty_body(call: Call, response: web.StreamResponse, output: JobOutput,
