@@ -86,7 +86,7 @@ def test_copies_benchmark_slice(tmp_path: Path) -> None:
         "DescribeVault p99 (ms)", "16 MiB uploads (MB/s)",
         "DescribeVault p99 (ms), --copy-rate 100MiB", "16 MiB uploads (MB/s), --copy-rate 100MiB"]
     assert all(row["idle"] > 0 and row["while_copying"] > 0 for row in busy)
-    assert set(json.loads(result.stdout)["copied_mb_s_while_measured"]) == {"unpaced",
+    assert set(json.loads(result.stdout)["copy_writes_mb_s_while_measured"]) == {"unpaced",
                                                                           "100MiB"}
     assert [row["same_disk"] for row in rows] == [True, False]
     restored = json.loads(result.stdout)["restored_output"]  # moto's S3 is in the test extra
