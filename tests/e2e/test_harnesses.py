@@ -79,6 +79,7 @@ def test_copies_benchmark_slice(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     rows = json.loads(result.stdout)["rows"]
     assert [row["target"] for row in rows] == ["local -> second directory",
+                                               "local -> second device (RAM disk)",
                                                "local -> SeaweedFS"]
     assert all(row["copied_mb_s"] > 0 and row["baseline_mb_s"] > 0 for row in rows)
     busy = json.loads(result.stdout)["while_copying"]
@@ -88,6 +89,6 @@ def test_copies_benchmark_slice(tmp_path: Path) -> None:
     assert all(row["idle"] > 0 and row["while_copying"] > 0 for row in busy)
     assert set(json.loads(result.stdout)["copy_writes_mb_s_while_measured"]) == {"unpaced",
                                                                           "100MiB"}
-    assert [row["same_disk"] for row in rows] == [True, False]
+    assert [row["same_disk"] for row in rows] == [True, False, False]
     restored = json.loads(result.stdout)["restored_output"]  # moto's S3 is in the test extra
     assert restored["job_output_mb_s"] > 0 and restored["plain_get_mb_s"] > 0
