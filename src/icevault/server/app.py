@@ -207,10 +207,14 @@ async def _stamp(request: web.Request, response: web.StreamResponse) -> None:
 
 
 def _counted_in(foreground: Foreground) -> Middleware:
-    """Each request counted while it is handled: background work gives way meanwhile."""
+    """Each request counted while it is handled: background work gives way meanwhile.
+    Not the admin API's: an admin call may run a scrub or a backfill for its whole length,
+    which would then give way to itself."""
 
     @web.middleware
     async def count(request: web.Request, handler: AiohttpHandler) -> web.StreamResponse:
+        if request.path.startswith(adminapi.PREFIX):
+            return await handler(request)
         foreground.started()
         try:
             return await handler(request)

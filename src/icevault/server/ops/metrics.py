@@ -119,8 +119,8 @@ class _StoreCollector(Collector):
             "(a cold copy's restore in flight).", value=self.maintenance.jobs_waiting_for_copies())
         yield GaugeMetricFamily(
             "icevault_requests_in_flight",
-            "Requests being handled now, this scrape included: copies and scrub give way "
-            "while there are any (--background-share).",
+            "Requests being handled now, this scrape included (admin API calls are not): "
+            "copies and scrub give way while there are any (--background-share).",
             value=self.maintenance.requests_in_flight())
         last = self.maintenance.last_full_scrub_ms()
         yield GaugeMetricFamily(
