@@ -10,8 +10,6 @@ mid-copy leaves a claim another takes over when its lease ends.
 from __future__ import annotations
 
 import logging
-import os
-import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -38,15 +36,6 @@ FIRST_RETRY_MS = 30_000
 LONGEST_RETRY_MS = 3_600_000
 BATCH = 8
 PARALLEL = 4  # copies made at once per store and server
-
-
-def _background_priority() -> None:
-    """Copies are background work: their threads yield the CPU to requests (Linux sets a
-    nice value per thread; elsewhere this does nothing)."""
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
-    except (AttributeError, OSError):
-        pass
 
 
 def retry_delay_ms(failures: int) -> int:
@@ -86,8 +75,7 @@ class CopyService:
         # turn, and copies side by side keep both stores and the cores busy (measured from
         # local disk to a RAM disk on 2 cores: 720 MB/s one at a time, 880 two, 1,120 four).
         with ThreadPoolExecutor(max_workers=threads,
-                                thread_name_prefix="icevault-copy",
-                                initializer=_background_priority) as pool:
+                                thread_name_prefix="icevault-copy") as pool:
             errors = list(pool.map(lambda item: self._copy_one(store, item[0], pace), claimed))
         made = failed = 0
         for (archive, failures), error in zip(claimed, errors, strict=True):
