@@ -148,7 +148,7 @@ class ServerSettings:
         minimum=1, default_text="unpaced")
     background_share: float = setting(
         0.005, "While requests are being served, copies and scrub take at most this share "
-        "of their threads' time (0: one block a quarter second; 1: they never give way); "
+        "of their threads' time (0: one block a half second; 1: they never give way); "
         "between requests they run at full speed, or at --copy-rate and --scrub-rate.",
         kind="float", minimum=0, maximum=1)
     copies_before_ack: int = setting(

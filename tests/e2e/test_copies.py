@@ -463,7 +463,7 @@ def _request_held_open(server: ServerProcess, vault: str) -> socket.socket:
 
 
 def test_copies_give_way_while_a_request_is_in_flight(tmp_path: Path) -> None:
-    """--background-share 0: a copy moves one block a quarter second while any request is
+    """--background-share 0: a copy moves one block a half second while any request is
     being served (here one whose body trickles), and all at once when none is."""
     second = tmp_path / "second-disk"
     store = f"file://{second}"
@@ -481,7 +481,7 @@ def test_copies_give_way_while_a_request_is_in_flight(tmp_path: Path) -> None:
             assert metric(server, "icevault_copies_owed_archives", store) == 1
         finally:
             held.close()
-        # 64 blocks (read and read back) at 4 a second would take 16 s.
+        # 64 blocks (read and read back) at 2 a second would take 32 s.
         wait_verified(server, "busy", 1, timeout=8.0)
         assert metric(server, "icevault_requests_in_flight") == 1
     finally:

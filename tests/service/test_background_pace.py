@@ -78,4 +78,4 @@ def test_threads_side_by_side_share_one_share() -> None:
     zero = BackgroundPace(paused, threads=4, clock=time.clock, sleep=time.sleep)
     time.slept.clear()
     _blocks(zero, time, 2, 0.001)
-    assert time.slept == [4 * LONGEST_STEP_S]  # together, still a block a quarter second
+    assert time.slept == [4 * LONGEST_STEP_S]  # together, still a block a half second

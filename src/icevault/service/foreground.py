@@ -23,7 +23,7 @@ from collections.abc import Callable
 # a gap of a round trip, and work started in it would delay the next.
 QUIET_S = 0.05
 # No single sleep longer than this, so a stop or a change of load is seen soon.
-LONGEST_STEP_S = 0.25
+LONGEST_STEP_S = 0.5
 
 
 class Foreground:
@@ -61,7 +61,7 @@ class BackgroundPace:
     """Called before each block of background work (as a limiter's ``consume`` is): the
     time since the last call is what the last block took; while requests are in flight the
     caller sleeps ``1/share - 1`` times that (at most LONGEST_STEP_S: under constant load
-    the work still moves a block or more every quarter second). Shared by ``threads``
+    the work still moves a block or more every half second). Shared by ``threads``
     threads working side by side, each sleeps that many times longer: the share and the
     least rate are the work's, however many threads do it. ``then`` is a further pace (a
     byte rate)."""
