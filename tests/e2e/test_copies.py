@@ -60,13 +60,20 @@ def stored_bytes(root: Path, key: str) -> bytes:
     return (root / "blobs" / key[:2] / key).read_bytes()
 
 
+def copying_server(tmp_path: Path, *extra: str, auth: str = "sigv4") -> ServerProcess:
+    """A started server keeping a copy of everything in ``tmp_path/second-disk`` (its
+    store: ``file://`` and that path)."""
+    second = tmp_path / "second-disk"
+    proc = ServerProcess(tmp_path / "data", auth=auth,
+                         extra_args=["--copy-url", f"file://{second}", *extra]).start()
+    proc.second = second  # type: ignore[attr-defined]
+    return proc
+
+
 @pytest.fixture()
 def copied(tmp_path: Path) -> Any:
     """A server keeping a copy of everything in a second directory."""
-    second = tmp_path / "second-disk"
-    proc = ServerProcess(tmp_path / "data", auth="sigv4",
-                         extra_args=["--copy-url", f"file://{second}"]).start()
-    proc.second = second  # type: ignore[attr-defined]
+    proc = copying_server(tmp_path)
     yield proc
     proc.stop()
 
@@ -211,8 +218,7 @@ def test_a_bad_copy_url_stops_the_server_in_one_line(tmp_path: Path, url: str,
 
 def test_copies_before_ack_means_the_copy_exists_at_the_answer(tmp_path: Path) -> None:
     second = tmp_path / "second-disk"
-    server = ServerProcess(tmp_path / "data", auth="sigv4", extra_args=[
-        "--copy-url", f"file://{second}", "--copies-before-ack", "1"]).start()
+    server = copying_server(tmp_path, "--copies-before-ack", "1")
     try:
         client = server.client()
         client.create_vault(vaultName="sure")
@@ -434,9 +440,7 @@ def test_a_store_added_later_is_backfilled_paced(tmp_path: Path) -> None:
 
 
 def test_copy_rate_paces_the_workers(tmp_path: Path) -> None:
-    second = tmp_path / "second-disk"
-    server = ServerProcess(tmp_path / "data", auth="sigv4", extra_args=[
-        "--copy-url", f"file://{second}", "--copy-rate", "1MiB"]).start()
+    server = copying_server(tmp_path, "--copy-rate", "1MiB")
     try:
         client = server.client()
         client.create_vault(vaultName="slow")
@@ -465,10 +469,8 @@ def _request_held_open(server: ServerProcess, vault: str) -> socket.socket:
 def test_copies_give_way_while_a_request_is_in_flight(tmp_path: Path) -> None:
     """--background-share 0: a copy moves one block a half second while any request is
     being served (here one whose body trickles), and all at once when none is."""
-    second = tmp_path / "second-disk"
-    store = f"file://{second}"
-    server = ServerProcess(tmp_path / "data", auth="off", extra_args=[
-        "--copy-url", store, "--background-share", "0"]).start()
+    store = f"file://{tmp_path / 'second-disk'}"
+    server = copying_server(tmp_path, "--background-share", "0", auth="off")
     try:
         client = server.client()
         client.create_vault(vaultName="busy")

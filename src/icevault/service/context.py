@@ -81,7 +81,8 @@ class Context:
     # Bytes per second the copy workers may read, all stores together (None: unpaced).
     copy_rate: int | None = None
     # Requests in flight, counted at the edge: background work gives way to them.
-    foreground: Foreground = field(default_factory=Foreground)
+    foreground: Foreground = field(
+        default_factory=lambda: Foreground(ServerSettings().background_share))
     # Test controls only: why a job due now must fail instead of completing, if it must.
     injected_job_failure: Callable[[Job], str | None] = lambda _job: None
     # Told of what the background work did, by name (see Event), with a value: the

@@ -25,13 +25,15 @@ def tree_hash_of(store: BlobStore, key: str, size: int,
     ``pace`` is told each block before it is read."""
     hasher = TreeHasher()
     reader = store.open_range(key, 0, size)
+    left = size
     try:
-        while True:
+        while left > 0:
             if pace is not None:
-                pace(min(BLOCK, size))
+                pace(min(BLOCK, left))
             if not (chunk := reader.read(BLOCK)):
                 break
             hasher.update(chunk)
+            left -= len(chunk)
     finally:
         reader.close()
     return hasher.hexdigest()

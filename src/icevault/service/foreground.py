@@ -30,8 +30,7 @@ class Foreground:
     """How many requests are in flight now, and when the last one ended: counted at the
     edge, read by background work."""
 
-    def __init__(self, share: float = 0.005,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, share: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.share = share  # of background threads' time while requests are in flight
         self._clock = clock
         self._lock = threading.Lock()
