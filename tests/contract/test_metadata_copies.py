@@ -181,3 +181,20 @@ def test_a_job_completes_from_a_restored_copy(meta: MetadataStore) -> None:
     # Without a copy to serve it, a job of an archive with no hot bytes cannot succeed.
     failed = meta.finish_job(unserved.id, JobCompletion(JobStatus.SUCCEEDED, "Succeeded", 4000))
     assert failed is not None and failed.status is JobStatus.FAILED
+
+
+def test_a_renewed_claim_holds_the_copy_until_the_new_end(meta: MetadataStore) -> None:
+    _setup(meta)
+    held, done = archive("k1", at=1000), archive("k2", at=1001)
+    for item in (held, done):
+        assert meta.insert_archive(item, b"\0" * 32)
+    assert len(meta.claim_owed_copies(STORE, 5000, LEASE, 10)) == 2
+    assert meta.finish_copy(done.id, STORE, 6000, "c0ffee", None, None)
+    meta.renew_copy_claims(STORE, [held.id, done.id], 5000 + 3 * LEASE)
+    meta.renew_copy_claims(OTHER_STORE, [held.id], 5000 + 9 * LEASE)  # held by no one
+    assert meta.claim_owed_copies(STORE, 5000 + 3 * LEASE - 1, LEASE, 10) == []
+    assert [a.id for a, _ in meta.claim_owed_copies(STORE, 5000 + 3 * LEASE, LEASE, 10)] == [
+        held.id]
+    [verified] = meta.archive_copies(done.id)
+    assert (verified.state, verified.blob_key) == (CopyState.VERIFIED, "c0ffee")
+    assert len(meta.claim_owed_copies(OTHER_STORE, 5000, LEASE, 10)) == 2

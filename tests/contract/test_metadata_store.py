@@ -380,3 +380,22 @@ def test_storage_history_by_day(meta: MetadataStore) -> None:
     assert meta.storage_history(V.account_id) == [
         (day, 140), (3 * day, 7 - 40), (4 * day, -100)]
     assert meta.storage_history("000000000000") == []
+
+
+def test_a_renewed_lease_holds_the_job_until_the_new_end(meta: MetadataStore) -> None:
+    meta.create_vault(V, 1, 10)
+    a = archive()
+    meta.insert_archive(a, b"\x00" * 32)
+    held, finished, deferred = (replace(archive_job(a, at=100), ready_at=100) for _ in range(3))
+    for job in (held, finished, deferred):
+        meta.insert_job(job)
+    assert len(meta.claim_due_jobs(200, 10, 1000)) == 3
+    meta.finish_job(finished.id, JobCompletion(JobStatus.SUCCEEDED, "Succeeded", 300))
+    meta.defer_job(deferred.id, 2000, "waiting")
+    # Its server is still at work on it: held until 2500 now, not 1200.
+    meta.renew_job_leases([held.id, finished.id, deferred.id], 2500)
+    # A job waiting for its time is not leased again, nor a finished one.
+    assert [j.id for j in meta.claim_due_jobs(2000, 10, 1000)] == [deferred.id]
+    assert meta.claim_due_jobs(2499, 10, 1000) == []
+    assert [j.id for j in meta.claim_due_jobs(2500, 10, 1000)] == [held.id]
+    assert meta.get_job(V, finished.id).status is JobStatus.SUCCEEDED  # type: ignore[union-attr]

@@ -25,6 +25,7 @@ from icevault.service.context import Context
 from icevault.service.copying import SourceMismatchError, copy_verified
 from icevault.service.foreground import BackgroundPace
 from icevault.service.integrity import IntegrityService
+from icevault.service.leases import LeaseKeeper
 from icevault.store.blobs.base import BlobNotFoundError
 from icevault.store.metadata.copy_port import ArchiveCopy, CopyBacklog, CopyState
 
@@ -74,8 +75,10 @@ class CopyService:
         # Several at once: each copy waits on reads, a write, a sync and a read-back in
         # turn, and copies side by side keep both stores and the cores busy (measured from
         # local disk to a RAM disk on 2 cores: 720 MB/s one at a time, 880 two, 1,120 four).
-        with ThreadPoolExecutor(max_workers=threads,
-                                thread_name_prefix="icevault-copy") as pool:
+        with (LeaseKeeper(lambda ids, until: meta.renew_copy_claims(store, ids, until),
+                          (archive.id for archive, _ in claimed),
+                          self.ctx.timing.job_lease_ms, self.ctx.clock),
+              ThreadPoolExecutor(max_workers=threads, thread_name_prefix="icevault-copy") as pool):
             errors = list(pool.map(lambda item: self._copy_one(store, item[0], pace), claimed))
         made = failed = 0
         for (archive, failures), error in zip(claimed, errors, strict=True):

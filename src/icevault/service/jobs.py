@@ -35,6 +35,7 @@ from icevault.service.account import AccountService
 from icevault.service.context import Context, Event
 from icevault.service.integrity import IntegrityService, VerifyingReader, corruption_message
 from icevault.service.inventory import decode_marker, write_inventory
+from icevault.service.leases import LeaseKeeper
 from icevault.service.restore import Restorer, ServeFrom, Waiting
 from icevault.service.topics import TopicService
 from icevault.service.vaults import require_vault
@@ -359,19 +360,24 @@ class JobService:
     # -- the worker's side ----------------------------------------------------------------
     def run_due(self, limit: int = 32) -> list[Job]:
         """Complete the due jobs no other server holds; return them as they finished."""
-        now = self.ctx.clock.now_ms()
-        finished = []
-        claimed = self.ctx.meta.claim_due_jobs(now, limit, self.ctx.timing.job_lease_ms)
-        for index, job in enumerate(claimed):
-            try:
-                done = self._complete(job)
-            except BaseException:
-                # Due again at once (for this server's retry) rather than at the lease's end.
-                with contextlib.suppress(Exception):
-                    self.ctx.meta.release_jobs([j.id for j in claimed[index:]])
-                raise
-            if done is not None:
-                finished.append(done)
+        lease_ms = self.ctx.timing.job_lease_ms
+        claimed = self.ctx.meta.claim_due_jobs(self.ctx.clock.now_ms(), limit, lease_ms)
+        if not claimed:
+            return []  # no thread to keep leases for nothing: this runs every tick
+        finished: list[Job] = []
+        with LeaseKeeper(self.ctx.meta.renew_job_leases, (job.id for job in claimed),
+                         lease_ms, self.ctx.clock) as kept:
+            for index, job in enumerate(claimed):
+                try:
+                    done = self._complete(job)
+                except BaseException:
+                    # Due again at once (for this server's retry), not at the lease's end.
+                    with contextlib.suppress(Exception):
+                        self.ctx.meta.release_jobs([j.id for j in claimed[index:]])
+                    raise
+                kept.release(job.id)
+                if done is not None:
+                    finished.append(done)
         return finished
 
     def _complete(self, job: Job) -> Job | None:

@@ -327,6 +327,11 @@ class JobPort(Protocol):
         its lease runs; a job held by a server that died is taken again once it ends."""
         ...
 
+    def renew_job_leases(self, job_ids: Sequence[str], until: int) -> None:
+        """Hold the jobs still held (in progress, not deferred) until ``until``: their
+        server is still at work on them."""
+        ...
+
     def next_due_time(self) -> int | None:
         """When the next job is due that no server holds (now or past for one due now)."""
         ...

@@ -55,6 +55,11 @@ class CopyPort(Protocol):
         how many attempts at its copy failed before."""
         ...
 
+    def renew_copy_claims(self, store: str, archive_ids: Sequence[str], until: int) -> None:
+        """Hold the copies to ``store`` still being made until ``until``: their server is
+        still at work on them."""
+        ...
+
     def finish_copy(self, archive_id: str, store: str, now: int, blob_key: str | None,
                     error: str | None, retry_at: int | None) -> bool:
         """Record a claimed copy as verified (``blob_key``) or failed (``error``, retried

@@ -82,6 +82,12 @@ class CopyRows(SqlEngine, CopyPort):
                 .values(**values).returning(_COPY.c.archive_id))
         return result.first() is not None
 
+    def renew_copy_claims(self, store: str, archive_ids: Sequence[str], until: int) -> None:
+        with self._tx(write=True) as conn:
+            conn.execute(update(_COPY).where(
+                _COPY.c.store == store, _COPY.c.archive_id.in_(list(archive_ids)),
+                _COPY.c.state == CopyState.COPYING).values(claimed_until=until))
+
     def finish_copy(self, archive_id: str, store: str, now: int, blob_key: str | None,
                     error: str | None, retry_at: int | None) -> bool:
         with self._tx(write=True) as conn:

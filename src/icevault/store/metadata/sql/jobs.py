@@ -163,6 +163,12 @@ class JobRows(SqlEngine, JobPort):
             (t.jobs.c.ready_at, t.jobs.c.seq), limit, {"lease_until": now + lease_ms})
         return [self._row_to_job(row) for row in rows]
 
+    def renew_job_leases(self, job_ids: Sequence[str], until: int) -> None:
+        with self._tx(write=True) as conn:
+            conn.execute(update(t.jobs).where(
+                t.jobs.c.id.in_(list(job_ids)), t.jobs.c.status == JobStatus.IN_PROGRESS,
+                t.jobs.c.lease_until.is_not(None)).values(lease_until=until))
+
     def next_due_time(self) -> int | None:
         # A job another server holds is due again when its lease ends.
         due_at = case(
