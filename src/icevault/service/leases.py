@@ -15,6 +15,7 @@ import threading
 from collections.abc import Callable, Iterable
 from types import TracebackType
 
+from icevault.core.errors import StorageUnavailableError
 from icevault.core.models import Clock
 
 log = logging.getLogger(__name__)
@@ -55,8 +56,8 @@ class LeaseKeeper:
                 continue
             try:
                 self._renew(ids, self._clock.now_ms() + self._lease_ms)
-            except Exception:
+            except StorageUnavailableError as exc:
                 # The database may be away for a moment: two thirds of the lease are left,
-                # and the next renewal may succeed.
-                log.warning("claims could not be renewed", exc_info=True,
+                # and the next renewal may succeed. One line, as the workers' own waits.
+                log.warning("claims not renewed: %s", exc,
                             extra={"event": "lease_renewal_failed", "claims": len(ids)})
