@@ -79,22 +79,25 @@ class CopyService:
                           (archive.id for archive, _ in claimed),
                           self.ctx.timing.job_lease_ms, self.ctx.clock),
               ThreadPoolExecutor(max_workers=threads, thread_name_prefix="icevault-copy") as pool):
-            errors = list(pool.map(lambda item: self._copy_one(store, item[0], pace), claimed))
-        made = failed = 0
-        for (archive, failures), error in zip(claimed, errors, strict=True):
-            if error is None:
-                made += 1
-            else:
-                failed += 1
-                log.warning("copy of archive %s to %s failed: %s", archive.id, store, error,
-                            extra={"event": "copy_failed", "archive_id": archive.id,
-                                   "store": store})
-                meta.finish_copy(archive.id, store, self.ctx.clock.now_ms(), None, error,
-                                 self.ctx.clock.now_ms() + retry_delay_ms(failures))
-        return CopyReport(made, failed)
+            made = sum(pool.map(lambda item: self._copy_one(store, item[0], item[1], pace),
+                                claimed))
+        return CopyReport(made, len(claimed) - made)
 
-    def _copy_one(self, store: str, archive: Archive,
-                  pace: Callable[[int], None] | None = None) -> str | None:
+    def _copy_one(self, store: str, archive: Archive, failures: int,
+                  pace: Callable[[int], None] | None) -> bool:
+        """Make and record one copy, or record why not (retried with back-off)."""
+        error = self._try_copy(store, archive, pace)
+        if error is None:
+            return True
+        log.warning("copy of archive %s to %s failed: %s", archive.id, store, error,
+                    extra={"event": "copy_failed", "archive_id": archive.id, "store": store})
+        now = self.ctx.clock.now_ms()
+        self.ctx.meta.finish_copy(archive.id, store, now, None, error,
+                                  now + retry_delay_ms(failures))
+        return False
+
+    def _try_copy(self, store: str, archive: Archive,
+                  pace: Callable[[int], None] | None) -> str | None:
         """Make and record one copy; why not, if not."""
         assert archive.blob_key is not None
         target = self.ctx.copies[store]
