@@ -13,12 +13,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 from icevault.config import ServerSettings
+from icevault.core.errors import StorageUnavailableError
 from icevault.core.models import JobStatus, Tier, VaultRef
 from icevault.core.treehash import MIB, tree_hash
 from icevault.service.archives import UploadRequest
 from icevault.service.context import Context, Timing
 from icevault.service.glacier import Glacier
 from icevault.service.jobs import JobRequest
+from icevault.service.leases import LeaseKeeper
 from icevault.store.blobs.base import BlobStore
 from icevault.store.blobs.local import LocalBlobStore, _LocalReader
 from icevault.store.metadata.copy_port import CopyState
@@ -118,3 +120,29 @@ def test_a_job_whose_check_outlasts_its_lease_is_not_taken_over(
     assert clock.now_ms() - 1_700_000_000_000 > 2 * LEASE_MS
     assert (done.id, done.status) == (job.id, JobStatus.SUCCEEDED)
     assert taken == []
+
+
+def test_renewals_go_on_after_the_database_refused_one(clock: ManualClock) -> None:
+    asked: list[tuple[list[str], int]] = []
+
+    def renew(ids: list[str], until: int) -> None:
+        asked.append((ids, until))
+        if len(asked) == 1:
+            raise StorageUnavailableError("The metadata database does not answer")
+
+    def until(condition: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + 5
+        while not condition():
+            assert time.monotonic() < deadline, asked
+            time.sleep(0.01)
+
+    with LeaseKeeper(renew, ["a", "b"], 30, clock) as kept:
+        until(lambda: len(asked) >= 3)
+        clock.advance(1000)
+        kept.release("a")
+        until(lambda: asked[-1][0] == ["b"])
+    stopped = len(asked)
+    time.sleep(0.05)
+    assert asked[0] == (["a", "b"], clock.now - 1000 + 30)
+    assert asked[-1] == (["b"], clock.now + 30)
+    assert len(asked) == stopped  # none after the block ended
