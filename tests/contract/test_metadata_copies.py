@@ -155,6 +155,10 @@ def test_hot_bytes_removed_and_brought_back(meta: MetadataStore) -> None:
     assert meta.claim_due_jobs(69_999, 10, LEASE) == []
     meta.note_restore_requested(item.id, STORE, 8000)
     assert meta.archive_copies(item.id)[0].restore_requested_at == 8000
+    meta.note_restored(item.id, STORE, 8000 + 2 * 86_400_000)
+    [restored] = meta.archive_copies(item.id)
+    assert (restored.restore_requested_at, restored.restored_until) == (
+        8000, 8000 + 2 * 86_400_000)
     assert meta.rehydrate(item.id, "back1", 9000)
     assert not meta.rehydrate(item.id, "back2", 9001)  # it has bytes again
     back = meta.get_archive(V, item.id)

@@ -5,11 +5,15 @@ The server's clock is the testing kit's, so the minute between polls passes at o
 from __future__ import annotations
 
 import http.client
+import json
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 import urllib.request
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -95,6 +99,16 @@ def _evicted(data_dir: Path, archive_id: str) -> bool:
     return row is not None and row[0] is not None
 
 
+def _copy_states(data_dir: Path, archive_id: str) -> list[str]:
+    """The copies' states, as ``icevault admin copies`` says them."""
+    listed = subprocess.run(
+        [sys.executable, "-m", "icevault", "admin", "--data-dir", str(data_dir), "copies",
+         "--vault", "v", "--archive-id", archive_id],
+        capture_output=True, text=True, timeout=120, check=True)
+    [archive] = json.loads(listed.stdout)["Archives"]
+    return [copy["State"] for copy in archive["Copies"]]
+
+
 def test_a_job_waits_while_the_restore_runs_then_serves_exact_bytes(
         slow_restores: SlowRestores, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "copies")
@@ -120,6 +134,7 @@ def test_a_job_waits_while_the_restore_runs_then_serves_exact_bytes(
         assert "to be restored, Standard tier (Expedited is not offered there" in (
             job["StatusMessage"])
         assert slow_restores.restores == 1
+        assert _copy_states(server.data_dir, archive_id) == ["restoring"]
         heads = slow_restores.heads
         server.advance_clock(seconds=30)  # not a minute yet: nobody asks
         assert slow_restores.heads == heads
@@ -133,6 +148,12 @@ def test_a_job_waits_while_the_restore_runs_then_serves_exact_bytes(
         output = client.get_job_output(vaultName="v", jobId=job_id)
         assert output["checksum"] == tree_hash(data)
         assert output["body"].read() == data
+        # Restored until the expiry moto set: the restore's time and the days asked (the
+        # job output's day, and one more).
+        [state] = _copy_states(server.data_dir, archive_id)
+        assert state.startswith("restored until "), state
+        until = datetime.fromisoformat(state.removeprefix("restored until "))
+        assert timedelta(days=2, minutes=-2) < until - datetime.now(UTC) <= timedelta(days=2)
         # The wait is measured on the server's clock: the restore was asked at +1 s and
         # the job completed at +123 s.
         token = (server.data_dir / "metrics-token").read_text().strip()

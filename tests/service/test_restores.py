@@ -8,13 +8,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from icevault import stores
-from icevault.core.models import JobStatus, Tier, VaultRef
+from icevault.core.models import JobStatus, Tier, VaultRef, iso8601
 from icevault.core.treehash import MIB, tree_hash
 from icevault.service.archives import UploadRequest
 from icevault.service.context import Context
 from icevault.service.glacier import Glacier
 from icevault.service.jobs import JobRequest
-from icevault.store.blobs.base import RestoreState
+from icevault.store.blobs.base import RestoreState, RestoreStatus
 from icevault.store.blobs.local import LocalBlobStore
 from icevault.store.metadata.sql import SqlMetadataStore
 from tests.support import ManualClock, pattern
@@ -33,17 +33,18 @@ class ColdStore(LocalBlobStore):
     def __init__(self, root: Path) -> None:
         super().__init__(root)
         self.state = RestoreState.ARCHIVED
+        self.until_ms: int | None = None  # a restored copy's expiry, as the store says it
         self.requests: list[tuple[str, int, str]] = []
         self.asked = 0
 
-    def restore_state(self, key: str) -> RestoreState:
+    def restore_state(self, key: str) -> RestoreStatus:
         self.asked += 1
-        return self.state
+        return RestoreStatus(self.state, self.until_ms)
 
-    def request_restore(self, key: str, days: int, tier: str) -> RestoreState:
+    def request_restore(self, key: str, days: int, tier: str) -> RestoreStatus:
         self.requests.append((key, days, tier))
         self.state = RestoreState.RESTORING
-        return self.state
+        return RestoreStatus(self.state)
 
 
 def test_a_job_waits_for_the_restore_then_serves_exact_bytes(
@@ -90,3 +91,41 @@ def test_a_job_waits_for_the_restore_then_serves_exact_bytes(
         assert output.reader.read(len(data) + 1) == data
     finally:
         output.reader.close()
+
+
+def test_the_copies_listing_says_where_each_copy_and_its_restore_stand(
+        meta: SqlMetadataStore, tmp_path: Path, clock: ManualClock) -> None:
+    """owed, verified, restoring, restored until the store's expiry, and verified (archived)
+    again once that has passed."""
+    cold = ColdStore(tmp_path / "cold")
+    glacier = Glacier(Context(meta=meta, blobs=stores.open_blobs(tmp_path, None), clock=clock,
+                              copies={COLD: cold}))
+    account = glacier.identity.default_account()
+    ref = glacier.vaults.create(VaultRef(account, "v"))
+    data = pattern(MIB + 3, seed=5)
+    upload = glacier.archives.begin_upload(UploadRequest(
+        vault=ref, description=None, tree_hash=tree_hash(data), content_sha256=None,
+        content_length=len(data)))
+    upload.write(data)
+    archive = upload.finish()
+
+    def states() -> list[tuple[str, str]]:
+        listed = glacier.admin.operations.list_copies(account, "v", archive.id, None)
+        assert listed is not None
+        [one] = listed["Archives"]
+        return [(c["Store"], c["State"]) for c in one["Copies"]]
+
+    assert states() == [(COLD, "owed")]
+    assert glacier.copies.copy_owed(COLD).made == 1
+    assert states() == [(COLD, "verified")]
+    assert glacier.copies.evict_hot(0) == 1
+    glacier.jobs.initiate(ref, JobRequest(type="archive-retrieval", archive_id=archive.id,
+                                          tier=Tier.BULK))
+    assert glacier.jobs.run_due() == []
+    assert states() == [(COLD, "restoring")]
+    cold.state, cold.until_ms = RestoreState.RESTORED, clock.now_ms() + 3 * 86_400_000
+    clock.advance(60_000)
+    assert len(glacier.jobs.run_due()) == 1
+    assert states() == [(COLD, f"restored until {iso8601(cold.until_ms)}")]
+    clock.advance(3 * 86_400_000)
+    assert states() == [(COLD, "verified")]

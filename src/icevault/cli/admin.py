@@ -345,9 +345,10 @@ def scrub(obj: Admin, account_id: str | None, vault: str | None, rate: int | Non
 @click.option("--archive-id", default=None, help="Only this archive.")
 @click.pass_obj
 def copies(obj: Admin, account_id: str | None, vault: str, archive_id: str | None) -> None:
-    """Where each archive of a vault is kept (the server's own store, "Hot", and each
-    --copy-url store) and in what state: copying, verified, failed (with the error and
-    when it is tried again) or deleting."""
+    """Where each archive of a vault is kept (the server's own store, "Hot": stored,
+    removed or corrupt; and each --copy-url store) and in what state: owed, copying,
+    verified, restoring, restored until a date (a cold copy a retrieval restored), failed
+    (with the error and when it is tried again) or deleting."""
     account = obj.account(account_id)
     marker: str | None = None
     archives: list[Any] = []

@@ -228,7 +228,7 @@ class AdminOperations:
         ref = VaultRef(account_id, vault)
         if archive_id is not None:
             archive, copies = self.copies.copies_of(ref, archive_id)
-            return {"Archives": [_archive_copies_json(archive, copies)], "Marker": None}
+            return {"Archives": [self._copies_json(archive, copies)], "Marker": None}
         if self.ctx.meta.get_vault(ref) is None:
             raise ResourceNotFoundError(f"Vault not found for ARN: {vault}")
         after = 0
@@ -239,7 +239,7 @@ class AdminOperations:
         page = self.copies.vault_copies(ref, after, COPIES_PAGE + 1)
         more = len(page) > COPIES_PAGE
         page = page[:COPIES_PAGE]
-        return {"Archives": [_archive_copies_json(archive, copies) for _, archive, copies in page],
+        return {"Archives": [self._copies_json(archive, copies) for _, archive, copies in page],
                 "Marker": str(page[-1][0]) if more else None}
 
     def backfill(self, store: str, bytes_per_second: int | None) -> Result:
@@ -261,17 +261,27 @@ class AdminOperations:
             for owed in self.copies.backlog()]}
 
 
-def _archive_copies_json(archive: Archive, copies: list[ArchiveCopy]) -> dict[str, Any]:
-    return {
-        "ArchiveId": archive.id, "Size": archive.size,
-        "Hot": ("corrupt" if archive.corrupt_at is not None
-                else "removed" if archive.hot_evicted_at is not None else "stored"),
-        "Copies": [{"Store": copy.store, "State": state_text(copy), "Attempts": copy.attempts,
-                    "Error": copy.error, "Since": iso8601(copy.updated_at),
-                    "RetryAt": None if copy.retry_at is None or copy.state is not CopyState.FAILED
-                    else iso8601(copy.retry_at)}
-                   for copy in copies],
-    }
+    def _copies_json(self, archive: Archive, copies: list[ArchiveCopy]) -> dict[str, Any]:
+        now = self.ctx.clock.now_ms()
+        rows = {copy.store: copy for copy in copies}
+        # A store with no row is owed a copy, if the archive has good hot bytes to give.
+        owes = archive.blob_key is not None and archive.corrupt_at is None
+        listed: list[dict[str, Any]] = []
+        for store in sorted(set(rows) | (set(self.copies.known_stores()) if owes else set())):
+            copy = rows.get(store)
+            listed.append(
+                {"Store": store, "State": "owed", "Attempts": 0, "Error": None,
+                 "Since": iso8601(archive.created_at), "RetryAt": None} if copy is None else
+                {"Store": store, "State": state_text(copy, now), "Attempts": copy.attempts,
+                 "Error": copy.error, "Since": iso8601(copy.updated_at),
+                 "RetryAt": None if copy.retry_at is None or copy.state is not CopyState.FAILED
+                 else iso8601(copy.retry_at)})
+        return {
+            "ArchiveId": archive.id, "Size": archive.size,
+            "Hot": ("corrupt" if archive.corrupt_at is not None
+                    else "removed" if archive.hot_evicted_at is not None else "stored"),
+            "Copies": listed,
+        }
 
 
 # Actions on the whole store, or that choose where the server sends requests: the operator's.

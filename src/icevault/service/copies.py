@@ -19,7 +19,7 @@ from icevault.core.errors import (
     ResourceNotFoundError,
     ServiceUnavailableError,
 )
-from icevault.core.models import Archive, VaultRef
+from icevault.core.models import Archive, VaultRef, iso8601
 from icevault.pacing import BandwidthLimiter
 from icevault.service.context import Context
 from icevault.service.copying import SourceMismatchError, copy_verified
@@ -161,12 +161,15 @@ class CopyService:
                      limit: int) -> list[tuple[int, Archive, list[ArchiveCopy]]]:
         return self.ctx.meta.vault_copies(ref, after_seq, limit)
 
+    def known_stores(self) -> list[str]:
+        """The configured stores, and any a copy row names (the admin commands on a data
+        directory know no --copy-url)."""
+        return sorted(set(self.ctx.copies) | set(self.ctx.meta.copy_stores()))
+
     def backlog(self) -> list[CopyBacklog]:
-        """What each store is owed: the configured ones, and any a copy row names (the
-        admin commands on a data directory know no --copy-url)."""
+        """What each store is owed."""
         now = self.ctx.clock.now_ms()
-        names = sorted(set(self.ctx.copies) | set(self.ctx.meta.copy_stores()))
-        return [self.ctx.meta.copy_backlog(store, now) for store in names]
+        return [self.ctx.meta.copy_backlog(store, now) for store in self.known_stores()]
 
     def drop_deleted(self) -> int:
         """Delete the copies of archives that are gone (their rows say "dropping")."""
@@ -251,6 +254,15 @@ class CopiesUnavailableError(ServiceUnavailableError):
         super().__init__(message, headers={"Retry-After": "5"})
 
 
-def state_text(copy: ArchiveCopy) -> str:
+def state_text(copy: ArchiveCopy, now: int) -> str:
+    """What ``icevault admin copies`` says of a copy: a verified cold copy is "restoring"
+    from a retrieval's RestoreObject until its store says it is done, then "restored until"
+    the restore's expiry."""
+    if copy.state is CopyState.VERIFIED:
+        if copy.restored_until is not None and copy.restored_until > now:
+            return f"restored until {iso8601(copy.restored_until)}"
+        if copy.restore_requested_at is not None and (
+                copy.restored_until is None or copy.restored_until <= copy.restore_requested_at):
+            return "restoring"
     return {CopyState.COPYING: "copying", CopyState.VERIFIED: "verified",
             CopyState.FAILED: "failed", CopyState.DROPPING: "deleting"}[copy.state]

@@ -22,6 +22,7 @@ log = logging.getLogger("icevault.copies")
 
 # A restore's state is asked at most once a minute per object (S3 bills requests).
 POLL_MS = 60_000
+DAY_MS = 86_400_000
 _S3_TIERS = {Tier.EXPEDITED: "Expedited", Tier.STANDARD: "Standard", Tier.BULK: "Bulk"}
 
 
@@ -84,21 +85,25 @@ class Restorer:
         """Start or follow one cold copy's restore; what the job waits for, or None when
         the copy is readable now."""
         assert copy.blob_key is not None
-        state = store.restore_state(copy.blob_key)
+        status = store.restore_state(copy.blob_key)
         wanted = _S3_TIERS.get(tier or Tier.STANDARD, "Standard")
         used = wanted if wanted in store.restore_tiers else "Standard"
-        if state is RestoreState.ARCHIVED:
+        if status.state is RestoreState.ARCHIVED:
             # Readable for as long as the job's output is, and a day more (the restore may
             # finish a day before the job does): never expired under a download.
             days = max(store.restore_days,
-                       -(-self.ctx.timing.job_expiry_ms // 86_400_000) + 1)
-            state = store.request_restore(copy.blob_key, days, used)
+                       -(-self.ctx.timing.job_expiry_ms // DAY_MS) + 1)
+            status = store.request_restore(copy.blob_key, days, used)
             self.ctx.meta.note_restore_requested(archive.id, copy.store,
                                                  self.ctx.clock.now_ms())
             log.info("restore requested", extra={
                 "event": "restore_requested", "archive_id": archive.id, "store": copy.store,
                 "tier": used})
-        if state is RestoreState.RESTORED:
+        if status.state is RestoreState.RESTORED:
+            # A store that does not say when the restore ends: at least the days it keeps.
+            until = status.until_ms or self.ctx.clock.now_ms() + store.restore_days * DAY_MS
+            if until != copy.restored_until:
+                self.ctx.meta.note_restored(archive.id, copy.store, until)
             return None
         since = copy.restore_requested_at or self.ctx.clock.now_ms()
         note = "" if used == wanted else f" ({wanted} is not offered there: {used})"

@@ -129,6 +129,12 @@ class RestoreState(enum.Enum):
     RESTORED = "restored"  # readable until the restore's expiry
 
 
+class RestoreStatus(NamedTuple):
+    state: RestoreState
+    #: When a restored copy stops being readable (milliseconds), if the store says.
+    until_ms: int | None = None
+
+
 @runtime_checkable
 class Restorable(Protocol):
     """A store whose objects are read only after a restore (an S3 archive class)."""
@@ -138,8 +144,8 @@ class Restorable(Protocol):
     #: How many days a restored copy stays readable (the copy URL's restore-days=).
     restore_days: int
 
-    def restore_state(self, key: str) -> RestoreState: ...
+    def restore_state(self, key: str) -> RestoreStatus: ...
 
-    def request_restore(self, key: str, days: int, tier: str) -> RestoreState:
+    def request_restore(self, key: str, days: int, tier: str) -> RestoreStatus:
         """Ask for a restored copy readable for ``days``; the state it is in after."""
         ...

@@ -26,6 +26,7 @@ import secrets
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from typing import Any, BinaryIO
 from urllib.parse import parse_qs, urlparse
 
@@ -40,6 +41,7 @@ from icevault.store.blobs.base import (
     BlobIntegrityError,
     BlobNotFoundError,
     RestoreState,
+    RestoreStatus,
     StagedPart,
 )
 
@@ -188,6 +190,25 @@ class _S3Writer:
                     raise
 
 
+def parse_restore_header(value: str) -> RestoreStatus:
+    """HeadObject's x-amz-restore (``ongoing-request="false", expiry-date="Fri, 21 Dec 2012
+    00:00:00 GMT"``): the restore's state, and when a restored copy expires."""
+    if 'ongoing-request="true"' in value:
+        return RestoreStatus(RestoreState.RESTORING)
+    if 'ongoing-request="false"' not in value:
+        return RestoreStatus(RestoreState.ARCHIVED)
+    _, found, rest = value.partition('expiry-date="')
+    if not found:
+        return RestoreStatus(RestoreState.RESTORED)
+    try:
+        expiry = parsedate_to_datetime(rest.partition('"')[0])
+    except (TypeError, ValueError):
+        return RestoreStatus(RestoreState.RESTORED)  # readable; its end unsaid
+    if expiry.tzinfo is None:
+        expiry = expiry.replace(tzinfo=UTC)
+    return RestoreStatus(RestoreState.RESTORED, int(expiry.timestamp() * 1000))
+
+
 class _S3Reader:
     def __init__(self, body: Any, length: int) -> None:
         self._body = body
@@ -312,23 +333,18 @@ class S3BlobStore:
             return frozenset({"Standard", "Bulk"})
         return frozenset({"Expedited", "Standard", "Bulk"})
 
-    def restore_state(self, key: str) -> RestoreState:
+    def restore_state(self, key: str) -> RestoreStatus:
         """From HeadObject's x-amz-restore: ``ongoing-request="true"`` while a restore runs,
-        ``"false"`` (with an expiry date) once the object is readable."""
+        ``"false"`` with an expiry date once the object is readable."""
         try:
             head = self.client.head_object(Bucket=self.bucket, Key=self._blob(key))
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
                 raise BlobNotFoundError(f"no blob {key}") from None
             raise
-        restore = head.get("Restore") or ""
-        if 'ongoing-request="true"' in restore:
-            return RestoreState.RESTORING
-        if 'ongoing-request="false"' in restore:
-            return RestoreState.RESTORED
-        return RestoreState.ARCHIVED
+        return parse_restore_header(head.get("Restore") or "")
 
-    def request_restore(self, key: str, days: int, tier: str) -> RestoreState:
+    def request_restore(self, key: str, days: int, tier: str) -> RestoreStatus:
         try:
             self.client.restore_object(
                 Bucket=self.bucket, Key=self._blob(key),
@@ -336,7 +352,7 @@ class S3BlobStore:
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code")
             if code == "RestoreAlreadyInProgress":  # joined, not repeated
-                return RestoreState.RESTORING
+                return RestoreStatus(RestoreState.RESTORING)
             if code == "GlacierExpeditedRetrievalNotAvailable" and tier == "Expedited":
                 # No Expedited capacity now (AWS's 503): Standard, as AWS advises.
                 return self.request_restore(key, days, "Standard")

@@ -32,6 +32,7 @@ class ArchiveCopy:
     updated_at: int
     retry_at: int | None = None
     restore_requested_at: int | None = None
+    restored_until: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +119,10 @@ class CopyPort(Protocol):
         ...
 
     def note_restore_requested(self, archive_id: str, store: str, now: int) -> None: ...
+
+    def note_restored(self, archive_id: str, store: str, until: int) -> None:
+        """A cold copy's restore is done: readable until ``until``."""
+        ...
 
     def jobs_waiting_for_copies(self) -> int:
         """Retrieval jobs in progress whose archive's bytes are only in copy stores (a

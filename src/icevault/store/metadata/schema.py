@@ -186,6 +186,7 @@ archive_copies = Table(
     Column("error", Text),
     Column("updated_at", BigInteger, nullable=False),
     Column("restore_requested_at", BigInteger),  # a cold copy's RestoreObject, when asked
+    Column("restored_until", BigInteger),  # and when the restored copy expires, once done
     Index("archive_copies_by_state", "store", "state"),
 )
 

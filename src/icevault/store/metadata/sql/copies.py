@@ -27,7 +27,8 @@ def _row_to_copy(row: Any) -> ArchiveCopy:
     return ArchiveCopy(archive_id=row.archive_id, store=row.store, state=CopyState(row.state),
                        blob_key=row.blob_key, attempts=row.attempts, error=row.error,
                        updated_at=row.updated_at, retry_at=row.retry_at,
-                       restore_requested_at=row.restore_requested_at)
+                       restore_requested_at=row.restore_requested_at,
+                       restored_until=row.restored_until)
 
 
 def _owed(store: str, now: int) -> tuple[Any, Any]:
@@ -236,6 +237,12 @@ class CopyRows(SqlEngine, CopyPort):
             conn.execute(update(_COPY).where(_COPY.c.archive_id == archive_id,
                                              _COPY.c.store == store)
                          .values(restore_requested_at=now))
+
+    def note_restored(self, archive_id: str, store: str, until: int) -> None:
+        with self._tx(write=True) as conn:
+            conn.execute(update(_COPY).where(_COPY.c.archive_id == archive_id,
+                                             _COPY.c.store == store)
+                         .values(restored_until=until))
 
     def jobs_waiting_for_copies(self) -> int:
         query = (select(func.count()).select_from(t.jobs.join(
