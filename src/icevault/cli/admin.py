@@ -347,8 +347,9 @@ def scrub(obj: Admin, account_id: str | None, vault: str | None, rate: int | Non
 def copies(obj: Admin, account_id: str | None, vault: str, archive_id: str | None) -> None:
     """Where each archive of a vault is kept (the server's own store, "Hot": stored,
     removed or corrupt; and each --copy-url store) and in what state: owed, copying,
-    verified, restoring, restored until a date (a cold copy a retrieval restored), failed
-    (with the error and when it is tried again) or deleting."""
+    verified, restoring, restored until a date (a cold copy a retrieval restored), bad
+    (found so by a scrub, being made again), failed (with the error and when it is tried
+    again) or deleting."""
     account = obj.account(account_id)
     marker: str | None = None
     archives: list[Any] = []

@@ -257,7 +257,10 @@ class CopiesUnavailableError(ServiceUnavailableError):
 def state_text(copy: ArchiveCopy, now: int) -> str:
     """What ``icevault admin copies`` says of a copy: a verified cold copy is "restoring"
     from a retrieval's RestoreObject until its store says it is done, then "restored until"
-    the restore's expiry."""
+    the restore's expiry; a copy scrub found bad keeps its object's key until it is made
+    again (a failed attempt at a copy has none)."""
+    if copy.state is CopyState.FAILED and copy.blob_key is not None:
+        return "bad"
     if copy.state is CopyState.VERIFIED:
         if copy.restored_until is not None and copy.restored_until > now:
             return f"restored until {iso8601(copy.restored_until)}"
