@@ -9,6 +9,9 @@ from pathlib import Path
 import pytest
 
 from icevault import stores
+from icevault.core.models import Archive, VaultRef
+from icevault.core.treehash import tree_hash
+from icevault.service.archives import UploadRequest
 from icevault.service.context import Context
 from icevault.service.glacier import Glacier
 from icevault.store.metadata.sql import SqlMetadataStore
@@ -35,3 +38,12 @@ def make_glacier(meta: SqlMetadataStore, tmp_path: Path, clock: ManualClock) -> 
 @pytest.fixture()
 def glacier(meta: SqlMetadataStore, tmp_path: Path, clock: ManualClock) -> Glacier:
     return make_glacier(meta, tmp_path, clock)
+
+
+def upload(glacier: Glacier, ref: VaultRef, data: bytes, description: str | None = None) -> Archive:
+    """``data`` stored as an archive of ``ref``, as UploadArchive stores it."""
+    upload = glacier.archives.begin_upload(UploadRequest(
+        vault=ref, description=description, tree_hash=tree_hash(data), content_sha256=None,
+        content_length=len(data)))
+    upload.write(data)
+    return upload.finish()

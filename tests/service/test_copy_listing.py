@@ -7,13 +7,13 @@ from pathlib import Path
 
 from icevault import stores
 from icevault.core.models import VaultRef
-from icevault.core.treehash import MIB, tree_hash
-from icevault.service.archives import UploadRequest
+from icevault.core.treehash import MIB
 from icevault.service.context import Context
 from icevault.service.glacier import Glacier
 from icevault.service.scrub import Scrubber
 from icevault.store.blobs.local import LocalBlobStore
 from icevault.store.metadata.sql import SqlMetadataStore
+from tests.service.conftest import upload
 from tests.support import ManualClock, pattern
 
 SECOND = "file:///second"
@@ -27,11 +27,7 @@ def test_a_copy_scrub_found_bad_is_listed_bad_until_made_again(
     account = glacier.identity.default_account()
     ref = glacier.vaults.create(VaultRef(account, "v"))
     data = pattern(2 * MIB + 9, seed=4)
-    upload = glacier.archives.begin_upload(UploadRequest(
-        vault=ref, description=None, tree_hash=tree_hash(data), content_sha256=None,
-        content_length=len(data)))
-    upload.write(data)
-    archive = upload.finish()
+    archive = upload(glacier, ref, data)
     assert glacier.copies.copy_owed(SECOND).made == 1
 
     def listed() -> list[tuple[str, str, str | None]]:

@@ -14,11 +14,11 @@ from icevault.core.errors import InvalidParameterValueError, ResourceNotFoundErr
 from icevault.core.models import JobStatus, Tier, VaultRef
 from icevault.core.ranges import ByteRange
 from icevault.core.treehash import MIB, tree_hash
-from icevault.service.archives import UploadRequest
 from icevault.service.context import Context, Timing
 from icevault.service.glacier import Glacier
 from icevault.service.jobs import JobRequest
 from icevault.store.metadata.sql import SqlMetadataStore
+from tests.service.conftest import upload
 from tests.support import ManualClock, pattern
 
 HOUR_MS = 3_600_000
@@ -33,11 +33,7 @@ def slow(meta: SqlMetadataStore, tmp_path: Path, clock: ManualClock) -> Glacier:
 
 
 def _upload(glacier: Glacier, ref: VaultRef, data: bytes) -> str:
-    upload = glacier.archives.begin_upload(UploadRequest(
-        vault=ref, description="kept", tree_hash=tree_hash(data), content_sha256=None,
-        content_length=len(data)))
-    upload.write(data)
-    return upload.finish().id
+    return upload(glacier, ref, data, description="kept").id
 
 
 def test_a_bulk_retrieval_waits_serves_and_expires(slow: Glacier, clock: ManualClock) -> None:

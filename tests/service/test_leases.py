@@ -15,8 +15,7 @@ from pathlib import Path
 from icevault.config import ServerSettings
 from icevault.core.errors import StorageUnavailableError
 from icevault.core.models import JobStatus, Tier, VaultRef
-from icevault.core.treehash import MIB, tree_hash
-from icevault.service.archives import UploadRequest
+from icevault.core.treehash import MIB
 from icevault.service.context import Context, Timing
 from icevault.service.glacier import Glacier
 from icevault.service.jobs import JobRequest
@@ -25,6 +24,7 @@ from icevault.store.blobs.base import BlobStore
 from icevault.store.blobs.local import LocalBlobStore, _LocalReader
 from icevault.store.metadata.copy_port import CopyState
 from icevault.store.metadata.sql import SqlMetadataStore
+from tests.service.conftest import upload
 from tests.support import ManualClock, pattern
 
 LEASE_MS = 300
@@ -63,11 +63,7 @@ def _server(meta: SqlMetadataStore, blobs: LocalBlobStore, clock: ManualClock,
 
 def _stored(glacier: Glacier) -> tuple[VaultRef, str]:
     ref = glacier.vaults.create(VaultRef(glacier.identity.default_account(), "slow"))
-    upload = glacier.archives.begin_upload(UploadRequest(
-        vault=ref, description="", tree_hash=tree_hash(DATA), content_sha256=None,
-        content_length=len(DATA)))
-    upload.write(DATA)
-    return ref, upload.finish().id
+    return ref, upload(glacier, ref, DATA).id
 
 
 def _slowly(clock: ManualClock, took_over: Callable[[], list[object]],

@@ -10,13 +10,13 @@ from pathlib import Path
 from icevault import stores
 from icevault.core.models import JobStatus, Tier, VaultRef, iso8601
 from icevault.core.treehash import MIB, tree_hash
-from icevault.service.archives import UploadRequest
 from icevault.service.context import Context
 from icevault.service.glacier import Glacier
 from icevault.service.jobs import JobRequest
 from icevault.store.blobs.base import RestoreState, RestoreStatus
 from icevault.store.blobs.local import LocalBlobStore
 from icevault.store.metadata.sql import SqlMetadataStore
+from tests.service.conftest import upload
 from tests.support import ManualClock, pattern
 
 COLD = "s3://cold/test"
@@ -54,11 +54,7 @@ def test_a_job_waits_for_the_restore_then_serves_exact_bytes(
                               copies={COLD: cold}))
     ref = glacier.vaults.create(VaultRef(glacier.identity.default_account(), "v"))
     data = pattern(3 * MIB + 1, seed=21)
-    upload = glacier.archives.begin_upload(UploadRequest(
-        vault=ref, description=None, tree_hash=tree_hash(data), content_sha256=None,
-        content_length=len(data)))
-    upload.write(data)
-    archive = upload.finish()
+    archive = upload(glacier, ref, data)
     assert glacier.copies.copy_owed(COLD).made == 1
     assert glacier.copies.evict_hot(0) == 1
     assert meta.get_archive(ref, archive.id).blob_key is None  # type: ignore[union-attr]
@@ -103,11 +99,7 @@ def test_the_copies_listing_says_where_each_copy_and_its_restore_stand(
     account = glacier.identity.default_account()
     ref = glacier.vaults.create(VaultRef(account, "v"))
     data = pattern(MIB + 3, seed=5)
-    upload = glacier.archives.begin_upload(UploadRequest(
-        vault=ref, description=None, tree_hash=tree_hash(data), content_sha256=None,
-        content_length=len(data)))
-    upload.write(data)
-    archive = upload.finish()
+    archive = upload(glacier, ref, data)
 
     def states() -> list[tuple[str, str]]:
         listed = glacier.admin.operations.list_copies(account, "v", archive.id, None)
