@@ -151,7 +151,7 @@ def test_a_scrub_repairs_and_only_no_good_copy_marks_corrupt(copied: ServerProce
     # archive is never served.
     [lost_listed] = [a for a in copies(copied, "both") if a["ArchiveId"] == lost_id]
     assert lost_listed["Hot"] == "corrupt"
-    assert [c["State"] for c in lost_listed["Copies"]] == ["failed"]
+    assert [c["State"] for c in lost_listed["Copies"]] == ["bad"]
     job = retrieve(client, "both", lost_id)
     assert job["StatusCode"] == "Failed"
     assert "failed verification" in job["StatusMessage"]
