@@ -228,7 +228,8 @@ class AdminOperations:
         ref = VaultRef(account_id, vault)
         if archive_id is not None:
             archive, copies = self.copies.copies_of(ref, archive_id)
-            return {"Archives": [self._copies_json(archive, copies)], "Marker": None}
+            return {"Archives": [self._copies_json(archive, copies, self.copies.known_stores())],
+                    "Marker": None}
         if self.ctx.meta.get_vault(ref) is None:
             raise ResourceNotFoundError(f"Vault not found for ARN: {vault}")
         after = 0
@@ -239,7 +240,9 @@ class AdminOperations:
         page = self.copies.vault_copies(ref, after, COPIES_PAGE + 1)
         more = len(page) > COPIES_PAGE
         page = page[:COPIES_PAGE]
-        return {"Archives": [self._copies_json(archive, copies) for _, archive, copies in page],
+        stores = self.copies.known_stores()
+        return {"Archives": [self._copies_json(archive, copies, stores)
+                             for _, archive, copies in page],
                 "Marker": str(page[-1][0]) if more else None}
 
     def backfill(self, store: str, bytes_per_second: int | None) -> Result:
@@ -261,13 +264,14 @@ class AdminOperations:
             for owed in self.copies.backlog()]}
 
 
-    def _copies_json(self, archive: Archive, copies: list[ArchiveCopy]) -> dict[str, Any]:
+    def _copies_json(self, archive: Archive, copies: list[ArchiveCopy],
+                     stores: list[str]) -> dict[str, Any]:
         now = self.ctx.clock.now_ms()
         rows = {copy.store: copy for copy in copies}
         # A store with no row is owed a copy, if the archive has good hot bytes to give.
         owes = archive.blob_key is not None and archive.corrupt_at is None
         listed: list[dict[str, Any]] = []
-        for store in sorted(set(rows) | (set(self.copies.known_stores()) if owes else set())):
+        for store in sorted(set(rows) | (set(stores) if owes else set())):
             copy = rows.get(store)
             listed.append(
                 {"Store": store, "State": "owed", "Attempts": 0, "Error": None,
