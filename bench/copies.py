@@ -225,7 +225,9 @@ class RestoredRow:
     met: bool
 
 
-def _evicted(data: Path, archive_id: str) -> bool:
+def hot_bytes_removed(data: Path, archive_id: str) -> bool:
+    """Whether the server on ``data`` removed the archive's hot bytes (--hot-days): its
+    copies are made and verified."""
     import sqlite3
 
     with sqlite3.connect(data / "metadata.sqlite3") as db:
@@ -256,7 +258,7 @@ def restored_output(work: Path, size: int, runs: int = 3) -> RestoredRow | None:
         archive_id = client.upload_archive(vaultName="cold", body=os.urandom(size))["archiveId"]
         s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
         deadline = time.monotonic() + 120
-        while not _evicted(work / "restored", archive_id):  # copied, hot bytes removed
+        while not hot_bytes_removed(work / "restored", archive_id):  # copied, hot bytes removed
             if time.monotonic() > deadline:
                 raise RuntimeError("the hot bytes were not removed")
             time.sleep(0.2)

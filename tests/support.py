@@ -208,6 +208,22 @@ class ManualClock:
         self.now += ms
 
 
+class SleepingClock:
+    """A monotonic clock in seconds the test moves, whose sleeps move it too; each sleep is
+    recorded, to the microsecond (for pacing and back-off without sleeping)."""
+
+    def __init__(self, start: float = 0.0) -> None:
+        self.now = start
+        self.slept: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(round(seconds, 6))
+        self.now += seconds
+
+
 def pattern(size: int, seed: int = 0) -> bytes:
     """Deterministic, non-repeating-looking test bytes of any size, made fast."""
     block = bytes((i * 31 + seed * 17 + (i >> 8)) % 251 for i in range(65536))

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -20,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from bench.copies import hot_bytes_removed
 from icevault.core.treehash import MIB, tree_hash
 from icevault.testing import IcevaultServer
 from tests.support import pattern
@@ -92,13 +92,6 @@ def slow_restores() -> Iterator[SlowRestores]:
     moto.stop()
 
 
-def _evicted(data_dir: Path, archive_id: str) -> bool:
-    with sqlite3.connect(data_dir / "metadata.sqlite3") as db:
-        row = db.execute("SELECT hot_evicted_at FROM archives WHERE id = ?",
-                         (archive_id,)).fetchone()
-    return row is not None and row[0] is not None
-
-
 def _copy_states(data_dir: Path, archive_id: str) -> list[str]:
     """The copies' states, as ``icevault admin copies`` says them."""
     listed = subprocess.run(
@@ -123,7 +116,7 @@ def test_a_job_waits_while_the_restore_runs_then_serves_exact_bytes(
         data = pattern(3 * MIB + 11, seed=31)
         archive_id = client.upload_archive(vaultName="v", body=data)["archiveId"]
         deadline = time.monotonic() + 30
-        while not _evicted(server.data_dir, archive_id):
+        while not hot_bytes_removed(server.data_dir, archive_id):
             assert time.monotonic() < deadline
             time.sleep(0.1)
         job_id = client.initiate_job(vaultName="v", jobParameters={

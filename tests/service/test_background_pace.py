@@ -5,38 +5,24 @@ of the thread's time; with no request about, it never sleeps."""
 from __future__ import annotations
 
 from icevault.service.foreground import LONGEST_STEP_S, QUIET_S, BackgroundPace, Foreground
+from tests.support import SleepingClock
 
 
-class Timeline:
-    """A monotonic clock the test moves, whose sleeps move it too."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.slept: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(round(seconds, 6))
-        self.now += seconds
-
-
-def _blocks(pace: BackgroundPace, time: Timeline, count: int, took: float) -> None:
+def _blocks(pace: BackgroundPace, time: SleepingClock, count: int, took: float) -> None:
     for _ in range(count):
         pace(1 << 20)
         time.now += took  # the block's work
 
 
 def test_no_request_about_means_no_sleep() -> None:
-    time = Timeline()
+    time = SleepingClock(start=1000.0)
     foreground = Foreground(0.1, clock=time.clock)
     _blocks(BackgroundPace(foreground, clock=time.clock, sleep=time.sleep), time, 5, 0.002)
     assert time.slept == []
 
 
 def test_a_request_in_flight_holds_background_work_to_its_share() -> None:
-    time = Timeline()
+    time = SleepingClock(start=1000.0)
     foreground = Foreground(0.1, clock=time.clock)
     foreground.started()
     _blocks(BackgroundPace(foreground, clock=time.clock, sleep=time.sleep), time, 4, 0.002)
@@ -48,7 +34,7 @@ def test_a_request_in_flight_holds_background_work_to_its_share() -> None:
 
 
 def test_no_sleep_is_longer_than_the_longest_step() -> None:
-    time = Timeline()
+    time = SleepingClock(start=1000.0)
     foreground = Foreground(0.0, clock=time.clock)
     foreground.started()
     _blocks(BackgroundPace(foreground, clock=time.clock, sleep=time.sleep), time, 3, 0.001)
@@ -56,7 +42,7 @@ def test_no_sleep_is_longer_than_the_longest_step() -> None:
 
 
 def test_a_share_of_one_never_gives_way_and_the_rate_limit_still_applies() -> None:
-    time = Timeline()
+    time = SleepingClock(start=1000.0)
     foreground = Foreground(1.0, clock=time.clock)
     foreground.started()
     told: list[int] = []
@@ -67,7 +53,7 @@ def test_a_share_of_one_never_gives_way_and_the_rate_limit_still_applies() -> No
 
 
 def test_threads_side_by_side_share_one_share() -> None:
-    time = Timeline()
+    time = SleepingClock(start=1000.0)
     foreground = Foreground(0.1, clock=time.clock)
     foreground.started()
     pace = BackgroundPace(foreground, threads=4, clock=time.clock, sleep=time.sleep)

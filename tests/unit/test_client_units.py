@@ -30,6 +30,7 @@ from icevault.client import (
 )
 from icevault.core.treehash import MIB, combine_hex, is_tree_hash_aligned, tree_hash
 from icevault.pacing import BandwidthLimiter
+from tests.support import SleepingClock
 
 
 @settings(max_examples=150, deadline=None)
@@ -70,21 +71,9 @@ def test_unaligned_chunk_sizes_are_refused() -> None:
             plan_chunks(10 * MIB, bad)
 
 
-class FakeTime:
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.slept: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
-
 
 def test_bandwidth_limiter_paces_without_sleeping_for_real() -> None:
-    fake = FakeTime()
+    fake = SleepingClock()
     limiter = BandwidthLimiter(1000, clock=fake.clock, sleep=fake.sleep)
     for _ in range(10):
         limiter.consume(500)
@@ -93,7 +82,7 @@ def test_bandwidth_limiter_paces_without_sleeping_for_real() -> None:
 
 
 def test_wait_for_job_backs_off_and_caps() -> None:
-    fake = FakeTime()
+    fake = SleepingClock()
     answers = iter([{"Completed": False}] * 6 + [{"Completed": True, "StatusCode": "Succeeded", "JobId": "j"}])
 
     class Client:
@@ -106,7 +95,7 @@ def test_wait_for_job_backs_off_and_caps() -> None:
 
 
 def test_wait_for_job_timeout_and_failure() -> None:
-    fake = FakeTime()
+    fake = SleepingClock()
 
     class Pending:
         def describe_job(self, **_kwargs: Any) -> dict[str, Any]:
@@ -186,7 +175,7 @@ def test_stubbed_corrupt_chunk_is_retried_then_given_up(tmp_path: Path) -> None:
         stubber.add_response("get_job_output", {
             "body": _body(bad), "checksum": tree_hash(data), "status": 206,
             "contentRange": f"bytes 0-{len(data) - 1}/{len(data)}"})
-    fake = FakeTime()
+    fake = SleepingClock()
     config = DownloadConfig(max_attempts=3, sleep=fake.sleep, clock=fake.clock)
     with stubber, pytest.raises(RetriesExceededError, match="checksum-mismatch") as raised:
         download_job_output("v", "job-1", tmp_path / "out.bin", chunk_size=MIB, workers=1,

@@ -269,23 +269,24 @@ class AdminOperations:
         now = self.ctx.clock.now_ms()
         rows = {copy.store: copy for copy in copies}
         # A store with no row is owed a copy, if the archive has good hot bytes to give.
-        owes = archive.blob_key is not None and archive.corrupt_at is None
-        listed: list[dict[str, Any]] = []
-        for store in sorted(set(rows) | (set(stores) if owes else set())):
-            copy = rows.get(store)
-            listed.append(
-                {"Store": store, "State": "owed", "Attempts": 0, "Error": None,
-                 "Since": iso8601(archive.created_at), "RetryAt": None} if copy is None else
-                {"Store": store, "State": state_text(copy, now), "Attempts": copy.attempts,
-                 "Error": copy.error, "Since": iso8601(copy.updated_at),
-                 "RetryAt": None if copy.retry_at is None or copy.state is not CopyState.FAILED
-                 else iso8601(copy.retry_at)})
+        owed = [] if archive.blob_key is None or archive.corrupt_at is not None else [
+            store for store in stores if store not in rows]
+        listed = [_copy_json(copy, now) for copy in copies] + [
+            {"Store": store, "State": "owed", "Attempts": 0, "Error": None,
+             "Since": iso8601(archive.created_at), "RetryAt": None} for store in owed]
         return {
             "ArchiveId": archive.id, "Size": archive.size,
             "Hot": ("corrupt" if archive.corrupt_at is not None
                     else "removed" if archive.hot_evicted_at is not None else "stored"),
-            "Copies": listed,
+            "Copies": sorted(listed, key=lambda copy: str(copy["Store"])),
         }
+
+
+def _copy_json(copy: ArchiveCopy, now: int) -> dict[str, Any]:
+    return {"Store": copy.store, "State": state_text(copy, now), "Attempts": copy.attempts,
+            "Error": copy.error, "Since": iso8601(copy.updated_at),
+            "RetryAt": None if copy.retry_at is None or copy.state is not CopyState.FAILED
+            else iso8601(copy.retry_at)}
 
 
 # Actions on the whole store, or that choose where the server sends requests: the operator's.

@@ -192,7 +192,8 @@ class _S3Writer:
 
 def parse_restore_header(value: str) -> RestoreStatus:
     """HeadObject's x-amz-restore (``ongoing-request="false", expiry-date="Fri, 21 Dec 2012
-    00:00:00 GMT"``): the restore's state, and when a restored copy expires."""
+    00:00:00 GMT"``): the restore's state, and when a restored copy expires. By hand:
+    botocore hands the header over as its text (``Restore``), and no library parses it."""
     if 'ongoing-request="true"' in value:
         return RestoreStatus(RestoreState.RESTORING)
     if 'ongoing-request="false"' not in value:
