@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import sys
@@ -56,6 +57,9 @@ class CopyRow:
     ratio: float
     met: bool
     same_disk: bool = False
+    # CPU seconds (user + system) this process spent per GB copied: a copy to a fast device
+    # is bound by it, not by the disks.
+    cpu_s_per_gb: float = 0.0
 
 
 def _stored_archives(ctx: Context, ref: VaultRef, count: int, size: int) -> int:
@@ -75,16 +79,22 @@ def _stored_archives(ctx: Context, ref: VaultRef, count: int, size: int) -> int:
     return count * size
 
 
-def _copy_all(ctx: Context, store: str) -> float:
-    """Seconds until the store holds a verified copy of every archive."""
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _copy_all(ctx: Context, store: str) -> tuple[float, float]:
+    """Seconds until the store holds a verified copy of every archive, and the CPU seconds
+    this process spent meanwhile."""
     copies = CopyService(ctx, IntegrityService(ctx))
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), _cpu_seconds()
     while True:
         report = copies.copy_owed(store, limit=16)
         if report.failed:
             raise RuntimeError(f"a copy to {store} failed")
         if not report.made:
-            return time.perf_counter() - started
+            return time.perf_counter() - started, _cpu_seconds() - cpu
 
 
 def store_write_rate(store: BlobStore, count: int, size: int) -> float:
@@ -122,7 +132,7 @@ def measure(work: Path, target_url: str, label: str, count: int, size: int) -> C
         meta.create_account(account, 0)
         assert meta.create_vault(ref, 0, 1000)
         total = _stored_archives(ctx, ref, count, size)
-        seconds = _copy_all(ctx, name)
+        seconds, cpu = _copy_all(ctx, name)
     finally:
         meta.close()
     copied = total / seconds / 1e6
@@ -130,7 +140,7 @@ def measure(work: Path, target_url: str, label: str, count: int, size: int) -> C
     same_disk = target_url.startswith("file://") and (
         os.stat(target_url.removeprefix("file://")).st_dev == os.stat(data).st_dev)
     return CopyRow(label, round(copied, 1), round(baseline / 1e6, 1), round(ratio, 2),
-                   ratio >= 0.9, same_disk)
+                   ratio >= 0.9, same_disk, round(cpu / (total / 1e9), 2))
 
 
 @dataclass

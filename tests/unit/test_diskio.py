@@ -1,4 +1,5 @@
-"""Direct I/O writes: exact bytes at exact offsets, on disks that have it and tmpfs that lacks it."""
+"""Direct I/O writes and reads: exact bytes at exact offsets, on disks that have it and tmpfs
+that lacks it."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from icevault.diskio import ALIGN, BLOCK, O_DIRECT, SequentialWriter, open_for_write
+from icevault.diskio import ALIGN, BLOCK, O_DIRECT, SequentialWriter, UncachedReader, open_for_write
+from icevault.store.blobs.local import LocalBlobStore
 
 # The disk threads write-behind writers hand full blocks to (a caller's own pool).
 DISK = ThreadPoolExecutor(max_workers=2, thread_name_prefix="test-disk")
@@ -213,3 +215,110 @@ def test_write_behind_failure_surfaces(tmp_path: Path, monkeypatch: pytest.Monke
         out.close()
     finally:
         os.close(fd)
+
+
+def read_all(reader: UncachedReader, offset: int, size: int, step: int) -> bytes:
+    pieces = []
+    end = offset + size
+    while offset < end:
+        piece = reader.pread(min(step, end - offset), offset)
+        if not piece:
+            break
+        pieces.append(piece)
+        offset += len(piece)
+    return b"".join(pieces)
+
+
+@pytest.mark.parametrize("where", ["disk", "tmpfs"])
+def test_uncached_reads_bytes_exact(tmp_path: Path, shm_dir: Path, where: str) -> None:
+    path = (tmp_path if where == "disk" else shm_dir) / "f"
+    data = os.urandom(3 * BLOCK + ALIGN + 17)
+    path.write_bytes(data)
+    fd = os.open(path, os.O_RDONLY)
+    reader = UncachedReader(fd, path)
+    try:
+        # Aligned and unaligned offsets, reads shorter and longer than a block, and past the
+        # end of the file (fewer bytes, then none).
+        for offset, size, step in [(0, len(data), BLOCK), (0, len(data), 3 * BLOCK),
+                                   (ALIGN, 2 * BLOCK, 5000), (7, BLOCK + 3, BLOCK),
+                                   (3 * BLOCK, 2 * BLOCK, BLOCK), (BLOCK, 1, 1)]:
+            assert read_all(reader, offset, size, step) == data[offset:offset + size]
+        assert reader.pread(BLOCK, len(data)) == b""
+        assert reader.pread(10 * BLOCK, 0) == data
+    finally:
+        reader.close()
+        os.close(fd)
+
+
+def disk_bytes_read() -> int:
+    """Bytes this process has had the block layer fetch for it (not served from the page
+    cache)."""
+    with open("/proc/self/io") as io:
+        for line in io:
+            name, _, value = line.partition(":")
+            if name == "read_bytes":
+                return int(value)
+    raise AssertionError("no read_bytes in /proc/self/io")
+
+
+@pytest.mark.skipif(not O_DIRECT, reason="no O_DIRECT on this platform")
+def test_blob_reads_come_from_the_disk_not_the_page_cache(tmp_path: Path) -> None:
+    # A copy's read-back must check what the disk holds, and scanning archives must not cost
+    # the kernel a page per 4 KiB: a local store's reads skip the page cache.
+    kind = fs_type(tmp_path)
+    if kind not in {"ext4", "xfs", "btrfs"}:
+        pytest.skip(f"{tmp_path} is on {kind}, not a block-device file system")
+    store = LocalBlobStore(tmp_path / "store")
+    data = os.urandom(4 * BLOCK + 99)
+    writer = store.create()
+    writer.write(data)
+    key = writer.commit()
+    assert store.blob_path(key).read_bytes() == data  # now every page of it is cached
+    before = disk_bytes_read()
+    reader = store.open_range(key, 0, len(data))
+    try:
+        got = b"".join(iter(lambda: reader.read(BLOCK), b""))
+    finally:
+        reader.close()
+    assert got == data
+    assert disk_bytes_read() - before >= 4 * BLOCK
+
+
+@pytest.mark.skipif(not O_DIRECT, reason="no O_DIRECT on this platform")
+def test_uncached_read_refused_after_open_falls_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Some file systems accept O_DIRECT at open and refuse the reads (EINVAL).
+    real_preadv = os.preadv
+
+    def refuse_direct(fd: int, buffers: list[memoryview], offset: int) -> int:
+        if fcntl.fcntl(fd, fcntl.F_GETFL) & O_DIRECT:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_preadv(fd, buffers, offset)
+
+    monkeypatch.setattr(os, "preadv", refuse_direct)
+    path = tmp_path / "f"
+    data = os.urandom(2 * BLOCK + 5)
+    path.write_bytes(data)
+    fd = os.open(path, os.O_RDONLY)
+    reader = UncachedReader(fd, path)
+    try:
+        assert read_all(reader, 0, len(data), BLOCK) == data
+        assert reader.direct is False
+    finally:
+        reader.close()
+        os.close(fd)
+
+
+def test_uncached_reader_of_an_unlinked_file_reads_it(tmp_path: Path) -> None:
+    # A blob deleted while a reader has it open is still read to its end, as before.
+    store = LocalBlobStore(tmp_path / "store")
+    data = os.urandom(BLOCK + 7)
+    writer = store.create()
+    writer.write(data)
+    key = writer.commit()
+    reader = store.open_range(key, 0, len(data))
+    store.delete(key)
+    try:
+        got = b"".join(iter(lambda: reader.read(BLOCK), b""))
+    finally:
+        reader.close()
+    assert got == data

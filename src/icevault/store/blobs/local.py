@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from icevault.core.ids import new_blob_key
-from icevault.diskio import BLOCK, SequentialWriter, open_for_write
+from icevault.diskio import BLOCK, SequentialWriter, UncachedReader, open_for_write
 from icevault.store.blobs.base import BlobNotFoundError, StagedPart
 from icevault.store.paths import ensure_private_dir, make_private_dir
 
@@ -132,11 +132,17 @@ class _PartWriter(_FileWriter):
 
 
 class _LocalReader:
-    def __init__(self, path: Path, start: int, length: int, key: str) -> None:
+    """A range of a blob: handed to the kernel whole (``file_segment``, sent from the page
+    cache), or read block by block without the page cache (see diskio.UncachedReader)."""
+
+    def __init__(self, path: Path, start: int, length: int, key: str, direct_io: bool) -> None:
         try:
             self._file: BinaryIO = open(path, "rb", buffering=0)  # noqa: SIM115 - closed by close()
         except FileNotFoundError:
             raise BlobNotFoundError(f"no blob {key}") from None
+        self._path = path
+        self._direct_io = direct_io
+        self._reads: UncachedReader | None = None  # opened by the first read
         self._start = start
         self._length = length
         self._pos = 0
@@ -152,13 +158,17 @@ class _LocalReader:
         want = min(size, self._length - self._pos)
         if want <= 0:
             return b""
-        data = os.pread(self._file.fileno(), want, self._start + self._pos)
+        if self._reads is None:
+            self._reads = UncachedReader(self._file.fileno(), self._path, self._direct_io)
+        data = self._reads.pread(want, self._start + self._pos)
         if not data:
             raise OSError(f"blob is shorter than expected at offset {self._start + self._pos}")
         self._pos += len(data)
         return data
 
     def close(self) -> None:
+        if self._reads is not None:
+            self._reads.close()
         self._file.close()
 
 
@@ -211,7 +221,7 @@ class LocalBlobStore:
         return key
 
     def open_range(self, key: str, start: int, length: int) -> _LocalReader:
-        return _LocalReader(self.blob_path(key), start, length, key)
+        return _LocalReader(self.blob_path(key), start, length, key, self.direct_io)
 
     def delete(self, key: str) -> None:
         path = self.blob_path(key)
