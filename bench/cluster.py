@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import shutil
 import tempfile
 import threading
 import time
@@ -121,6 +122,7 @@ def measure(size: int, seconds: float, connections: int = 64, clients: int = 8,
     seaweed = SeaweedServer().start()
     cluster = Cluster(root, database.new_database(), seaweed.new_store_url())
     balancers: list[Any] = []
+    measured = False
     try:
         cluster.start()
         client = cluster.client()
@@ -169,6 +171,7 @@ def measure(size: int, seconds: float, connections: int = 64, clients: int = 8,
                     name, servers, value, unit,
                     [_cpu(pid) - b for pid, b in zip(pids, before, strict=True)],
                     used["balancer"], used["database"], used["object_store"], note))
+        measured = True
         return phases
     finally:
         for proc in balancers:
@@ -177,6 +180,8 @@ def measure(size: int, seconds: float, connections: int = 64, clients: int = 8,
         cluster.stop()
         seaweed.stop()
         database.stop()
+        if measured:
+            shutil.rmtree(root, ignore_errors=True)  # the servers' logs are kept on failure
 
 
 def describe(phase: Phase) -> str:

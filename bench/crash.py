@@ -28,7 +28,6 @@ import json
 import random
 import sqlite3
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -38,6 +37,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from bench.peers import Peer, launch_icevault
+from bench.workdir import problems_found, run_in_work_dir
 from icevault.core.treehash import MIB, tree_hash
 
 VAULT = "crash"
@@ -357,9 +357,10 @@ def main(argv: list[str]) -> int:
                         help="how many listed archives to retrieve and hash at the end")
     parser.add_argument("--work-dir", default=None)
     args = parser.parse_args(argv)
-    work = Path(args.work_dir or tempfile.mkdtemp(prefix="icevault-crash-"))
-    work.mkdir(parents=True, exist_ok=True)
-    report = run(args.rounds, args.seed, args.workers, work, args.read_back)
+    report = run_in_work_dir(
+        args.work_dir, "icevault-crash-",
+        lambda work: run(args.rounds, args.seed, args.workers, work, args.read_back),
+        lambda report: problems_found(report) or not report["archives_acknowledged"])
     print(json.dumps(report, indent=2))
     return 1 if report["problems"] or not report["archives_acknowledged"] else 0
 

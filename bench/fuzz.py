@@ -27,7 +27,6 @@ import argparse
 import json
 import socket
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +39,7 @@ from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
 from bench.peers import REGION, Peer, launch_icevault
+from bench.workdir import problems_found, run_in_work_dir
 
 TIMEOUT_S = 15.0
 
@@ -402,9 +402,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--work-dir", default=None)
     args = parser.parse_args(argv)
-    work = Path(args.work_dir or tempfile.mkdtemp(prefix="icevault-fuzz-"))
-    work.mkdir(parents=True, exist_ok=True)
-    report = run(args.requests, args.seed, work)
+    report = run_in_work_dir(
+        args.work_dir, "icevault-fuzz-",
+        lambda work: run(args.requests, args.seed, work),
+        problems_found)
     print(json.dumps(report, indent=2))
     return 1 if report["problems"] else 0
 

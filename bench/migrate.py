@@ -95,7 +95,12 @@ def _baseline(source: IcevaultServer, target: IcevaultServer, work: Path, vault:
 
 def measure(size: int, chunk_size: int = 16 * MIB, workers: int = 4,
             work_dir: str | None = None, rounds_wanted: int = 3) -> MigrateTimes:
-    work = Path(tempfile.mkdtemp(prefix="icevault-bench-migrate-", dir=work_dir))
+    with tempfile.TemporaryDirectory(prefix="icevault-bench-migrate-", dir=work_dir) as work:
+        return _measure(Path(work), size, chunk_size, workers, rounds_wanted)
+
+
+def _measure(work: Path, size: int, chunk_size: int, workers: int,
+             rounds_wanted: int) -> MigrateTimes:
     vault = "bench"
     with IcevaultServer() as source:
         source_file = work / "archive.bin"

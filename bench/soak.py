@@ -17,7 +17,6 @@ import random
 import resource
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ import psutil
 from botocore.exceptions import BotoCoreError, ClientError
 
 from bench.peers import Peer, launch_icevault
+from bench.workdir import problems_found, run_in_work_dir
 from icevault.core.treehash import MIB, tree_hash
 
 # Allowed growth from the first tenth of the run (after warm-up) to the last.
@@ -218,9 +218,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--idle-timeout", default="15s", help="the server's --idle-timeout")
     parser.add_argument("--work-dir", default=None)
     args = parser.parse_args(argv)
-    work = Path(args.work_dir or tempfile.mkdtemp(prefix="icevault-soak-"))
-    work.mkdir(parents=True, exist_ok=True)
-    report = run(args.seconds, args.clients, args.idle, args.slowloris, work, args.idle_timeout)
+    report = run_in_work_dir(
+        args.work_dir, "icevault-soak-",
+        lambda work: run(args.seconds, args.clients, args.idle, args.slowloris, work,
+                         args.idle_timeout),
+        problems_found)
     print(json.dumps(report, indent=2))
     return 1 if report["problems"] else 0
 

@@ -3,32 +3,52 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_bench_quick_runs(tmp_path: Path) -> None:
+@pytest.fixture
+def temp_dir() -> Iterator[Path]:
+    """A TMPDIR for a benchmark run: reachable by the postgres user (PostgreSQL's harness
+    runs initdb as that user, under the temp dir), which pytest's own tmp_path is not."""
+    root = Path(tempfile.mkdtemp(prefix="icevault-bench-test-"))
+    root.chmod(0o755)
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def test_bench_quick_runs(temp_dir: Path) -> None:
     committed = (ROOT / "bench" / "RESULTS.md").read_bytes()
     result = subprocess.run(
         [sys.executable, "-m", "bench", "--quick"],
+        # Its temporary directories land here, to show it leaves none but its results.
+        env={**os.environ, "TMPDIR": str(temp_dir)},
         cwd=ROOT, capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stderr
     # a smoke run writes elsewhere: the committed full results stay as they are
     assert (ROOT / "bench" / "RESULTS.md").read_bytes() == committed
-    tmp_path = Path(result.stdout.strip().splitlines()[-1].removeprefix("results written to "))
-    assert tmp_path != ROOT / "bench"
-    report = json.loads((tmp_path / "results.json").read_text())
+    out = Path(result.stdout.strip().splitlines()[-1].removeprefix("results written to "))
+    assert out.parent == temp_dir and out.name.startswith("icevault-bench-")
+    report = json.loads((out / "results.json").read_text())
     scenarios = [row["scenario"] for row in report["rows"]]
     assert any(s.startswith("GetJobOutput whole") for s in scenarios)
     assert any(s.startswith("DescribeVault, 64 connection(s), SigV4") for s in scenarios)
     whole = next(r for r in report["rows"] if r["scenario"].startswith("GetJobOutput whole"))
     assert whole["icevault"] > 0 and whole["moto"] > 0  # moto's server really ran beside us
-    assert (tmp_path / "RESULTS.md").read_text().startswith("# icevault benchmark results")
+    assert (out / "RESULTS.md").read_text().startswith("# icevault benchmark results")
+    # The scratch space of the run (its servers, the migration's and the cluster's) is gone.
+    assert list(temp_dir.iterdir()) == [out]
     assert report["machine"]["cores"] >= 1
 
 

@@ -10,6 +10,7 @@ import random
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +20,8 @@ import pytest
 
 from icevault.client import download_job_output, upload_archive
 from icevault.core.treehash import MIB
+from icevault.migrate.discovery import job_inventory
+from icevault.migrate.state import MigrationState
 from icevault.testing import Fault, IcevaultServer
 from tests.support import pattern, peak_rss_until_exit, wait_for_job
 
@@ -379,3 +382,28 @@ def test_interrupted_then_expired_jobs_are_started_again(tmp_path: Path) -> None
         _, err = rerun.communicate(timeout=120)
         assert rerun.returncode == 0, err
         assert _inventory(target.client(), VAULT) == expected
+
+
+def test_an_inventory_is_read_beside_the_state_file_then_removed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A run killed while it reads an inventory leaves at most the file the next run
+    # overwrites, beside its state: not a directory per run in the temp dir.
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    with IcevaultServer() as source:
+        client = source.client()
+        client.create_vault(vaultName=VAULT)
+        source.seed_vault(VAULT, archives=3, sizes=(1, MIB), seed=4)
+        job = client.initiate_job(vaultName=VAULT,
+                                  jobParameters={"Type": "inventory-retrieval"})["jobId"]
+        wait_for_job(client, VAULT, job)
+        state = MigrationState(tmp_path / "state.sqlite3")
+        try:
+            with job_inventory(client, VAULT, "-", job, state) as entries:
+                assert (tmp_path / "state.sqlite3.inventory").is_file()
+                assert len(list(entries)) == 3
+        finally:
+            state.close()
+    assert not [p.name for p in tmp_path.iterdir() if ".inventory" in p.name]
+    assert list(temp.iterdir()) == []

@@ -18,7 +18,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError as BotoClientError
 
-from icevault.client.download import download_job_output
+from icevault.client.download import JOURNAL_SUFFIX, PART_SUFFIX, download_job_output
 from icevault.client.exceptions import ClientError
 from icevault.migrate.inventory import InventoryEntry, read_inventory
 from icevault.migrate.state import MigrationState, Stage
@@ -111,12 +111,21 @@ def wait_for_inventory(source: Any, vault: str, account: str, job_id: str, *, wa
 
 
 @contextlib.contextmanager
-def job_inventory(source: Any, vault: str, account: str, job_id: str) -> Iterator[
-        Iterator[InventoryEntry]]:
-    """The entries of a finished inventory job, downloaded (verified, ranged) into a
-    temporary file and read as a stream."""
-    with tempfile.TemporaryDirectory(prefix="icevault-inventory-") as work:
-        path = Path(work) / "inventory"
+def job_inventory(source: Any, vault: str, account: str, job_id: str,
+                  state: MigrationState) -> Iterator[Iterator[InventoryEntry]]:
+    """The entries of a finished inventory job, downloaded (verified, ranged) into a file
+    beside the state file and read as a stream; the file is removed afterwards. Beside the
+    state, a run killed meanwhile leaves one file that the next run overwrites, not a
+    directory per run in the temp dir."""
+    with contextlib.ExitStack() as cleanup:
+        if state.in_memory:  # a dry run keeps no file
+            work = cleanup.enter_context(tempfile.TemporaryDirectory(prefix="icevault-inventory-"))
+            path = Path(work) / "inventory"
+        else:
+            path = Path(f"{state.path}.inventory")
+            for leftover in (path, path.with_name(path.name + PART_SUFFIX),
+                             path.with_name(path.name + JOURNAL_SUFFIX)):
+                cleanup.callback(leftover.unlink, missing_ok=True)
         download_job_output(vault, job_id, path, account_id=account, client=source,
                             resume=False)
         with open(path, "rb") as stream:
@@ -151,7 +160,7 @@ def load_source_inventory(source: Any, vault: str, account: str, state: Migratio
     finally:
         if watcher is not None:
             watcher.close()
-    with job_inventory(source, vault, account, job_id) as entries:
+    with job_inventory(source, vault, account, job_id, state) as entries:
         return state.load_inventory(entries)  # all or nothing: a bad inventory loads none
 
 
@@ -170,7 +179,7 @@ def skip_present(target: Any, vault: str, account: str, state: MigrationState, *
     wait_for_inventory(target, vault, account, job_id, wait=True, poll_cap_s=poll_cap_s)
     skipped = conflicts = 0
     open_stages = (Stage.PLANNED, Stage.JOB, Stage.TRANSFERRING, Stage.FAILED)
-    with job_inventory(target, vault, account, job_id) as entries:
+    with job_inventory(target, vault, account, job_id, state) as entries:
         for entry in entries:
             try:
                 archive = state.get_archive(entry.archive_id)

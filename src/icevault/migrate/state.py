@@ -89,6 +89,7 @@ class MigrationState:
 
     def __init__(self, path: Path | str) -> None:
         self.path = str(path)
+        self.in_memory = self.path == ":memory:"
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._lock = threading.Lock()
         with self._lock:
