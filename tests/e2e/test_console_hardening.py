@@ -95,18 +95,18 @@ def test_sign_in_floods_do_not_grow_memory(console_server: ServerProcess) -> Non
                 sock.close()
         return answered
 
-    # The allocator's high-water mark settles over the first rounds (later on a loaded
-    # machine, where more requests are in flight at once); a leak grows every round (the
-    # one fixed held 190 MiB a round), so the last two rounds are what is measured.
+    # The allocator's high-water mark rises in steps over the first rounds, once more on a
+    # loaded machine where more requests are in flight at once (78, 79, 79, 88, 131, 131
+    # MiB in one CI run beside a benchmark); a leak grows every round (the one fixed held
+    # 190 MiB a round). So some round among the last three must add under 8 MiB.
     answered = 0
     sizes = []
     for _ in range(6):
         answered += flood()
         sizes.append(console_server.rss())
-    grown = sizes[-1] - sizes[-3]
-    assert grown < 16 * 1024 * 1024, (
-        f"server grew by {grown / 2**20:.0f} MiB in two rounds; RSS by round "
-        f"{[round(size / 2**20) for size in sizes]} MiB")
+    growth = [after - before for before, after in zip(sizes[-4:], sizes[-3:], strict=False)]
+    assert min(growth) < 8 * 1024 * 1024, (
+        f"server grew every round: RSS by round {[round(size / 2**20) for size in sizes]} MiB")
     assert answered >= 6 * 295, answered
 
 
