@@ -99,3 +99,15 @@ def open_copies(urls: tuple[str, ...] | list[str]) -> dict[str, BlobStore]:
 
             stores[target.name] = S3BlobStore(S3Location.parse(url), ensure_bucket=False)
     return stores
+
+
+def stores_sharing_a_disk(blobs: BlobStore, copies: dict[str, BlobStore]) -> list[tuple[str, str]]:
+    """Local stores on one file system, as (what the copy shares it with, the copy store):
+    such a copy shares the disk whose failure would take the original with it."""
+    local = [("the data directory", blobs)] if isinstance(blobs, LocalBlobStore) else []
+    local += [(f"the copy store {name}", store) for name, store in copies.items()
+              if isinstance(store, LocalBlobStore)]
+    devices = [(name, store.root.stat().st_dev) for name, store in local]
+    return [(first, second.removeprefix("the copy store "))
+            for n, (first, device) in enumerate(devices)
+            for second, other in devices[n + 1:] if device == other]

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import socket
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -76,6 +78,25 @@ def copied(tmp_path: Path) -> Any:
     proc = copying_server(tmp_path)
     yield proc
     proc.stop()
+
+
+def test_a_copy_store_on_the_data_directorys_file_system_is_warned_of(tmp_path: Path) -> None:
+    # A copy beside the original does not outlive their disk: allowed (tests, a disk that
+    # is itself redundant), and said at start. A store on another file system is not named.
+    other = Path(tempfile.mkdtemp(dir="/dev/shm"))
+    try:
+        proc = ServerProcess(tmp_path / "data", extra_args=[
+            "--copy-url", f"file://{tmp_path / 'beside'}", "--copy-url", f"file://{other}"]).start()
+        try:
+            log = proc.log()
+        finally:
+            proc.stop()
+    finally:
+        shutil.rmtree(other)
+    beside = f"file://{(tmp_path / 'beside').resolve()}"
+    assert (f"the copy store {beside} is on the same file system as the data directory: a "
+            "failure of that disk loses both") in log
+    assert f"file://{other.resolve()} is on the same" not in log
 
 
 def test_every_archive_gets_a_verified_copy(copied: ServerProcess) -> None:

@@ -105,6 +105,12 @@ def build_glacier(settings: ServerSettings, clock: Clock | None = None) -> Glaci
                   foreground=Foreground(settings.background_share))
     if clock is not None:
         ctx.clock = clock
+    for first, second in stores.stores_sharing_a_disk(ctx.blobs, ctx.copies):
+        # Allowed (a test, or a disk that is itself redundant), but worth a line: the copy
+        # does not outlive the disk.
+        log.warning("the copy store %s is on the same file system as %s: a failure of "
+                    "that disk loses both", second, first,
+                    extra={"event": "copy_store_shares_disk", "store": second})
     return Glacier(ctx)
 
 
