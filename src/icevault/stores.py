@@ -3,6 +3,7 @@ and a blob URL name, opened for the server, the admin commands and the benchmark
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
@@ -111,3 +112,33 @@ def stores_sharing_a_disk(blobs: BlobStore, copies: dict[str, BlobStore]) -> lis
     return [(first, second.removeprefix("the copy store "))
             for n, (first, device) in enumerate(devices)
             for second, other in devices[n + 1:] if device == other]
+
+
+def _place(url: str) -> tuple[str, ...]:
+    """Where a store keeps its objects, as a path of names: a directory's parts, or an
+    endpoint, a bucket and a prefix's parts."""
+    parsed = urlparse(url)
+    if parsed.scheme == "file":
+        return ("file", *Path(parsed.path).resolve().parts)
+    endpoint = parse_qs(parsed.query).get("endpoint", [""])[0].rstrip("/")
+    return ("s3", endpoint, parsed.netloc, *[p for p in parsed.path.split("/") if p])
+
+
+def check_store_places(data_dir: Path, blob_url: str | None, copy_urls: Sequence[str]) -> None:
+    """ValueError, in one line, when a copy store would share its place with the data
+    directory, the server's own store or another copy store: at it, inside it or around
+    it. Every store sweeps the objects its metadata does not name as a crash's leftovers, so
+    two stores in one place would delete each other's bytes."""
+    places = [("the data directory", ("file", *data_dir.resolve().parts))]
+    if blob_url:
+        places.append((f"--blob-url {blob_url}", _place(blob_url)))
+    places += [(f"--copy-url {url}", _place(url)) for url in copy_urls]
+    for n, (name, place) in enumerate(places):
+        for other_name, other in places[:n]:
+            shorter = min(len(place), len(other))
+            if place[:shorter] != other[:shorter]:
+                continue
+            where = ("the same place as" if len(place) == len(other)
+                     else "inside" if len(place) > len(other) else "around")
+            raise ValueError(f"{name} is {where} {other_name}: a copy store needs a place of "
+                             "its own, or the stores would delete each other's objects")

@@ -237,6 +237,35 @@ def test_a_bad_copy_url_stops_the_server_in_one_line(tmp_path: Path, url: str,
     assert not (tmp_path / "data").exists()
 
 
+@pytest.mark.parametrize("copy_url, says", [
+    ("file://{data}", "--copy-url file://{data} is the same place as the data directory"),
+    ("file://{data}/copies", "--copy-url file://{data}/copies is inside the data directory"),
+    ("file://{root}", "--copy-url file://{root} is around the data directory"),
+])
+def test_a_copy_store_in_the_data_directorys_place_stops_the_server(
+        tmp_path: Path, copy_url: str, says: str) -> None:
+    # Every store sweeps the objects its metadata does not name: a copy store in the data
+    # directory would delete the server's own archives, and the server its copies.
+    data = tmp_path / "data"
+    server = ServerProcess(data).start()
+    try:
+        client = server.client()
+        client.create_vault(vaultName="kept")
+        archive_id = client.upload_archive(vaultName="kept", body=b"precious")["archiveId"]
+    finally:
+        server.stop()
+    key = blob_key(data, archive_id)
+    places = {"data": data.resolve(), "root": tmp_path.resolve()}
+    started = subprocess.run(
+        [sys.executable, "-m", "icevault", "serve", "--port", "0", "--data-dir", str(data),
+         "--copy-url", copy_url.format(**places)], capture_output=True, text=True, timeout=60)
+    assert started.returncode == 2, started.stderr
+    assert started.stderr.strip() == (
+        f"icevault serve: {says.format(**places)}: a copy store needs a place of its own, "
+        "or the stores would delete each other's objects")
+    assert stored_bytes(data, key) == b"precious"
+
+
 def test_copies_before_ack_means_the_copy_exists_at_the_answer(tmp_path: Path) -> None:
     second = tmp_path / "second-disk"
     server = copying_server(tmp_path, "--copies-before-ack", "1")

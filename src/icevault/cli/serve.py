@@ -163,6 +163,12 @@ def serve(faults_file: Path | None, **values: Any) -> None:
     if settings.copies_before_ack > len(settings.copy_urls):
         raise StartupError(f"--copies-before-ack {settings.copies_before_ack} needs as many "
                            f"--copy-url stores; {len(settings.copy_urls)} given")
+    from icevault.stores import check_store_places
+
+    try:
+        check_store_places(settings.data_dir, settings.blob_url, settings.copy_urls)
+    except ValueError as exc:
+        raise StartupError(str(exc)) from None
     ssl_context = _ssl_context(settings)
     lifecycle = logging.getLogger(logformat.LIFECYCLE)
     if settings.auth == "off":
