@@ -3,6 +3,7 @@ and a blob URL name, opened for the server, the admin commands and the benchmark
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,8 @@ from icevault.store.blobs.local import LocalBlobStore
 from icevault.store.metadata.sql import SqlMetadataStore, sqlite_url
 
 METADATA_FILE = "metadata.sqlite3"
+
+log = logging.getLogger("icevault.server")
 
 
 def metadata_url_for(data_dir: Path, metadata_url: str | None) -> str:
@@ -102,16 +105,21 @@ def open_copies(urls: tuple[str, ...] | list[str]) -> dict[str, BlobStore]:
     return stores
 
 
-def stores_sharing_a_disk(blobs: BlobStore, copies: dict[str, BlobStore]) -> list[tuple[str, str]]:
-    """Local stores on one file system, as (what the copy shares it with, the copy store):
-    such a copy shares the disk whose failure would take the original with it."""
+def warn_of_shared_disks(blobs: BlobStore, copies: dict[str, BlobStore]) -> None:
+    """One warning line for each local copy store on the file system of the data directory
+    or of another copy store: allowed (a test, or a disk that is itself redundant), but such
+    a copy does not outlive that disk."""
     local = [("the data directory", blobs)] if isinstance(blobs, LocalBlobStore) else []
     local += [(f"the copy store {name}", store) for name, store in copies.items()
               if isinstance(store, LocalBlobStore)]
     devices = [(name, store.root.stat().st_dev) for name, store in local]
-    return [(first, second.removeprefix("the copy store "))
-            for n, (first, device) in enumerate(devices)
-            for second, other in devices[n + 1:] if device == other]
+    for n, (first, device) in enumerate(devices):
+        for second, other in devices[n + 1:]:
+            if device == other:
+                store = second.removeprefix("the copy store ")
+                log.warning("the copy store %s is on the same file system as %s: a failure "
+                            "of that disk loses both", store, first,
+                            extra={"event": "copy_store_shares_disk", "store": store})
 
 
 def _place(url: str) -> tuple[str, ...]:

@@ -220,3 +220,19 @@ def test_a_shared_store_promotes_the_recorded_write_of_a_part(seaweed: SeaweedSe
     parts.recorded = recorded
     key = parts.promote(8)
     assert read_all(blobs, key, 0, 8) == b"recorded"
+
+
+def test_the_owner_mark_is_kept_beside_the_objects(blobs: BlobStore) -> None:
+    # The mark names the installation whose objects the store holds: never listed among
+    # them, never swept, and replaced only by writing another.
+    assert blobs.read_owner() is None
+    blobs.write_owner("a" * 32)
+    assert blobs.read_owner() == "a" * 32
+    writer = blobs.create()
+    writer.write(b"kept")
+    key = writer.commit()
+    blobs.sweep_temporary(0.0)
+    assert list(blobs.iter_keys(0.0)) == [key]
+    assert blobs.read_owner() == "a" * 32
+    blobs.write_owner("b" * 32)
+    assert blobs.read_owner() == "b" * 32

@@ -19,6 +19,7 @@ from icevault.core.models import (
     VaultLock,
 )
 from icevault.store.metadata.base import NO_VAULT, MetadataStore
+from icevault.store.metadata.sql import SqlMetadataStore
 from tests.contract.test_metadata_store import ACCOUNT, V, archive
 
 OTHER_ACCOUNT = "444455556666"
@@ -163,3 +164,14 @@ def test_part_leaves_in_offset_order(meta: MetadataStore) -> None:
     assert meta.put_part(upload.id, first, b"1" * 32, 6)
     assert meta.part_leaves(upload.id) == [(first, b"1" * 32), (second, b"2" * 32)]
     assert meta.part_leaves("no-such-upload") == []
+
+
+def test_the_installation_id_is_made_once_and_shared(meta: SqlMetadataStore) -> None:
+    made = meta.installation_id()
+    assert len(made) == 32 and int(made, 16) >= 0
+    assert meta.installation_id() == made
+    other = SqlMetadataStore(meta.url)  # another server on the same database
+    try:
+        assert other.installation_id() == made
+    finally:
+        other.close()

@@ -266,6 +266,33 @@ def test_a_copy_store_in_the_data_directorys_place_stops_the_server(
     assert stored_bytes(data, key) == b"precious"
 
 
+def test_a_copy_store_of_another_installation_stops_the_server(tmp_path: Path) -> None:
+    # Two servers on two databases given one copy store would each sweep the other's copies
+    # as a crash's leftovers. The store keeps the mark of the first; the second stops.
+    shared = tmp_path / "offsite"
+    first = ServerProcess(tmp_path / "first", extra_args=["--copy-url", f"file://{shared}"])
+    first.start()
+    try:
+        client = first.client()
+        client.create_vault(vaultName="kept")
+        archive_id = client.upload_archive(vaultName="kept", body=b"first's")["archiveId"]
+        wait_verified(first, "kept", 1)
+    finally:
+        first.stop()
+    [key] = copy_keys(first.data_dir, archive_id).values()
+    owner = (shared / "icevault-owner").read_text()
+    started = subprocess.run(
+        [sys.executable, "-m", "icevault", "serve", "--port", "0", "--data-dir",
+         str(tmp_path / "second"), "--copy-url", f"file://{shared}"],
+        capture_output=True, text=True, timeout=60)
+    assert started.returncode == 2, started.stderr
+    assert started.stderr.strip().splitlines()[-1] == (
+        f"icevault serve: the copy store file://{shared.resolve()} holds the objects of "
+        f"another icevault installation ({owner}, not this database's): give this server a "
+        "store of its own")
+    assert stored_bytes(shared, key) == b"first's"
+
+
 def test_copies_before_ack_means_the_copy_exists_at_the_answer(tmp_path: Path) -> None:
     second = tmp_path / "second-disk"
     server = copying_server(tmp_path, "--copies-before-ack", "1")

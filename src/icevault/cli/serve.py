@@ -202,6 +202,7 @@ def _run(settings: ServerSettings, ssl_context: ssl.SSLContext | None,
         raise_open_file_limit,
     )
     from icevault.server.listener import serve as serve_app
+    from icevault.service.ownership import StoreOwnedElsewhereError
     from icevault.store.paths import DataDirInUseError, hold_data_dir
 
     host = settings.host
@@ -234,7 +235,7 @@ def _run(settings: ServerSettings, ssl_context: ssl.SSLContext | None,
             lock = hold_data_dir(settings.data_dir)  # noqa: F841
         asyncio.run(serve_app(create_app(settings, listening=(host, bound_port)), listener,
                               sock, ready=announce))
-    except DataDirInUseError as exc:
+    except (DataDirInUseError, StoreOwnedElsewhereError) as exc:
         raise StartupError(str(exc)) from None
     except Exception as exc:
         if started:

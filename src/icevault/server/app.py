@@ -99,18 +99,14 @@ def build_glacier(settings: ServerSettings, clock: Clock | None = None) -> Glaci
     meta = stores.open_metadata(data_dir, settings.metadata_url)
     blobs = stores.open_blobs(data_dir, settings.blob_url)
     timing = Timing.of(settings)
+    copies = stores.open_copies(settings.copy_urls)
+    stores.warn_of_shared_disks(blobs, copies)
     ctx = Context(meta=meta, blobs=blobs, region=settings.region, timing=timing,
-                  copies=stores.open_copies(settings.copy_urls),
+                  copies=copies,
                   copies_before_ack=settings.copies_before_ack, copy_rate=settings.copy_rate,
                   foreground=Foreground(settings.background_share))
     if clock is not None:
         ctx.clock = clock
-    for first, second in stores.stores_sharing_a_disk(ctx.blobs, ctx.copies):
-        # Allowed (a test, or a disk that is itself redundant), but worth a line: the copy
-        # does not outlive the disk.
-        log.warning("the copy store %s is on the same file system as %s: a failure of "
-                    "that disk loses both", second, first,
-                    extra={"event": "copy_store_shares_disk", "store": second})
     return Glacier(ctx)
 
 

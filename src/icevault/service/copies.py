@@ -26,6 +26,7 @@ from icevault.service.copying import SourceMismatchError, copy_verified
 from icevault.service.foreground import BackgroundPace
 from icevault.service.integrity import IntegrityService
 from icevault.service.leases import LeaseKeeper
+from icevault.service.ownership import StoreOwnedElsewhereError, ensure_own_store
 from icevault.store.blobs.base import BlobNotFoundError
 from icevault.store.metadata.copy_port import ArchiveCopy, CopyBacklog, CopyState
 
@@ -68,6 +69,17 @@ class CopyService:
         claimed = meta.claim_owed_copies(store, now, self.ctx.timing.job_lease_ms, limit)
         if not claimed:
             return CopyReport(0, 0)
+        try:
+            ensure_own_store(meta, f"the copy store {store}", self.ctx.copies[store])
+        except StoreOwnedElsewhereError as exc:
+            for archive, failures in claimed:
+                meta.finish_copy(archive.id, store, now, None, str(exc),
+                                 now + retry_delay_ms(failures))
+            log.error("not copying: %s", exc, extra={"event": "copy_store_not_ours",
+                                                     "store": store})
+            return CopyReport(0, len(claimed))
+        except Exception:  # noqa: BLE001, S110 - any store client's error: each copy meets
+            pass  # it too, and records it for the operator
         threads = min(PARALLEL, len(claimed))
         if pace is None and self._limiter is not None:
             pace = self._limiter.consume

@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from icevault.service.context import Context
+from icevault.service.ownership import StoreOwnedElsewhereError, ensure_own_store
 from icevault.service.scrub import LAST_FULL_SCRUB_KEY
 from icevault.service.sessions import SessionService
 from icevault.store.metadata.base import GarbageKind, StoreStats
@@ -73,6 +74,18 @@ class Maintenance:
         if self.ctx.meta.serves_one_server:
             self.ctx.meta.release_jobs(None)
             self.ctx.meta.release_copy_claims()
+        # Another installation's store stops the start; a copy store that does not answer
+        # is checked again before it is swept or written.
+        ensure_own_store(self.ctx.meta, "the server's own store", self.ctx.blobs)
+        for name in sorted(self.ctx.copies):
+            try:
+                ensure_own_store(self.ctx.meta, f"the copy store {name}", self.ctx.copies[name])
+            except StoreOwnedElsewhereError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - any store client's error
+                log.warning("cannot check the copy store %s now: %s: %s", name,
+                            type(exc).__name__, exc,
+                            extra={"event": "copy_store_unavailable", "store": name})
         # Copy stores: only the store's only server (SQLite) knows no other is mid-copy.
         self.sweep_orphans(0.0 if self.ctx.blobs.opens_are_local else orphan_grace_s,
                            copy_grace_s=0.0 if self.ctx.meta.serves_one_server
@@ -146,8 +159,13 @@ class Maintenance:
         recording it, or a bad copy since replaced."""
         store = self.ctx.copies[name]
         try:
+            ensure_own_store(self.ctx.meta, f"the copy store {name}", store)
             removed = store.sweep_temporary(grace_s)
             keys = list(store.iter_keys(grace_s))
+        except StoreOwnedElsewhereError as exc:
+            log.error("not sweeping: %s", exc, extra={"event": "copy_store_not_ours",
+                                                      "store": name})
+            return 0
         except Exception as exc:  # noqa: BLE001 - any store client's error
             # A copy store that is down waits for the next sweep; it never stops the
             # server's start or its housekeeping.

@@ -122,6 +122,14 @@ class BlobStore(Protocol):
         Cheap: a readiness probe calls it every few seconds."""
         ...
 
+    def read_owner(self) -> str | None:
+        """The installation whose objects the store holds (its mark), or None if unmarked."""
+        ...
+
+    def write_owner(self, owner: str) -> None:
+        """Mark the store as holding ``owner``'s objects (beside them, never among them)."""
+        ...
+
 
 class RestoreState(enum.Enum):
     ARCHIVED = "archived"  # no restored copy, none being made

@@ -5,6 +5,7 @@ Layout under the root::
     blobs/<k[:2]>/<k>    committed blobs (archives, job outputs), fanned out by key prefix
     staging/<k>          sparse files of multipart uploads, parts written at their offsets
     tmp/<random>         single writes in flight; renamed into blobs/ on commit
+    icevault-owner       the installation whose objects these are
 
 Archive bytes are written with direct I/O where the file system allows it (``diskio``).
 A write goes to ``tmp/``, is fsynced, renamed into place, and the directory is fsynced, so a
@@ -31,6 +32,9 @@ from icevault.store.paths import ensure_private_dir, make_private_dir
 
 # Direct writes of 1 MiB, each written by a disk thread while the next fills: per upload in
 # flight 2 MiB of buffers. Larger blocks measured no faster here and cost server memory.
+
+
+OWNER_FILE = "icevault-owner"  # the installation whose objects these are (see base.py)
 
 
 def _older(entry: os.DirEntry[str], cutoff: float) -> bool:
@@ -270,6 +274,23 @@ class LocalBlobStore:
         except FileNotFoundError:
             return
         _fsync_dir(path.parent)
+
+    def read_owner(self) -> str | None:
+        try:
+            return (self.root / OWNER_FILE).read_text().strip()
+        except FileNotFoundError:
+            return None
+
+    def write_owner(self, owner: str) -> None:
+        tmp = self.root / "tmp" / f"{secrets.token_hex(12)}.owner"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, owner.encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(tmp, self.root / OWNER_FILE)
+        _fsync_dir(self.root)
 
     def ping(self) -> None:
         # The directories the store writes in must be there and writable.

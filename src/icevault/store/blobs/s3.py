@@ -5,6 +5,7 @@ Layout under ``s3://bucket/prefix``::
     blobs/<key>                  committed blobs (archives, job outputs): plain objects
     staging/<key>/.staging       marks a multipart upload's staging area as existing
     staging/<key>/<offset hex>   one object per part, named by its offset
+    icevault-owner               the installation (metadata database) whose objects these are
 
 Every blob is written as an S3 multipart upload that is started when the writer is created:
 the object appears only when the upload completes, so a key is either absent or complete,
@@ -14,8 +15,9 @@ the parts into one object with server-side copies (UploadPartCopy) when every pa
 last is at least S3's 5 MiB minimum; smaller parts are streamed through in 8 MiB pieces.
 Reads are ranged GETs, streamed.
 
-Not yet: several servers sharing one bucket. The start-up sweeps would abort another
-server's uploads in flight.
+Several servers on one database share a bucket: their sweeps leave alone what is younger
+than the orphan grace (another server's upload in flight). Servers on different databases
+must not: each would sweep the other's objects, which the owner mark prevents.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from icevault.store.blobs.base import (
 S3_MIN_PART = 5 * 1024 * 1024
 PIECE = 8 * 1024 * 1024  # bytes buffered per writer before a part is sent
 STAGING_MARKER = ".staging"
+OWNER_KEY = "icevault-owner"  # the installation whose objects these are (see base.py)
 
 
 def _missing(error: ClientError) -> bool:
@@ -283,6 +286,20 @@ class S3BlobStore:
 
     def ping(self) -> None:
         self._probe.head_bucket(Bucket=self.bucket)
+
+    def read_owner(self) -> str | None:
+        try:
+            body = self.client.get_object(Bucket=self.bucket, Key=f"{self.prefix}{OWNER_KEY}")
+        except ClientError as exc:
+            if _missing(exc) or exc.response.get("Error", {}).get("Code") == "NoSuchBucket":
+                return None
+            raise
+        return str(body["Body"].read().decode().strip())
+
+    def write_owner(self, owner: str) -> None:
+        self._ensure_bucket()
+        self.client.put_object(Bucket=self.bucket, Key=f"{self.prefix}{OWNER_KEY}",
+                               Body=owner.encode())
 
     # -- keys -----------------------------------------------------------------------------
     def _blob(self, key: str) -> str:

@@ -127,6 +127,11 @@ class IdentityPort(Protocol):
         """The account that owns requests when authentication is off (created on first use)."""
         ...
 
+    def installation_id(self) -> str:
+        """This database's identity, shared by every server on it (made on first use): the
+        mark on the blob stores that hold its objects."""
+        ...
+
     def create_account(self, account_id: str, now: int) -> bool:
         """False when the account already exists."""
         ...

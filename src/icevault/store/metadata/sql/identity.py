@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 from sqlalchemy import (
@@ -21,6 +22,7 @@ from icevault.store.metadata.base import IdentityPort
 from icevault.store.metadata.sql.engine import SqlEngine
 
 _BOOTSTRAP_KEY = "bootstrap_key"  # the first account's root key, made at first start
+_INSTALLATION_KEY = "installation_id"  # see IdentityPort.installation_id
 
 
 def _key(row: Any) -> AccessKey:
@@ -58,6 +60,24 @@ class IdentityRows(SqlEngine, IdentityPort):
                 account = row[0]
             self._default_account = account
             return account
+
+    def installation_id(self) -> str:
+        try:
+            return self._installation_id_once()
+        except IntegrityError:
+            # Servers starting together on one PostgreSQL database: another one made it.
+            return self._installation_id_once()
+
+    def _installation_id_once(self) -> str:
+        with self._tx(write=True) as conn:
+            row = conn.execute(
+                select(t.settings.c.value).where(t.settings.c.key == _INSTALLATION_KEY)
+            ).first()
+            if row is not None:
+                return str(row[0])
+            made = secrets.token_hex(16)
+            conn.execute(insert(t.settings).values(key=_INSTALLATION_KEY, value=made))
+            return made
 
     def create_account(self, account_id: str, now: int) -> bool:
         """False when the account already exists."""
