@@ -56,6 +56,8 @@ class CopyService:
         self.integrity = integrity
         # One bucket for every worker of this server (--copy-rate).
         self._limiter = None if ctx.copy_rate is None else BandwidthLimiter(ctx.copy_rate)
+        # Copy stores found to carry this installation's mark (see ownership.py).
+        self._own_stores: set[str] = set()
 
     @property
     def stores(self) -> list[str]:
@@ -70,7 +72,9 @@ class CopyService:
         if not claimed:
             return CopyReport(0, 0)
         try:
-            ensure_own_store(meta, f"the copy store {store}", self.ctx.copies[store])
+            if store not in self._own_stores:  # checked once per server while it runs
+                ensure_own_store(meta, f"the copy store {store}", self.ctx.copies[store])
+                self._own_stores.add(store)
         except StoreOwnedElsewhereError as exc:
             for archive, failures in claimed:
                 meta.finish_copy(archive.id, store, now, None, str(exc),

@@ -74,22 +74,13 @@ class Maintenance:
         if self.ctx.meta.serves_one_server:
             self.ctx.meta.release_jobs(None)
             self.ctx.meta.release_copy_claims()
-        # Another installation's store stops the start; a copy store that does not answer
-        # is checked again before it is swept or written.
+        # Another installation's store stops the start (the sweep of a copy store checks
+        # it first; one that does not answer is checked again before it is swept or written).
         ensure_own_store(self.ctx.meta, "the server's own store", self.ctx.blobs)
-        for name in sorted(self.ctx.copies):
-            try:
-                ensure_own_store(self.ctx.meta, f"the copy store {name}", self.ctx.copies[name])
-            except StoreOwnedElsewhereError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - any store client's error
-                log.warning("cannot check the copy store %s now: %s: %s", name,
-                            type(exc).__name__, exc,
-                            extra={"event": "copy_store_unavailable", "store": name})
         # Copy stores: only the store's only server (SQLite) knows no other is mid-copy.
         self.sweep_orphans(0.0 if self.ctx.blobs.opens_are_local else orphan_grace_s,
                            copy_grace_s=0.0 if self.ctx.meta.serves_one_server
-                           else orphan_grace_s)
+                           else orphan_grace_s, stop_on_foreign=True)
         self.expire()
         self.collect_garbage()
 
@@ -130,8 +121,8 @@ class Maintenance:
             self.ctx.meta.drop_garbage([item.seq for item in items])
             total += len(items)
 
-    def sweep_orphans(self, grace_s: float = 0.0,
-                      copy_grace_s: float | None = None) -> SweepReport:
+    def sweep_orphans(self, grace_s: float = 0.0, copy_grace_s: float | None = None,
+                      stop_on_foreign: bool = False) -> SweepReport:
         """Remove bytes no metadata refers to that were last written at least ``grace_s``
         seconds ago: what a crash left between writing bytes and recording them.
 
@@ -139,14 +130,16 @@ class Maintenance:
         upload is in flight. With a store shared by several servers, another one's upload
         in flight (bytes written, metadata not yet recorded) is younger than any sensible
         grace, so it is left alone. ``copy_grace_s`` is the copy stores' (``grace_s`` when
-        not given)."""
+        not given). A copy store of another installation is never swept; with
+        ``stop_on_foreign`` (at start) it raises StoreOwnedElsewhereError."""
         temporary = self.ctx.blobs.sweep_temporary(grace_s)
         meta, hot = self.ctx.meta, self.ctx.blobs
         blobs = _sweep(list(hot.iter_keys(grace_s)), meta.blob_keys_in_use, hot.delete)
         staging = _sweep(list(hot.iter_staging_keys(grace_s)), meta.staging_keys_in_use,
                          hot.delete_staging)
         copy_grace = grace_s if copy_grace_s is None else copy_grace_s
-        copies = sum(self._sweep_copies(name, copy_grace) for name in sorted(self.ctx.copies))
+        copies = sum(self._sweep_copies(name, copy_grace, stop_on_foreign)
+                     for name in sorted(self.ctx.copies))
         report = SweepReport(temporary, blobs, staging, copies)
         if temporary or blobs or staging or copies:
             log.warning("removed orphaned data left by an earlier crash",
@@ -154,7 +147,7 @@ class Maintenance:
                                "staging": staging, "copies": copies})
         return report
 
-    def _sweep_copies(self, name: str, grace_s: float) -> int:
+    def _sweep_copies(self, name: str, grace_s: float, stop_on_foreign: bool) -> int:
         """A copy store's objects no row names: a copy written by a server that died before
         recording it, or a bad copy since replaced."""
         store = self.ctx.copies[name]
@@ -163,6 +156,8 @@ class Maintenance:
             removed = store.sweep_temporary(grace_s)
             keys = list(store.iter_keys(grace_s))
         except StoreOwnedElsewhereError as exc:
+            if stop_on_foreign:
+                raise
             log.error("not sweeping: %s", exc, extra={"event": "copy_store_not_ours",
                                                       "store": name})
             return 0
