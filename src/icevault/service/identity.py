@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from icevault.core.models import ACCOUNT_ID_RE
 from icevault.core.policy import parse_policy
 from icevault.service.context import Context
 from icevault.service.sessions import SessionService
+from icevault.store.paths import write_private_file
 
 CREDENTIALS_FILE = "credentials"
 PROFILE = "icevault"
@@ -33,15 +33,7 @@ def write_credentials_file(path: Path, key: AccessKey, region: str) -> None:
         f"aws_secret_access_key = {key.secret}\n"
         f"region = {region}\n"
     )
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, text.encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.chmod(tmp, 0o600)
-    os.rename(tmp, path)
+    write_private_file(path, text.encode())
 
 
 class IdentityService:

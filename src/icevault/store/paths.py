@@ -1,4 +1,5 @@
-"""Directories that only the server's own user may enter, whatever the umask."""
+"""Directories that only the server's own user may enter, whatever the umask, and the
+small files written in them."""
 
 from __future__ import annotations
 
@@ -35,6 +36,25 @@ def ensure_private_dir(path: Path) -> bool:
     if not created and (path.stat().st_mode & 0o777) != PRIVATE_DIR_MODE:
         os.chmod(path, PRIVATE_DIR_MODE)
     return created
+
+
+def write_private_file(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` (mode 0600) at once: written beside it, synced, renamed
+    into place and the directory synced, so a crash leaves the old file or the new one."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.chmod(tmp, 0o600)  # an existing temporary file keeps its mode through O_CREAT
+    os.rename(tmp, path)
+    directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
 
 
 LOCK_FILE = "icevault.lock"

@@ -28,7 +28,7 @@ from typing import BinaryIO
 from icevault.core.ids import new_blob_key
 from icevault.diskio import BLOCK, SequentialWriter, UncachedReader, open_for_write
 from icevault.store.blobs.base import BlobNotFoundError, StagedPart
-from icevault.store.paths import ensure_private_dir, make_private_dir
+from icevault.store.paths import ensure_private_dir, make_private_dir, write_private_file
 
 # Direct writes of 1 MiB, each written by a disk thread while the next fills: per upload in
 # flight 2 MiB of buffers. Larger blocks measured no faster here and cost server memory.
@@ -282,15 +282,7 @@ class LocalBlobStore:
             return None
 
     def write_owner(self, owner: str) -> None:
-        tmp = self.root / "tmp" / f"{secrets.token_hex(12)}.owner"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            os.write(fd, owner.encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.rename(tmp, self.root / OWNER_FILE)
-        _fsync_dir(self.root)
+        write_private_file(self.root / OWNER_FILE, owner.encode())
 
     def ping(self) -> None:
         # The directories the store writes in must be there and writable.
