@@ -201,6 +201,7 @@ class SqlEngine:
                                          connect_args={"connect_timeout": 5})
         self._account_lock = threading.Lock()
         self._default_account: str | None = None
+        self._installation_id: str | None = None  # never changes once made
         self._migrate()
         self._local = threading.local()
         self._raw_connections: list[Any] = []

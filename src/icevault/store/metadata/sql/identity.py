@@ -62,11 +62,14 @@ class IdentityRows(SqlEngine, IdentityPort):
             return account
 
     def installation_id(self) -> str:
-        try:
-            return self._installation_id_once()
-        except IntegrityError:
-            # Servers starting together on one PostgreSQL database: another one made it.
-            return self._installation_id_once()
+        # Asked before every sweep of a copy store: read (and made) once per process.
+        if self._installation_id is None:
+            try:
+                self._installation_id = self._installation_id_once()
+            except IntegrityError:
+                # Servers starting together on one PostgreSQL database: another one made it.
+                self._installation_id = self._installation_id_once()
+        return self._installation_id
 
     def _installation_id_once(self) -> str:
         with self._tx(write=True) as conn:
